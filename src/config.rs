@@ -1,0 +1,318 @@
+//! Command-line flags → a validated [`Config`].
+//!
+//! Flags mirror nginx's vocabulary where one exists (`worker_processes`,
+//! `worker_connections`, `proxy_read_timeout`). Bad values produce one line that says
+//! what is wrong and how to fix it, and exit status 2 (clap's convention).
+
+use clap::{Parser, ValueEnum};
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// How a backend is chosen for a new client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Balance {
+    /// Each worker walks the backends in turn (nginx's default).
+    RoundRobin,
+    /// The backend with the fewest active connections across all workers.
+    LeastConn,
+    /// A hash of the client's whole IP address (nginx hashes only 3 octets of IPv4).
+    IpHash,
+}
+
+/// How an upgraded connection's bytes are relayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TunnelMode {
+    /// POLLIN readiness, then `splice(2)` socket → pipe → socket (zero copy).
+    Splice,
+    /// Multishot receive into a provided buffer ring, then send.
+    Copy,
+}
+
+/// What a worker does with a new client when its budget is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AtLimit {
+    /// Answer `503 Service Unavailable` with `Retry-After` from a small reserve of slots.
+    #[value(name = "503")]
+    Reply503,
+    /// Close the accepted socket at once, as nginx does.
+    Reset,
+    /// Stop accepting until a slot frees; clients wait in the listen backlog (HAProxy).
+    Pause,
+}
+
+/// ringway: a thread-per-core io_uring WebSocket/HTTP reverse proxy with an explicit,
+/// nginx-identical connection budget.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ringway", version, about, long_about = None)]
+pub struct Cli {
+    /// Address to listen on (one SO_REUSEPORT listener per worker).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+    pub listen: SocketAddr,
+
+    /// Backend address; repeat the flag or give a comma-separated list.
+    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required = true)]
+    pub upstreams: Vec<SocketAddr>,
+
+    /// Number of workers (threads), like nginx's worker_processes. Default: number of CPUs.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_processes: Option<u32>,
+
+    /// Slots per worker, like nginx's worker_connections: every descriptor takes one.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=10_000_000))]
+    pub worker_connections: u32,
+
+    /// Balancing policy.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    pub balance: Balance,
+
+    /// Tunnel relay for upgraded connections.
+    #[arg(long, value_enum, default_value = "splice")]
+    pub tunnel: TunnelMode,
+
+    /// Answer when a worker's budget is full.
+    #[arg(long, value_enum, default_value = "503")]
+    pub at_limit: AtLimit,
+
+    /// Extra slots (outside the budget) used only to answer 503 at the limit.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub reserve_503: u32,
+
+    /// Listen backlog per worker (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Largest request head accepted, in bytes; larger gets 431.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    pub max_head: u32,
+
+    /// Seconds to receive a whole request head (nginx client_header_timeout).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub head_timeout: Duration,
+
+    /// Seconds to connect to a backend before trying the next one (nginx proxy_connect_timeout).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Seconds to wait for the backend's response head (nginx proxy_read_timeout); then 504.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Close a tunnel idle in both directions for this long (default: never).
+    #[arg(long, value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Option<Duration>,
+
+    /// Do not pin worker threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+}
+
+/// Validated configuration shared by every worker.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address (port 0 = pick one; all workers then share it).
+    pub listen: SocketAddr,
+    /// Backends in configuration order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Number of workers.
+    pub workers: usize,
+    /// Slots per worker.
+    pub worker_connections: usize,
+    /// Balancing policy.
+    pub balance: Balance,
+    /// Tunnel relay mode.
+    pub tunnel: TunnelMode,
+    /// Behaviour at the limit.
+    pub at_limit: AtLimit,
+    /// Slots outside the budget for 503 answers.
+    pub reserve_503: usize,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Largest request head.
+    pub max_head: usize,
+    /// Request-head timeout.
+    pub head_timeout: Duration,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream response-head timeout.
+    pub read_timeout: Duration,
+    /// Idle tunnel timeout.
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// Pin workers to CPUs.
+    pub pin: bool,
+}
+
+impl Config {
+    /// A configuration with nginx-like defaults, for tests and embedding.
+    pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> Config {
+        Config {
+            listen,
+            upstreams,
+            workers: 1,
+            worker_connections: 1024,
+            balance: Balance::RoundRobin,
+            tunnel: TunnelMode::Splice,
+            at_limit: AtLimit::Reply503,
+            reserve_503: 16,
+            backlog: 4096,
+            max_head: 8192,
+            head_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: None,
+            pin: false,
+        }
+    }
+
+    /// Check what clap's types cannot; the error is one line for a person.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upstreams.is_empty() {
+            return Err(
+                "no --upstream given: name at least one backend, e.g. --upstream 127.0.0.1:9001"
+                    .into(),
+            );
+        }
+        if self.upstreams.len() > u16::MAX as usize - 1 {
+            return Err("too many upstreams (at most 65534)".into());
+        }
+        if self.worker_connections < 4 {
+            return Err(format!(
+                "--worker-connections {} is too small: 2 slots are reserved and each proxied client needs 2; use 4 or more",
+                self.worker_connections
+            ));
+        }
+        if self.workers == 0 {
+            return Err("--worker-processes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = String;
+    fn try_from(cli: Cli) -> Result<Config, String> {
+        let workers = cli
+            .worker_processes
+            .map(|n| n as usize)
+            .unwrap_or_else(crate::sys::online_cpus);
+        let cfg = Config {
+            listen: cli.listen,
+            upstreams: cli.upstreams,
+            workers,
+            worker_connections: cli.worker_connections as usize,
+            balance: cli.balance,
+            tunnel: cli.tunnel,
+            at_limit: cli.at_limit,
+            reserve_503: cli.reserve_503 as usize,
+            backlog: cli.backlog,
+            max_head: cli.max_head as usize,
+            head_timeout: cli.head_timeout,
+            connect_timeout: cli.connect_timeout,
+            read_timeout: cli.read_timeout,
+            tunnel_idle_timeout: cli.tunnel_idle_timeout,
+            pin: !cli.no_pin,
+        };
+        cfg.validate()?;
+        Ok(cfg)
+    }
+}
+
+/// Parse `host:port` (IP literal or a resolvable name such as `localhost:9001`).
+pub fn parse_addr(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    match s.to_socket_addrs() {
+        Ok(mut it) => it
+            .next()
+            .ok_or_else(|| format!("'{s}' resolves to no address")),
+        Err(_) => Err(format!(
+            "'{s}' is not an address: write HOST:PORT, e.g. 127.0.0.1:9001"
+        )),
+    }
+}
+
+/// Parse an nginx-style duration: `500ms`, `10s`, `5m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let bad = || format!("'{s}' is not a duration: write e.g. 500ms, 30s, 5m or 1h");
+    let (num, mult_ms) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1u64)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1000)
+    };
+    let v: u64 = num.parse().map_err(|_| bad())?;
+    Ok(Duration::from_millis(
+        v.checked_mul(mult_ms).ok_or_else(bad)?,
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
+        assert_eq!(parse_duration("7").unwrap(), Duration::from_secs(7));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert!(parse_duration("x").is_err());
+        assert!(parse_duration("-1s").is_err());
+    }
+
+    #[test]
+    fn upstream_comma_list_and_repeat() {
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--upstream",
+            "127.0.0.1:3",
+            "--worker-processes",
+            "2",
+        ])
+        .unwrap();
+        let cfg = Config::try_from(cli).unwrap();
+        assert_eq!(cfg.upstreams.len(), 3);
+        assert_eq!(cfg.workers, 2);
+        assert_eq!(cfg.worker_connections, 1024);
+        assert_eq!(cfg.at_limit, AtLimit::Reply503);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Cli::try_parse_from(["ringway", "--upstream", "nope"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ringway", "--upstream", "127.0.0.1:1", "--balance", "x"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--worker-connections",
+            "2"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["ringway", "--upstream", "127.0.0.1:1", "--at-limit", "404"])
+                .is_err()
+        );
+        let ok = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--at-limit",
+            "reset",
+        ])
+        .unwrap();
+        assert_eq!(ok.at_limit, AtLimit::Reset);
+    }
+}

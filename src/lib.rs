@@ -1,0 +1,42 @@
+//! ringway: a Linux-first, thread-per-core io_uring WebSocket/HTTP reverse proxy with an
+//! explicit, nginx-identical connection budget and zero-copy splice tunnels.
+//!
+//! The crate is the proxy as a library (the `ringway` binary is a thin CLI over
+//! [`server::start`]) so tests and tools can run it in-process on a port-0 listener.
+//! Map of the modules:
+//!
+//! | concern | module |
+//! |---|---|
+//! | flags → validated config | [`config`] |
+//! | nginx.conf subset | [`nginx_conf`] |
+//! | worker_connections accounting | [`budget`] |
+//! | SO_REUSEPORT listeners | [`listener`] |
+//! | every SQE and completion decoding | [`ring`] |
+//! | the event loop of one worker | [`worker`] |
+//! | session state enum | [`conn`] |
+//! | splice / copy relay, pipe pool | [`tunnel`] |
+//! | HTTP heads | [`http`] |
+//! | backends, balancing | [`upstream`] |
+//! | counters | [`stats`] |
+//! | raw syscalls | [`sys`] |
+//! | start/stop API | [`server`] |
+
+#![warn(missing_docs)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+pub mod budget;
+pub mod config;
+pub mod conn;
+pub mod http;
+pub mod listener;
+pub mod nginx_conf;
+pub mod ring;
+pub mod server;
+pub mod stats;
+pub mod sys;
+pub mod tunnel;
+pub mod upstream;
+pub mod worker;
+
+pub use config::Config;
+pub use server::{start, Server};

@@ -1,0 +1,545 @@
+//! The only place that builds submission entries and decodes completions.
+//!
+//! Every SQE carries a [`Token`] in its `user_data`: the operation kind, the session's slab
+//! index and the slot's generation. The generation makes a late completion for a reused
+//! slot harmless (the worker drops it). Every `unsafe` push lives here, each with the
+//! buffer-lifetime argument spelled out, so the rest of the proxy is safe code.
+//!
+//! A full submission queue is normal: `push` submits what is queued and retries.
+
+use io_uring::{cqueue, opcode, squeue, types, IoUring};
+use std::io;
+use std::os::fd::RawFd;
+
+/// What an in-flight operation is, so its completion can be routed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Op {
+    /// Accept on the worker's listener (multishot, or single-shot in `pause` mode).
+    Accept = 1,
+    /// POLLIN on the control eventfd (multishot).
+    Control = 2,
+    /// The worker's one periodic timer.
+    Tick = 3,
+    /// An AsyncCancel we issued; its result is not interesting.
+    Cancel = 4,
+    /// Receive (part of) the client's request head.
+    HeadRecv = 5,
+    /// Connect to the upstream (linked with `ConnectTimeout`).
+    Connect = 6,
+    /// The linked timeout of a connect.
+    ConnectTimeout = 7,
+    /// Send the rewritten request head to the upstream.
+    UpSend = 8,
+    /// Receive (part of) the upstream's response head.
+    UpRecv = 9,
+    /// Send bytes we built (response head, error reply) to the client.
+    ClientSend = 10,
+    /// Tunnel: readiness of a socket for reading (multishot). Side in the token.
+    PollIn = 11,
+    /// Tunnel: readiness of a socket for writing (single-shot).
+    PollOut = 12,
+    /// Tunnel (copy mode): multishot receive into the provided buffer ring.
+    Recv = 13,
+    /// Tunnel (copy mode): send a provided buffer to the peer.
+    Send = 14,
+    /// Lingering close: drain what the client still sends after our final answer.
+    LingerRecv = 15,
+}
+
+impl Op {
+    fn from_u8(v: u8) -> Option<Op> {
+        use Op::*;
+        Some(match v {
+            1 => Accept,
+            2 => Control,
+            3 => Tick,
+            4 => Cancel,
+            5 => HeadRecv,
+            6 => Connect,
+            7 => ConnectTimeout,
+            8 => UpSend,
+            9 => UpRecv,
+            10 => ClientSend,
+            11 => PollIn,
+            12 => PollOut,
+            13 => Recv,
+            14 => Send,
+            15 => LingerRecv,
+            _ => return None,
+        })
+    }
+}
+
+/// Which socket of a session an operation is on. Direction `Client` means "reading from
+/// the client, writing to the upstream" for tunnel operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Side {
+    /// The accepted client socket.
+    Client = 0,
+    /// The upstream (backend) socket.
+    Upstream = 1,
+}
+
+impl Side {
+    /// The other socket of the pair.
+    pub fn other(self) -> Side {
+        match self {
+            Side::Client => Side::Upstream,
+            Side::Upstream => Side::Client,
+        }
+    }
+    /// Index 0 or 1, for per-side arrays.
+    pub fn idx(self) -> usize {
+        self as usize
+    }
+}
+
+/// `user_data` layout: kind (8 bits) | side (1 bit) | generation (23 bits) | slab index (32 bits).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Token {
+    /// What the operation is.
+    pub op: Op,
+    /// Which socket (meaningful for tunnel operations).
+    pub side: Side,
+    /// The generation of the slab slot when the operation was submitted.
+    pub gen: u32,
+    /// The slab index of the session (0 for worker-level operations).
+    pub idx: u32,
+}
+
+/// Generations wrap at 23 bits.
+pub const GEN_MASK: u32 = (1 << 23) - 1;
+
+impl Token {
+    /// A worker-level token (no session).
+    pub fn worker(op: Op) -> Token {
+        Token {
+            op,
+            side: Side::Client,
+            gen: 0,
+            idx: 0,
+        }
+    }
+    /// A token for a session's operation.
+    pub fn session(op: Op, side: Side, idx: u32, gen: u32) -> Token {
+        Token { op, side, gen, idx }
+    }
+    /// Encode into `user_data`.
+    pub fn encode(self) -> u64 {
+        ((self.op as u64) << 56)
+            | ((self.side as u64) << 55)
+            | (((self.gen & GEN_MASK) as u64) << 32)
+            | self.idx as u64
+    }
+    /// Decode from `user_data`; `None` for values we never produce.
+    pub fn decode(v: u64) -> Option<Token> {
+        let op = Op::from_u8((v >> 56) as u8)?;
+        let side = if (v >> 55) & 1 == 1 {
+            Side::Upstream
+        } else {
+            Side::Client
+        };
+        Some(Token {
+            op,
+            side,
+            gen: ((v >> 32) as u32) & GEN_MASK,
+            idx: v as u32,
+        })
+    }
+}
+
+/// One completion, copied out of the CQ so the ring can be borrowed again while handling it.
+#[derive(Clone, Copy, Debug)]
+pub struct Completion {
+    /// Raw user data.
+    pub user_data: u64,
+    /// Result: bytes, fd, or `-errno`.
+    pub res: i32,
+    /// CQE flags (MORE, buffer id).
+    pub flags: u32,
+}
+
+impl Completion {
+    /// Whether a multishot operation stays armed after this completion.
+    pub fn more(&self) -> bool {
+        cqueue::more(self.flags)
+    }
+    /// The provided buffer this completion used, if any.
+    pub fn buffer_id(&self) -> Option<u16> {
+        cqueue::buffer_select(self.flags)
+    }
+}
+
+/// Kernel features found at ring setup, for the startup log.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RingFeatures {
+    /// SINGLE_ISSUER + DEFER_TASKRUN were accepted.
+    pub defer_taskrun: bool,
+}
+
+/// A worker's io_uring plus its provided-buffer ring (copy mode).
+pub struct Ring {
+    ring: IoUring,
+    /// Features in force.
+    pub features: RingFeatures,
+    bufs: Option<BufRing>,
+    /// Reused completion batch (no allocation per loop turn).
+    batch: Vec<Completion>,
+}
+
+/// Buffer group id of the copy-mode buffer ring.
+pub const BGID: u16 = 7;
+
+impl Ring {
+    /// Create a ring with `entries` SQ entries; try SINGLE_ISSUER + DEFER_TASKRUN first and
+    /// fall back (with a log line by the caller) when the kernel refuses them.
+    pub fn new(entries: u32) -> io::Result<Ring> {
+        let cq = entries.saturating_mul(4);
+        let (ring, defer) = match IoUring::builder()
+            .setup_single_issuer()
+            .setup_defer_taskrun()
+            .setup_cqsize(cq)
+            .build(entries)
+        {
+            Ok(r) => (r, true),
+            Err(_) => (
+                IoUring::builder()
+                    .setup_cqsize(cq)
+                    .build(entries)
+                    .map_err(|e| io::Error::new(e.kind(), format!("io_uring_setup: {e}")))?,
+                false,
+            ),
+        };
+        Ok(Ring {
+            ring,
+            features: RingFeatures {
+                defer_taskrun: defer,
+            },
+            bufs: None,
+            batch: Vec::with_capacity(1024),
+        })
+    }
+
+    /// Check that the kernel supports every opcode ringway submits; name the missing one.
+    pub fn probe(&self) -> io::Result<()> {
+        let mut probe = io_uring::Probe::new();
+        self.ring.submitter().register_probe(&mut probe)?;
+        let needed = [
+            (opcode::Accept::CODE, "ACCEPT"),
+            (opcode::PollAdd::CODE, "POLL_ADD"),
+            (opcode::Recv::CODE, "RECV"),
+            (opcode::Send::CODE, "SEND"),
+            (opcode::Connect::CODE, "CONNECT"),
+            (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
+            (opcode::Timeout::CODE, "TIMEOUT"),
+            (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+        ];
+        for (code, name) in needed {
+            if !probe.is_supported(code) {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!("the kernel's io_uring lacks IORING_OP_{name}; ringway needs Linux 6.0 or newer"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Register the copy-mode buffer ring: `count` buffers of `size` bytes (count: power of 2).
+    pub fn setup_buffers(&mut self, count: u16, size: u32) -> io::Result<()> {
+        let br = BufRing::new(count, size)?;
+        // SAFETY: the ring memory is page aligned, `count` entries long, and owned by
+        // `self.bufs` for as long as the io_uring lives (both drop together; the ring is
+        // unregistered implicitly when the io_uring fd closes, and `Ring` drops `ring`
+        // before `bufs` because of field order).
+        unsafe {
+            self.ring
+                .submitter()
+                .register_buf_ring_with_flags(br.ring_addr(), count, BGID, 0)?;
+        }
+        self.bufs = Some(br);
+        Ok(())
+    }
+
+    /// The bytes a provided buffer holds after a receive of `len` bytes.
+    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        self.bufs.as_ref().expect("buffer ring").slice(bid, len)
+    }
+
+    /// Give a provided buffer back to the kernel.
+    pub fn recycle_buffer(&mut self, bid: u16) {
+        if let Some(b) = self.bufs.as_mut() {
+            b.recycle(bid);
+        }
+    }
+
+    fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: every entry is built by a method below whose comment explains why the
+            // memory it points to outlives the operation.
+            let pushed = unsafe { self.ring.submission().push(&entry) };
+            match pushed {
+                Ok(()) => return Ok(()),
+                Err(_) => {
+                    self.ring.submit()?;
+                }
+            }
+        }
+    }
+
+    fn push_pair(&mut self, a: squeue::Entry, b: squeue::Entry) -> io::Result<()> {
+        loop {
+            // SAFETY: as in `push`; the pair goes in together so the link stays intact.
+            let pushed = unsafe {
+                self.ring
+                    .submission()
+                    .push_multiple(&[a.clone(), b.clone()])
+            };
+            match pushed {
+                Ok(()) => return Ok(()),
+                Err(_) => {
+                    self.ring.submit()?;
+                }
+            }
+        }
+    }
+
+    /// Multishot accept (or a single accept when `multishot` is false).
+    pub fn accept(&mut self, fd: RawFd, multishot: bool, tok: Token) -> io::Result<()> {
+        let e = if multishot {
+            opcode::AcceptMulti::new(types::Fd(fd))
+                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                .build()
+        } else {
+            // No address out-pointers: nothing for the kernel to write into.
+            opcode::Accept::new(types::Fd(fd), std::ptr::null_mut(), std::ptr::null_mut())
+                .flags(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK)
+                .build()
+        };
+        self.push(e.user_data(tok.encode()))
+    }
+
+    /// Poll for `events` on `fd`, multishot or single-shot. No memory is referenced.
+    pub fn poll(&mut self, fd: RawFd, events: u32, multi: bool, tok: Token) -> io::Result<()> {
+        let e = opcode::PollAdd::new(types::Fd(fd), events)
+            .multi(multi)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Arm the worker's timer. `ts` must stay valid until the ring has consumed the SQE: the
+    /// worker keeps its timespec boxed for the worker's whole life.
+    pub fn timeout(&mut self, ts: &types::Timespec, tok: Token) -> io::Result<()> {
+        let e = opcode::Timeout::new(ts as *const _)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Receive into `buf` (single-shot).
+    ///
+    /// The caller guarantees `buf` is heap memory owned by the session, which is not freed
+    /// or moved until this operation's completion has been reaped (the session's in-flight
+    /// count keeps the slot alive).
+    pub fn recv(&mut self, fd: RawFd, buf: &mut [u8], tok: Token) -> io::Result<()> {
+        let e = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Send `buf` (single-shot). Same lifetime contract as [`Ring::recv`]; static replies are
+    /// `'static` and trivially live.
+    pub fn send(&mut self, fd: RawFd, buf: &[u8], tok: Token) -> io::Result<()> {
+        let e = opcode::Send::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Send part of a provided buffer to `fd` (copy-mode tunnel). The buffer stays out of
+    /// the buffer ring until the worker recycles it after this send completes.
+    pub fn send_buffer(
+        &mut self,
+        fd: RawFd,
+        bid: u16,
+        off: usize,
+        len: usize,
+        tok: Token,
+    ) -> io::Result<()> {
+        let ptr = self.bufs.as_ref().expect("buffer ring").ptr(bid, off);
+        let e = opcode::Send::new(types::Fd(fd), ptr, len as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Multishot receive into the provided buffer ring (copy-mode tunnel).
+    pub fn recv_multi(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
+        let e = opcode::RecvMulti::new(types::Fd(fd), BGID)
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Connect `fd` to `addr`, linked to a timeout `ts`.
+    ///
+    /// `addr` points into the worker's backend table and `ts` into the worker's boxed
+    /// timespec; both live as long as the worker.
+    pub fn connect_with_timeout(
+        &mut self,
+        fd: RawFd,
+        addr: &socket2::SockAddr,
+        ts: &types::Timespec,
+        tok: Token,
+        tok_timeout: Token,
+    ) -> io::Result<()> {
+        let c = opcode::Connect::new(types::Fd(fd), addr.as_ptr() as *const _, addr.len())
+            .build()
+            .flags(squeue::Flags::IO_LINK)
+            .user_data(tok.encode());
+        let t = opcode::LinkTimeout::new(ts as *const _)
+            .build()
+            .user_data(tok_timeout.encode());
+        self.push_pair(c, t)
+    }
+
+    /// Cancel every operation in flight on `fd`.
+    pub fn cancel_fd(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
+        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Cancel the operation whose user_data is `target`.
+    pub fn cancel_token(&mut self, target: Token, tok: Token) -> io::Result<()> {
+        let e = opcode::AsyncCancel::new(target.encode())
+            .build()
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Submit what is queued and wait for at least one completion; then copy completions
+    /// out into the reused batch and return it.
+    pub fn wait(&mut self) -> io::Result<Vec<Completion>> {
+        match self.ring.submit_and_wait(1) {
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) => return Err(e),
+        }
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.clear();
+        for cqe in self.ring.completion() {
+            batch.push(Completion {
+                user_data: cqe.user_data(),
+                res: cqe.result(),
+                flags: cqe.flags(),
+            });
+        }
+        Ok(batch)
+    }
+
+    /// Hand the batch vector back so its capacity is reused.
+    pub fn give_back(&mut self, batch: Vec<Completion>) {
+        self.batch = batch;
+    }
+}
+
+/// A provided-buffer ring: page-aligned ring entries plus one slab of buffer memory.
+struct BufRing {
+    ring: *mut types::BufRingEntry,
+    ring_layout: std::alloc::Layout,
+    mem: Box<[u8]>,
+    count: u16,
+    size: u32,
+    tail: u16,
+}
+
+impl BufRing {
+    fn new(count: u16, size: u32) -> io::Result<BufRing> {
+        if !count.is_power_of_two() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "buffer count must be a power of two",
+            ));
+        }
+        let layout = std::alloc::Layout::from_size_align(
+            count as usize * std::mem::size_of::<types::BufRingEntry>(),
+            4096,
+        )
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+        // SAFETY: the layout has a non-zero size; zeroed memory is a valid ring (tail 0).
+        let ring = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
+        if ring.is_null() {
+            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
+        }
+        let mem = vec![0u8; count as usize * size as usize].into_boxed_slice();
+        let mut br = BufRing {
+            ring,
+            ring_layout: layout,
+            mem,
+            count,
+            size,
+            tail: 0,
+        };
+        for bid in 0..count {
+            br.add(bid);
+        }
+        br.publish();
+        Ok(br)
+    }
+
+    fn ring_addr(&self) -> u64 {
+        self.ring as u64
+    }
+
+    fn add(&mut self, bid: u16) {
+        let mask = self.count - 1;
+        let slot = (self.tail & mask) as usize;
+        let addr = self.mem.as_ptr() as u64 + bid as u64 * self.size as u64;
+        // SAFETY: `slot < count`, inside the allocation made in `new`.
+        let entry = unsafe { &mut *self.ring.add(slot) };
+        entry.set_addr(addr);
+        entry.set_len(self.size);
+        entry.set_bid(bid);
+        self.tail = self.tail.wrapping_add(1);
+    }
+
+    fn publish(&mut self) {
+        // SAFETY: `ring` is the first entry of the registered ring; the tail field overlays
+        // its reserved field and is written with release ordering, as liburing does.
+        unsafe {
+            let tail = types::BufRingEntry::tail(self.ring) as *const std::sync::atomic::AtomicU16;
+            (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
+        }
+    }
+
+    fn recycle(&mut self, bid: u16) {
+        self.add(bid);
+        self.publish();
+    }
+
+    fn slice(&self, bid: u16, len: usize) -> &[u8] {
+        let start = bid as usize * self.size as usize;
+        &self.mem[start..start + len.min(self.size as usize)]
+    }
+
+    fn ptr(&self, bid: u16, off: usize) -> *const u8 {
+        let start = bid as usize * self.size as usize + off;
+        self.mem[start..].as_ptr()
+    }
+}
+
+impl Drop for BufRing {
+    fn drop(&mut self) {
+        // SAFETY: allocated in `new` with exactly this layout.
+        unsafe { std::alloc::dealloc(self.ring as *mut u8, self.ring_layout) }
+    }
+}

@@ -1,0 +1,172 @@
+//! Per-worker counters, written by their worker only and read by anyone (relaxed atomics),
+//! merged into a [`Snapshot`] on demand (SIGUSR1, exit, tests).
+
+use crate::upstream::Upstreams;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One worker's counters.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    /// worker_connections.
+    pub slots_capacity: AtomicU64,
+    /// Slots in use (listener and control fd included).
+    pub slots_used: AtomicU64,
+    /// 503-reserve slots in use.
+    pub reserve_used: AtomicU64,
+    /// Sessions alive (any state).
+    pub sessions: AtomicU64,
+    /// Upgraded tunnels alive.
+    pub tunnels: AtomicU64,
+    /// Pipes lent to tunnels with bytes in flight.
+    pub pipes_in_use: AtomicU64,
+    /// Pipes idle in the pool.
+    pub pipes_idle: AtomicU64,
+    /// Clients accepted (admitted or not).
+    pub accepted: AtomicU64,
+    /// Clients refused at the limit (503, reset, or closed).
+    pub refused: AtomicU64,
+    /// Requests answered with a 4xx/5xx by ringway itself.
+    pub errors: AtomicU64,
+    /// Set once the worker's loop has started.
+    pub running: AtomicU64,
+}
+
+impl WorkerStats {
+    /// Store a value (worker side).
+    pub fn set(field: &AtomicU64, v: u64) {
+        field.store(v, Ordering::Relaxed);
+    }
+}
+
+/// A point-in-time copy of one worker's counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WorkerSnapshot {
+    /// Worker index.
+    pub worker: usize,
+    /// worker_connections.
+    pub slots_capacity: u64,
+    /// Slots in use.
+    pub slots_used: u64,
+    /// 503-reserve slots in use.
+    pub reserve_used: u64,
+    /// Sessions alive.
+    pub sessions: u64,
+    /// Tunnels alive.
+    pub tunnels: u64,
+    /// Pipes lent out.
+    pub pipes_in_use: u64,
+    /// Pipes idle in the pool.
+    pub pipes_idle: u64,
+    /// Clients accepted.
+    pub accepted: u64,
+    /// Clients refused at the limit.
+    pub refused: u64,
+    /// Error answers.
+    pub errors: u64,
+}
+
+/// Per-backend counters.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BackendSnapshot {
+    /// Address.
+    pub addr: String,
+    /// Active connections.
+    pub active: u64,
+    /// Live tunnels.
+    pub tunnels: u64,
+    /// Tunnels ever.
+    pub tunnels_total: u64,
+    /// Requests ever.
+    pub requests_total: u64,
+    /// Connect failures.
+    pub failures_total: u64,
+}
+
+/// Everything, merged.
+#[derive(Clone, Debug, Default)]
+pub struct Snapshot {
+    /// Per worker.
+    pub workers: Vec<WorkerSnapshot>,
+    /// Per backend.
+    pub backends: Vec<BackendSnapshot>,
+}
+
+impl Snapshot {
+    /// Collect from the live counters.
+    pub fn collect(workers: &[std::sync::Arc<WorkerStats>], ups: &Upstreams) -> Snapshot {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        Snapshot {
+            workers: workers
+                .iter()
+                .enumerate()
+                .map(|(i, w)| WorkerSnapshot {
+                    worker: i,
+                    slots_capacity: g(&w.slots_capacity),
+                    slots_used: g(&w.slots_used),
+                    reserve_used: g(&w.reserve_used),
+                    sessions: g(&w.sessions),
+                    tunnels: g(&w.tunnels),
+                    pipes_in_use: g(&w.pipes_in_use),
+                    pipes_idle: g(&w.pipes_idle),
+                    accepted: g(&w.accepted),
+                    refused: g(&w.refused),
+                    errors: g(&w.errors),
+                })
+                .collect(),
+            backends: ups
+                .backends
+                .iter()
+                .map(|b| BackendSnapshot {
+                    addr: b.addr.to_string(),
+                    active: g(&b.active),
+                    tunnels: g(&b.tunnels),
+                    tunnels_total: g(&b.tunnels_total),
+                    requests_total: g(&b.requests_total),
+                    failures_total: g(&b.failures_total),
+                })
+                .collect(),
+        }
+    }
+
+    /// Tunnels alive over all workers.
+    pub fn tunnels(&self) -> u64 {
+        self.workers.iter().map(|w| w.tunnels).sum()
+    }
+
+    /// Sessions alive over all workers.
+    pub fn sessions(&self) -> u64 {
+        self.workers.iter().map(|w| w.sessions).sum()
+    }
+
+    /// The log lines for SIGUSR1 and exit.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for w in &self.workers {
+            let _ = writeln!(
+                s,
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, accepted {}, refused at limit {}, error answers {}",
+                w.worker,
+                w.slots_used,
+                w.slots_capacity.saturating_sub(w.slots_used),
+                w.slots_capacity,
+                w.reserve_used,
+                w.sessions,
+                w.tunnels,
+                w.pipes_in_use,
+                w.pipes_idle,
+                w.accepted,
+                w.refused,
+                w.errors
+            );
+        }
+        for b in &self.backends {
+            let _ = writeln!(
+                s,
+                "stats: backend {}: live tunnels {}, active {}, tunnels total {}, requests total {}, connect failures {}",
+                b.addr, b.tunnels, b.active, b.tunnels_total, b.requests_total, b.failures_total
+            );
+        }
+        s
+    }
+}

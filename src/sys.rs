@@ -1,0 +1,209 @@
+//! Raw system calls used on the data path, each fenced in one small function.
+//!
+//! Everything here is a thin wrapper around one libc call that turns `-1` into
+//! `io::Error::last_os_error()` (the `syscall!` pattern from mio). Descriptors on the
+//! data path stay plain `RawFd`s because the worker's slab owns them and closes them
+//! exactly once, after the kernel has finished every operation that names them
+//! (see `worker.rs`, "a slot is freed only when the kernel is done with it").
+
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::fd::RawFd;
+
+macro_rules! syscall {
+    ($fn:ident ( $($arg:expr),* $(,)? )) => {{
+        // SAFETY: every caller passes descriptors it owns and pointers to live,
+        // correctly sized memory; the call itself has no other preconditions.
+        let res = unsafe { libc::$fn($($arg),*) };
+        if res == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(res)
+        }
+    }};
+}
+
+/// Flags for every data-path splice: never block the worker, move pages where possible.
+const SPLICE_FLAGS: libc::c_uint = libc::SPLICE_F_NONBLOCK | libc::SPLICE_F_MOVE;
+
+/// `splice(2)` between a socket and a pipe (either direction), non-blocking.
+pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
+    let n = syscall!(splice(
+        from,
+        std::ptr::null_mut(),
+        to,
+        std::ptr::null_mut(),
+        len,
+        SPLICE_FLAGS
+    ))?;
+    Ok(n as usize)
+}
+
+/// A non-blocking, close-on-exec pipe: `(read end, write end)`.
+pub fn pipe() -> io::Result<(RawFd, RawFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Close a descriptor the caller owns. Errors from close(2) are not actionable here.
+pub fn close(fd: RawFd) {
+    if fd >= 0 {
+        let _ = syscall!(close(fd));
+    }
+}
+
+/// `shutdown(2)` one or both halves; ENOTCONN (peer already gone) is not an error.
+pub fn shutdown(fd: RawFd, how: libc::c_int) {
+    let _ = syscall!(shutdown(fd, how));
+}
+
+/// Shut the write half: the peer reads end-of-stream after what is already queued.
+pub fn shutdown_write(fd: RawFd) {
+    shutdown(fd, libc::SHUT_WR)
+}
+
+/// A new non-blocking TCP socket for an upstream connection.
+pub fn tcp_socket(v6: bool) -> io::Result<RawFd> {
+    let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
+    syscall!(socket(
+        domain,
+        libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0
+    ))
+}
+
+fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) {
+    let _ = syscall!(setsockopt(
+        fd,
+        level,
+        opt,
+        &val as *const libc::c_int as *const libc::c_void,
+        std::mem::size_of::<libc::c_int>() as libc::socklen_t
+    ));
+}
+
+/// TCP_NODELAY: WebSocket frames are small and latency-bound, as nginx sets for upgraded
+/// connections.
+pub fn set_nodelay(fd: RawFd) {
+    setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+}
+
+/// SO_LINGER {on, 0}: close(2) sends RST at once (used for the nginx-style `reset` answer).
+pub fn set_linger_zero(fd: RawFd) {
+    let l = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    let _ = syscall!(setsockopt(
+        fd,
+        libc::SOL_SOCKET,
+        libc::SO_LINGER,
+        &l as *const libc::linger as *const libc::c_void,
+        std::mem::size_of::<libc::linger>() as libc::socklen_t
+    ));
+}
+
+/// The peer address of a connected socket (multishot accept does not return it).
+pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    syscall!(getpeername(
+        fd,
+        &mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr,
+        &mut len
+    ))?;
+    sockaddr_to_std(&ss)
+}
+
+fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
+    match ss.ss_family as libc::c_int {
+        libc::AF_INET => {
+            // SAFETY: the family says this storage holds a sockaddr_in.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            let ip = Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Ok(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: the family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            let ip = Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Ok(SocketAddr::new(
+                IpAddr::V6(ip),
+                u16::from_be(sin6.sin6_port),
+            ))
+        }
+        _ => Err(io::Error::from(io::ErrorKind::Unsupported)),
+    }
+}
+
+/// A non-blocking eventfd: the worker's control descriptor (wake-up, stats, shutdown).
+pub fn eventfd() -> io::Result<RawFd> {
+    syscall!(eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC))
+}
+
+/// Add one to an eventfd counter, waking whoever polls it.
+pub fn eventfd_wake(fd: RawFd) {
+    let one: u64 = 1;
+    let _ = syscall!(write(fd, &one as *const u64 as *const libc::c_void, 8));
+}
+
+/// Reset an eventfd counter (its value is not needed: the commands live in atomics).
+pub fn eventfd_drain(fd: RawFd) {
+    let mut v: u64 = 0;
+    let _ = syscall!(read(fd, &mut v as *mut u64 as *mut libc::c_void, 8));
+}
+
+/// Read into `buf` without blocking; `Ok(0)` is end-of-stream.
+pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
+    let n = syscall!(recv(
+        fd,
+        buf.as_mut_ptr() as *mut libc::c_void,
+        buf.len(),
+        libc::MSG_DONTWAIT
+    ))?;
+    Ok(n as usize)
+}
+
+/// RLIMIT_NOFILE as (soft, hard).
+pub fn nofile_limit() -> (u64, u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    let _ = syscall!(getrlimit(libc::RLIMIT_NOFILE, &mut rl));
+    (rl.rlim_cur, rl.rlim_max)
+}
+
+/// Set the soft RLIMIT_NOFILE (must not exceed the hard limit without CAP_SYS_RESOURCE).
+pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
+    let (_, hard) = nofile_limit();
+    let rl = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard.max(soft),
+    };
+    syscall!(setrlimit(libc::RLIMIT_NOFILE, &rl)).map(drop)
+}
+
+/// Number of CPUs this process may run on.
+pub fn online_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Pin the calling thread to one CPU.
+pub fn pin_to_cpu(cpu: usize) -> io::Result<()> {
+    let mut set = nix::sched::CpuSet::new();
+    set.set(cpu).map_err(io::Error::from)?;
+    nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &set).map_err(io::Error::from)
+}
+
+/// Errors that mean "this socket is gone" rather than a bug on our side.
+pub fn is_peer_gone(err: i32) -> bool {
+    matches!(
+        err,
+        libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ETIMEDOUT | libc::EHOSTUNREACH
+    )
+}

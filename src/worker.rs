@@ -1,0 +1,1355 @@
+//! One worker: one thread, one io_uring, one SO_REUSEPORT listener, one budget.
+//!
+//! The loop: submit what is queued and wait for completions, route each completion by its
+//! [`Token`] to the session it names, run tunnel directions that yielded, publish the
+//! counters. Nothing here is shared with other workers except relaxed atomics (stats,
+//! least-conn counts).
+//!
+//! Timers: the worker has one periodic timeout (`TICK`). Sessions carry a deadline; a
+//! min-heap of `(deadline, slot, generation)` with lazy re-insertion turns per-connection
+//! deadlines (request head, upstream response, idle tunnel, lingering close) into work
+//! done only at ticks — no timer per connection. Connects use io_uring's linked timeout.
+
+use crate::budget::{Admit, Budget};
+use crate::config::{AtLimit, Config, TunnelMode};
+use crate::conn::{Admission, Head, Phase, Session, State, Up, NO_BACKEND};
+use crate::http::{self, reply, ClientError};
+use crate::ring::{Completion, Op, Ring, Side, Token, GEN_MASK};
+use crate::stats::WorkerStats;
+use crate::sys;
+use crate::tunnel::{self, DirState, PipePool, Pump, Tunnel, COPY_QUEUE_MAX};
+use crate::upstream::Upstreams;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
+use std::io;
+use std::net::{IpAddr, Ipv4Addr};
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Period of the worker's one timer.
+const TICK: Duration = Duration::from_millis(250);
+/// Largest upstream response head.
+const RESP_MAX: usize = 16 * 1024;
+/// How long a lingering close waits for the client to finish sending.
+const LINGER: Duration = Duration::from_secs(2);
+/// Timeout for a refused (503) client to send its request before we answer anyway.
+const RESERVE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
+/// Copy mode: provided buffers per worker and their size.
+const COPY_BUFS: u16 = 512;
+const COPY_BUF_SIZE: u32 = 16 * 1024;
+/// Idle pipes a worker keeps.
+const PIPE_POOL_IDLE: usize = 64;
+/// Shutdown waits this long for sessions to drain their in-flight operations.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Commands for a worker, set by the server and signalled through the worker's eventfd.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop accepting, close everything, exit.
+    pub shutdown: AtomicBool,
+}
+
+/// What a worker is started with.
+pub struct WorkerInit {
+    /// Worker index.
+    pub index: usize,
+    /// Configuration.
+    pub cfg: Arc<Config>,
+    /// Backends.
+    pub ups: Arc<Upstreams>,
+    /// The worker's own listener (owned: closed by the worker).
+    pub listener: RawFd,
+    /// The worker's control eventfd (owned by the server, which closes it after join).
+    pub ctl_fd: RawFd,
+    /// Commands.
+    pub control: Arc<Control>,
+    /// Counters.
+    pub stats: Arc<WorkerStats>,
+}
+
+struct Slot {
+    gen: u32,
+    s: Option<Session>,
+}
+
+/// The worker's state. Lives on its thread's stack for the worker's whole life.
+pub struct Worker {
+    index: usize,
+    cfg: Arc<Config>,
+    ups: Arc<Upstreams>,
+    backend_addrs: Vec<socket2::SockAddr>,
+    listener: RawFd,
+    ctl_fd: RawFd,
+    control: Arc<Control>,
+    stats: Arc<WorkerStats>,
+    ring: Ring,
+    budget: Budget,
+    slab: Vec<Slot>,
+    free: Vec<u32>,
+    sessions: usize,
+    tunnels: usize,
+    pipes: PipePool,
+    ready: VecDeque<(u32, u32, usize)>,
+    starved: VecDeque<(u32, u32, usize)>,
+    timers: BinaryHeap<Reverse<(u64, u32, u32)>>,
+    start: Instant,
+    now: u64,
+    rr: usize,
+    accept_armed: bool,
+    accept_retry_at: u64,
+    shutting: bool,
+    shutdown_deadline: u64,
+    tick_ts: Box<io_uring::types::Timespec>,
+    connect_ts: Box<io_uring::types::Timespec>,
+    scratch: Box<[u8]>,
+    head_scratch: Vec<u8>,
+    accepted: u64,
+    refused: u64,
+    errors: u64,
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+impl Worker {
+    /// Create the worker's ring and check the kernel. Runs on the worker's own thread
+    /// (SINGLE_ISSUER: the creating thread is the only submitter).
+    pub fn new(init: WorkerInit) -> io::Result<Worker> {
+        let entries = 4096;
+        let mut ring = Ring::new(entries)?;
+        ring.probe()?;
+        if init.cfg.tunnel == TunnelMode::Copy {
+            ring.setup_buffers(COPY_BUFS, COPY_BUF_SIZE).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("registering the copy-mode buffer ring failed ({e}); it needs Linux 5.19+, or use --tunnel splice"),
+                )
+            })?;
+        }
+        if init.index == 0 && !ring.features.defer_taskrun {
+            eprintln!("ringway: note: this kernel refused IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN; running without them (slightly more context switches)");
+        }
+        let backend_addrs = init
+            .ups
+            .backends
+            .iter()
+            .map(|b| socket2::SockAddr::from(b.addr))
+            .collect();
+        let budget = Budget::new(
+            init.cfg.worker_connections,
+            if init.cfg.at_limit == AtLimit::Reply503 {
+                init.cfg.reserve_503
+            } else {
+                0
+            },
+        );
+        let ct = init.cfg.connect_timeout;
+        Ok(Worker {
+            index: init.index,
+            backend_addrs,
+            listener: init.listener,
+            ctl_fd: init.ctl_fd,
+            control: init.control,
+            stats: init.stats,
+            ring,
+            budget,
+            slab: Vec::new(),
+            free: Vec::new(),
+            sessions: 0,
+            tunnels: 0,
+            pipes: PipePool::new(PIPE_POOL_IDLE),
+            ready: VecDeque::new(),
+            starved: VecDeque::new(),
+            timers: BinaryHeap::new(),
+            start: Instant::now(),
+            now: 0,
+            rr: init.index,
+            accept_armed: false,
+            accept_retry_at: 0,
+            shutting: false,
+            shutdown_deadline: 0,
+            tick_ts: Box::new(io_uring::types::Timespec::new().nsec(TICK.as_nanos() as u32)),
+            connect_ts: Box::new(
+                io_uring::types::Timespec::new()
+                    .sec(ct.as_secs())
+                    .nsec(ct.subsec_nanos()),
+            ),
+            scratch: vec![0u8; 4096].into_boxed_slice(),
+            head_scratch: Vec::with_capacity(1024),
+            accepted: 0,
+            refused: 0,
+            errors: 0,
+            cfg: init.cfg,
+            ups: init.ups,
+        })
+    }
+
+    fn log(&self, msg: std::fmt::Arguments<'_>) {
+        eprintln!("ringway[w{}]: {}", self.index, msg);
+    }
+
+    /// Run until shutdown.
+    pub fn run(mut self) -> io::Result<()> {
+        self.ring.poll(
+            self.ctl_fd,
+            libc::POLLIN as u32,
+            true,
+            Token::worker(Op::Control),
+        )?;
+        self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
+        self.arm_accept()?;
+        self.publish();
+        WorkerStats::set(&self.stats.running, 1);
+        loop {
+            let batch = self.ring.wait()?;
+            self.now = ms(self.start.elapsed());
+            for c in batch.iter() {
+                self.dispatch(*c)?;
+            }
+            self.ring.give_back(batch);
+            self.run_ready()?;
+            if self.shutting {
+                if self.sessions == 0 || self.now >= self.shutdown_deadline {
+                    break;
+                }
+            } else {
+                self.maybe_arm_accept()?;
+            }
+            self.publish();
+        }
+        self.publish();
+        sys::close(self.listener);
+        self.listener = -1;
+        Ok(())
+    }
+
+    fn publish(&self) {
+        let st = &self.stats;
+        WorkerStats::set(&st.slots_capacity, self.budget.capacity() as u64);
+        WorkerStats::set(&st.slots_used, self.budget.used() as u64);
+        WorkerStats::set(&st.reserve_used, self.budget.reserve_used() as u64);
+        WorkerStats::set(&st.sessions, self.sessions as u64);
+        WorkerStats::set(&st.tunnels, self.tunnels as u64);
+        WorkerStats::set(&st.pipes_in_use, self.pipes.in_use as u64);
+        WorkerStats::set(&st.pipes_idle, self.pipes.idle() as u64);
+        WorkerStats::set(&st.accepted, self.accepted);
+        WorkerStats::set(&st.refused, self.refused);
+        WorkerStats::set(&st.errors, self.errors);
+    }
+
+    // ----- accept -------------------------------------------------------------------
+
+    fn pause_mode(&self) -> bool {
+        self.cfg.at_limit == AtLimit::Pause
+    }
+
+    fn arm_accept(&mut self) -> io::Result<()> {
+        if self.accept_armed || self.shutting {
+            return Ok(());
+        }
+        if self.pause_mode() && !self.budget.has_room() {
+            return Ok(());
+        }
+        self.ring
+            .accept(self.listener, !self.pause_mode(), Token::worker(Op::Accept))?;
+        self.accept_armed = true;
+        Ok(())
+    }
+
+    fn maybe_arm_accept(&mut self) -> io::Result<()> {
+        if !self.accept_armed && self.now >= self.accept_retry_at {
+            self.arm_accept()?;
+        }
+        Ok(())
+    }
+
+    fn on_accept(&mut self, c: Completion) -> io::Result<()> {
+        if !c.more() {
+            self.accept_armed = false;
+        }
+        if c.res < 0 {
+            let err = -c.res;
+            if err == libc::EMFILE || err == libc::ENFILE || err == libc::ENOMEM {
+                self.log(format_args!(
+                    "accept failed: {} (RLIMIT_NOFILE or memory exhausted; raise `ulimit -n` or lower worker_connections); retrying shortly",
+                    io::Error::from_raw_os_error(err)
+                ));
+                self.accept_retry_at = self.now + 100;
+            } else if !self.shutting
+                && err != libc::ECANCELED
+                && err != libc::EINTR
+                && err != libc::ECONNABORTED
+            {
+                self.log(format_args!(
+                    "accept failed: {}",
+                    io::Error::from_raw_os_error(err)
+                ));
+            }
+            return Ok(());
+        }
+        let fd = c.res as RawFd;
+        if self.shutting {
+            sys::close(fd);
+            return Ok(());
+        }
+        self.accepted += 1;
+        let (admit, new_episode) = self.budget.admit(self.cfg.at_limit == AtLimit::Reply503);
+        if new_episode {
+            self.log(format_args!(
+                "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
+                self.budget.capacity(),
+                crate::budget::clients_per_worker(self.budget.capacity()),
+                match self.cfg.at_limit {
+                    AtLimit::Reply503 => "answering 503 with Retry-After",
+                    AtLimit::Reset => "closing new connections (nginx behaviour)",
+                    AtLimit::Pause => "pausing accept; new clients wait in the listen backlog",
+                }
+            ));
+        }
+        match admit {
+            Admit::Refused => {
+                self.refused += 1;
+                sys::close(fd);
+                Ok(())
+            }
+            Admit::Admitted | Admit::Reserve => {
+                if admit == Admit::Reserve {
+                    self.refused += 1;
+                }
+                let peer = sys::peer_addr(fd)
+                    .map(|a| a.ip())
+                    .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                sys::set_nodelay(fd);
+                let admission = if admit == Admit::Admitted {
+                    Admission::Budget
+                } else {
+                    Admission::Reserve
+                };
+                let cap = if admission == Admission::Budget {
+                    self.cfg.max_head
+                } else {
+                    1024
+                };
+                let head = Box::new(Head {
+                    buf: vec![0u8; cap].into_boxed_slice(),
+                    len: 0,
+                });
+                let idx = self.alloc(Session {
+                    client: fd,
+                    upstream: -1,
+                    peer,
+                    backend: NO_BACKEND,
+                    inflight: 0,
+                    admission,
+                    closing: false,
+                    deadline: 0,
+                    state: State::Head(head),
+                });
+                let t = if admission == Admission::Budget {
+                    ms(self.cfg.head_timeout)
+                } else {
+                    ms(RESERVE_HEAD_TIMEOUT)
+                };
+                self.set_deadline(idx, self.now + t);
+                self.submit_head_recv(idx)
+            }
+        }
+    }
+
+    // ----- slab ---------------------------------------------------------------------
+
+    fn alloc(&mut self, s: Session) -> u32 {
+        self.sessions += 1;
+        if let Some(idx) = self.free.pop() {
+            let slot = &mut self.slab[idx as usize];
+            slot.s = Some(s);
+            idx
+        } else {
+            self.slab.push(Slot { gen: 0, s: Some(s) });
+            (self.slab.len() - 1) as u32
+        }
+    }
+
+    fn gen(&self, idx: u32) -> u32 {
+        self.slab[idx as usize].gen
+    }
+
+    fn sess(&mut self, idx: u32) -> &mut Session {
+        self.slab[idx as usize].s.as_mut().expect("live session")
+    }
+
+    fn tok(&self, op: Op, side: Side, idx: u32) -> Token {
+        Token::session(op, side, idx, self.gen(idx))
+    }
+
+    /// Free a session whose operations have all completed: close its sockets, return its
+    /// pipes, buffers and slots.
+    fn free_session(&mut self, idx: u32) {
+        let slot = &mut self.slab[idx as usize];
+        let s = slot.s.take().expect("live session");
+        slot.gen = (slot.gen + 1) & GEN_MASK;
+        self.free.push(idx);
+        self.sessions -= 1;
+        debug_assert_eq!(s.inflight, 0);
+        if let Some(mut t) = s.state.into_tunnel() {
+            for d in t.dirs.iter_mut() {
+                if let Some(p) = d.pipe.take() {
+                    if d.pending > 0 {
+                        self.pipes.discard(p);
+                    } else {
+                        self.pipes.give(p);
+                    }
+                }
+                for (bid, _) in d.bufs.drain(..) {
+                    self.ring.recycle_buffer(bid);
+                }
+            }
+            if t.upgraded {
+                self.tunnels -= 1;
+                if s.backend != NO_BACKEND {
+                    self.ups.backends[s.backend as usize]
+                        .tunnels
+                        .fetch_sub(1, Ordering::Relaxed);
+                }
+            }
+        }
+        if s.backend != NO_BACKEND {
+            self.ups.backends[s.backend as usize]
+                .active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        sys::close(s.client);
+        sys::close(s.upstream);
+        match s.admission {
+            Admission::Budget => self.budget.release(),
+            Admission::Reserve => self.budget.release_reserve(),
+        }
+    }
+
+    /// Start tearing a session down: cancel what is in flight; free when nothing is.
+    fn close_session(&mut self, idx: u32) -> io::Result<()> {
+        let s = self.sess(idx);
+        if s.closing {
+            return Ok(());
+        }
+        s.closing = true;
+        if s.inflight == 0 {
+            self.free_session(idx);
+            return Ok(());
+        }
+        let (client, upstream) = (s.client, s.upstream);
+        let tok = self.tok(Op::Cancel, Side::Client, idx);
+        self.ring.cancel_fd(client, tok)?;
+        self.sess(idx).inflight += 1;
+        if upstream >= 0 {
+            self.ring.cancel_fd(upstream, tok)?;
+            self.sess(idx).inflight += 1;
+        }
+        Ok(())
+    }
+
+    // ----- timers -------------------------------------------------------------------
+
+    fn set_deadline(&mut self, idx: u32, at: u64) {
+        let gen = self.gen(idx);
+        let s = self.sess(idx);
+        let push = s.deadline == 0 || at < s.deadline;
+        s.deadline = at;
+        if push {
+            self.timers.push(Reverse((at, idx, gen)));
+        }
+    }
+
+    fn clear_deadline(&mut self, idx: u32) {
+        self.sess(idx).deadline = 0;
+    }
+
+    fn on_tick(&mut self) -> io::Result<()> {
+        self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
+        while let Some(Reverse((at, idx, gen))) = self.timers.peek().copied() {
+            if at > self.now {
+                break;
+            }
+            self.timers.pop();
+            let slot = &self.slab[idx as usize];
+            if slot.gen != gen {
+                continue;
+            }
+            let Some(s) = slot.s.as_ref() else { continue };
+            if s.closing || s.deadline == 0 {
+                continue;
+            }
+            if s.deadline > self.now {
+                let d = s.deadline;
+                self.timers.push(Reverse((d, idx, gen)));
+                continue;
+            }
+            self.sess(idx).deadline = 0;
+            self.on_timeout(idx)?;
+        }
+        Ok(())
+    }
+
+    fn on_timeout(&mut self, idx: u32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let (peer, admission, backend) = (s.peer, s.admission, s.backend);
+        enum What {
+            Head,
+            Response,
+            Close,
+        }
+        let what = match &s.state {
+            State::Head(_) => What::Head,
+            State::Upstream(up) if up.phase != Phase::SendingResponse => What::Response,
+            _ => What::Close,
+        };
+        match what {
+            What::Head if admission == Admission::Reserve => self.reply(idx, reply::UNAVAILABLE),
+            What::Head => {
+                self.log(format_args!("client {peer}: request head timeout, closing"));
+                self.close_session(idx)
+            }
+            What::Response => {
+                self.log(format_args!(
+                    "upstream {}: timed out waiting for the response head; answering 504",
+                    self.ups.backends[backend as usize].addr
+                ));
+                self.reply(idx, reply::GATEWAY_TIMEOUT)
+            }
+            What::Close => self.close_session(idx),
+        }
+    }
+
+    // ----- completions --------------------------------------------------------------
+
+    fn dispatch(&mut self, c: Completion) -> io::Result<()> {
+        let Some(tok) = Token::decode(c.user_data) else {
+            return Ok(());
+        };
+        match tok.op {
+            Op::Accept => return self.on_accept(c),
+            Op::Tick => return self.on_tick(),
+            Op::Control => {
+                sys::eventfd_drain(self.ctl_fd);
+                if self.control.shutdown.load(Ordering::Acquire) && !self.shutting {
+                    self.begin_shutdown()?;
+                }
+                if !c.more() && !self.shutting {
+                    self.ring.poll(
+                        self.ctl_fd,
+                        libc::POLLIN as u32,
+                        true,
+                        Token::worker(Op::Control),
+                    )?;
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let idx = tok.idx;
+        let live = self
+            .slab
+            .get(idx as usize)
+            .is_some_and(|sl| sl.gen == tok.gen && sl.s.is_some());
+        if !live {
+            // Worker-level cancel of the accept, or (a bug) a completion for a freed slot.
+            return Ok(());
+        }
+        let multishot = matches!(tok.op, Op::PollIn | Op::Recv);
+        let final_cqe = !multishot || !c.more();
+        let s = self.sess(idx);
+        if final_cqe {
+            s.inflight -= 1;
+        }
+        if s.closing {
+            if let Some(bid) = c.buffer_id() {
+                self.ring.recycle_buffer(bid);
+            }
+            if self.sess(idx).inflight == 0 {
+                self.free_session(idx);
+            }
+            return Ok(());
+        }
+        match tok.op {
+            Op::Cancel | Op::ConnectTimeout => Ok(()),
+            Op::HeadRecv => self.on_head_recv(idx, c.res),
+            Op::Connect => self.on_connect(idx, c.res),
+            Op::UpSend => self.on_up_send(idx, c.res),
+            Op::UpRecv => self.on_up_recv(idx, c.res),
+            Op::ClientSend => self.on_client_send(idx, c.res),
+            Op::LingerRecv => self.on_linger_recv(idx, c.res),
+            Op::PollIn => self.on_poll_in(idx, tok.side, c),
+            Op::PollOut => self.on_poll_out(idx, tok.side, c.res),
+            Op::Recv => self.on_recv(idx, tok.side, c),
+            Op::Send => self.on_send(idx, tok.side, c.res),
+            Op::Accept | Op::Tick | Op::Control => Ok(()),
+        }
+    }
+
+    // ----- request head -------------------------------------------------------------
+
+    fn submit_head_recv(&mut self, idx: u32) -> io::Result<()> {
+        let tok = self.tok(Op::HeadRecv, Side::Client, idx);
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let State::Head(h) = &mut s.state else {
+            return Ok(());
+        };
+        // The buffer is the session's heap memory; the session (and so the buffer) lives
+        // until this receive has completed.
+        self.ring.recv(s.client, &mut h.buf[h.len..], tok)?;
+        s.inflight += 1;
+        Ok(())
+    }
+
+    fn on_head_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if res <= 0 {
+            // Client closed or failed before sending a whole head: nothing to answer.
+            return self.close_session(idx);
+        }
+        let max = self.cfg.max_head;
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let peer = s.peer;
+        let admission = s.admission;
+        let State::Head(h) = &mut s.state else {
+            return Ok(());
+        };
+        h.len += res as usize;
+        if admission == Admission::Reserve {
+            return self.reply(idx, reply::UNAVAILABLE);
+        }
+        let mut out = std::mem::take(&mut self.head_scratch);
+        let parsed = http::parse_request(&h.buf[..h.len], max, peer, &mut out);
+        match parsed {
+            Ok(None) => {
+                self.head_scratch = out;
+                self.submit_head_recv(idx)
+            }
+            Err(e) => {
+                self.head_scratch = out;
+                let (msg, why) = match e {
+                    ClientError::TooLarge => (reply::TOO_LARGE, "request head too large"),
+                    ClientError::Malformed(w) => (reply::BAD_REQUEST, w),
+                };
+                self.log(format_args!(
+                    "client {peer}: {why}; answering {}",
+                    &String::from_utf8_lossy(&msg[9..12])
+                ));
+                self.reply(idx, msg)
+            }
+            Ok(Some(info)) => {
+                let mut req = Vec::with_capacity(out.len() + h.len - info.head_len);
+                req.extend_from_slice(&out);
+                req.extend_from_slice(&h.buf[info.head_len..h.len]);
+                self.head_scratch = out;
+                let up = Box::new(Up {
+                    phase: Phase::Connecting,
+                    attempts: 0,
+                    timed_out: false,
+                    info,
+                    req,
+                    req_sent: 0,
+                    resp: Box::default(),
+                    resp_len: 0,
+                    rinfo: None,
+                    out: Vec::new(),
+                    out_sent: 0,
+                    tunnel: Tunnel::new(),
+                });
+                let s = self.sess(idx);
+                s.state = State::Upstream(up);
+                let b = self.ups.pick(&mut self.rr, peer);
+                self.clear_deadline(idx);
+                self.start_connect(idx, b)
+            }
+        }
+    }
+
+    // ----- upstream -----------------------------------------------------------------
+
+    fn start_connect(&mut self, idx: u32, b: usize) -> io::Result<()> {
+        let be = &self.ups.backends[b];
+        be.active.fetch_add(1, Ordering::Relaxed);
+        let v6 = be.addr.is_ipv6();
+        let prev = self.sess(idx).backend;
+        if prev != NO_BACKEND {
+            self.ups.backends[prev as usize]
+                .active
+                .fetch_sub(1, Ordering::Relaxed);
+        }
+        let s = self.sess(idx);
+        s.backend = b as u16;
+        if let State::Upstream(up) = &mut s.state {
+            up.attempts += 1;
+            up.phase = Phase::Connecting;
+        }
+        let fd = match sys::tcp_socket(v6) {
+            Ok(fd) => fd,
+            Err(e) => {
+                self.log(format_args!(
+                    "cannot create an upstream socket: {e} (raise `ulimit -n`); answering 502"
+                ));
+                return self.reply(idx, reply::BAD_GATEWAY);
+            }
+        };
+        sys::set_nodelay(fd);
+        self.sess(idx).upstream = fd;
+        let t1 = self.tok(Op::Connect, Side::Upstream, idx);
+        let t2 = self.tok(Op::ConnectTimeout, Side::Upstream, idx);
+        self.ring
+            .connect_with_timeout(fd, &self.backend_addrs[b], &self.connect_ts, t1, t2)?;
+        self.sess(idx).inflight += 2;
+        Ok(())
+    }
+
+    fn on_connect(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let b = s.backend as usize;
+        if res < 0 {
+            let timed_out = -res == libc::ECANCELED || -res == libc::ETIMEDOUT;
+            let fd = s.upstream;
+            s.upstream = -1;
+            sys::close(fd);
+            let attempts = match &mut s.state {
+                State::Upstream(up) => {
+                    up.timed_out = timed_out;
+                    up.attempts
+                }
+                _ => return Ok(()),
+            };
+            let be = &self.ups.backends[b];
+            be.failures_total.fetch_add(1, Ordering::Relaxed);
+            let why = if timed_out {
+                "connect timed out".to_string()
+            } else {
+                io::Error::from_raw_os_error(-res).to_string()
+            };
+            if (attempts as usize) < 2 && self.ups.len() > 1 {
+                let next = self.ups.next_after(b);
+                self.log(format_args!(
+                    "upstream {}: {why}; trying {}",
+                    be.addr, self.ups.backends[next].addr
+                ));
+                return self.start_connect(idx, next);
+            }
+            self.log(format_args!(
+                "upstream {}: {why}; answering {}",
+                be.addr,
+                if timed_out { 504 } else { 502 }
+            ));
+            return self.reply(
+                idx,
+                if timed_out {
+                    reply::GATEWAY_TIMEOUT
+                } else {
+                    reply::BAD_GATEWAY
+                },
+            );
+        }
+        self.ups.backends[b]
+            .requests_total
+            .fetch_add(1, Ordering::Relaxed);
+        if let State::Upstream(up) = &mut self.sess(idx).state {
+            up.phase = Phase::SendingHead;
+        }
+        let at = self.now + ms(self.cfg.read_timeout);
+        self.set_deadline(idx, at);
+        self.submit_up_send(idx)
+    }
+
+    fn submit_up_send(&mut self, idx: u32) -> io::Result<()> {
+        let tok = self.tok(Op::UpSend, Side::Upstream, idx);
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let State::Upstream(up) = &s.state else {
+            return Ok(());
+        };
+        self.ring.send(s.upstream, &up.req[up.req_sent..], tok)?;
+        s.inflight += 1;
+        Ok(())
+    }
+
+    fn on_up_send(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if res < 0 {
+            let b = self.sess(idx).backend as usize;
+            self.log(format_args!(
+                "upstream {}: sending the request failed: {}; answering 502",
+                self.ups.backends[b].addr,
+                io::Error::from_raw_os_error(-res)
+            ));
+            return self.reply(idx, reply::BAD_GATEWAY);
+        }
+        let s = self.sess(idx);
+        let State::Upstream(up) = &mut s.state else {
+            return Ok(());
+        };
+        up.req_sent += res as usize;
+        if up.req_sent < up.req.len() {
+            return self.submit_up_send(idx);
+        }
+        up.phase = Phase::ReadingResponse;
+        up.req = Vec::new();
+        up.resp = vec![0u8; RESP_MAX].into_boxed_slice();
+        let body = up.info.has_body && !up.info.upgrade;
+        if body {
+            // Stream the request body while waiting for the response head.
+            up.tunnel.dirs[0].state = DirState::Open;
+            self.arm_source(idx, 0)?;
+        }
+        self.submit_up_recv(idx)
+    }
+
+    fn submit_up_recv(&mut self, idx: u32) -> io::Result<()> {
+        let tok = self.tok(Op::UpRecv, Side::Upstream, idx);
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let fd = s.upstream;
+        let State::Upstream(up) = &mut s.state else {
+            return Ok(());
+        };
+        // Session-owned heap buffer, alive until this receive completes.
+        self.ring.recv(fd, &mut up.resp[up.resp_len..], tok)?;
+        s.inflight += 1;
+        Ok(())
+    }
+
+    fn on_up_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let b = s.backend as usize;
+        if res <= 0 {
+            let why = if res == 0 {
+                "closed the connection before a complete response head".to_string()
+            } else {
+                io::Error::from_raw_os_error(-res).to_string()
+            };
+            self.log(format_args!(
+                "upstream {}: {why}; answering 502",
+                self.ups.backends[b].addr
+            ));
+            return self.reply(idx, reply::BAD_GATEWAY);
+        }
+        let State::Upstream(up) = &mut s.state else {
+            return Ok(());
+        };
+        up.resp_len += res as usize;
+        let mut out = std::mem::take(&mut up.out);
+        match http::parse_response(&up.resp[..up.resp_len], RESP_MAX, up.info.upgrade, &mut out) {
+            Ok(None) => {
+                up.out = out;
+                self.submit_up_recv(idx)
+            }
+            Err(http::UpstreamError::BadResponse(why)) => {
+                self.log(format_args!(
+                    "upstream {}: {why}; answering 502",
+                    self.ups.backends[b].addr
+                ));
+                self.reply(idx, reply::BAD_GATEWAY)
+            }
+            Ok(Some(info)) => {
+                out.extend_from_slice(&up.resp[info.head_len..up.resp_len]);
+                up.out = out;
+                up.out_sent = 0;
+                up.rinfo = Some(info);
+                up.resp = Box::default();
+                up.phase = Phase::SendingResponse;
+                self.submit_client_send(idx)
+            }
+        }
+    }
+
+    fn submit_client_send(&mut self, idx: u32) -> io::Result<()> {
+        let tok = self.tok(Op::ClientSend, Side::Client, idx);
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let fd = s.client;
+        match &s.state {
+            State::Upstream(up) => self.ring.send(fd, &up.out[up.out_sent..], tok)?,
+            State::Reply { msg, sent, .. } => self.ring.send(fd, &msg[*sent..], tok)?,
+            _ => return Ok(()),
+        }
+        s.inflight += 1;
+        Ok(())
+    }
+
+    fn on_client_send(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if res < 0 {
+            return self.close_session(idx);
+        }
+        let s = self.sess(idx);
+        match &mut s.state {
+            State::Reply { msg, sent, .. } => {
+                *sent += res as usize;
+                if *sent < msg.len() {
+                    return self.submit_client_send(idx);
+                }
+                self.start_linger(idx)
+            }
+            State::Upstream(up) => {
+                up.out_sent += res as usize;
+                if up.out_sent < up.out.len() {
+                    return self.submit_client_send(idx);
+                }
+                self.start_relay(idx)
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The response head is delivered: relay the rest (a tunnel after 101, else the body).
+    fn start_relay(&mut self, idx: u32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let b = s.backend as usize;
+        let State::Upstream(up) = std::mem::replace(&mut s.state, State::Linger { keep: None })
+        else {
+            return Ok(());
+        };
+        let info = up.rinfo.expect("response parsed");
+        let mut t = up.tunnel;
+        t.dirs[1].state = DirState::Open;
+        if info.tunnel {
+            t.upgraded = true;
+            t.dirs[0].state = DirState::Open;
+            self.tunnels += 1;
+            let be = &self.ups.backends[b];
+            be.tunnels.fetch_add(1, Ordering::Relaxed);
+            be.tunnels_total.fetch_add(1, Ordering::Relaxed);
+        } else {
+            t.close_after_response = true;
+        }
+        let dir0_open = t.dirs[0].state == DirState::Open;
+        self.sess(idx).state = State::Tunnel(t);
+        match self.cfg.tunnel_idle_timeout {
+            Some(d) if info.tunnel => {
+                let at = self.now + ms(d);
+                self.set_deadline(idx, at);
+            }
+            _ => self.clear_deadline(idx),
+        }
+        self.arm_source(idx, 1)?;
+        if dir0_open {
+            self.arm_source(idx, 0)?;
+        }
+        Ok(())
+    }
+
+    // ----- our own answers ----------------------------------------------------------
+
+    /// Answer the client with `msg`, then linger and close. Drops the upstream side.
+    fn reply(&mut self, idx: u32, msg: &'static [u8]) -> io::Result<()> {
+        self.errors += 1;
+        let tok = self.tok(Op::Cancel, Side::Client, idx);
+        let s = self.sess(idx);
+        let (client, upstream) = (s.client, s.upstream);
+        let busy = s.inflight > 0;
+        if let Some(t) = s.tunnel_mut() {
+            for d in t.dirs.iter_mut() {
+                if d.live() {
+                    d.state = DirState::Off;
+                }
+            }
+        }
+        if upstream >= 0 {
+            sys::shutdown(upstream, libc::SHUT_RDWR);
+        }
+        if busy {
+            // Cancel whatever is in flight on either socket before our answer is queued
+            // (SQEs are issued in order, so the answer's send is not caught by this).
+            self.ring.cancel_fd(client, tok)?;
+            self.sess(idx).inflight += 1;
+            if upstream >= 0 {
+                self.ring.cancel_fd(upstream, tok)?;
+                self.sess(idx).inflight += 1;
+            }
+        }
+        let s = self.sess(idx);
+        let old = std::mem::replace(
+            &mut s.state,
+            State::Reply {
+                msg,
+                sent: 0,
+                keep: None,
+            },
+        );
+        // Operations being cancelled may still point into the old state's buffers: keep
+        // them until the session is freed.
+        if busy {
+            if let State::Reply { keep, .. } = &mut s.state {
+                *keep = Some(Box::new(old));
+            }
+        }
+        let at = self.now + ms(LINGER);
+        self.set_deadline(idx, at);
+        self.submit_client_send(idx)
+    }
+
+    fn start_linger(&mut self, idx: u32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let keep = match &mut s.state {
+            State::Reply { keep, .. } => keep.take(),
+            _ => None,
+        };
+        s.state = State::Linger { keep };
+        sys::shutdown_write(s.client);
+        self.submit_linger_recv(idx)
+    }
+
+    fn submit_linger_recv(&mut self, idx: u32) -> io::Result<()> {
+        let tok = self.tok(Op::LingerRecv, Side::Client, idx);
+        let fd = self.sess(idx).client;
+        // The scratch buffer is the worker's; its content is discarded, so concurrent
+        // lingering receives sharing it is harmless. It lives as long as the worker.
+        let (ring, scratch) = (&mut self.ring, &mut self.scratch);
+        ring.recv(fd, scratch, tok)?;
+        self.sess(idx).inflight += 1;
+        Ok(())
+    }
+
+    fn on_linger_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if res > 0 {
+            return self.submit_linger_recv(idx);
+        }
+        self.close_session(idx)
+    }
+
+    // ----- relay --------------------------------------------------------------------
+
+    /// Start reading from socket `side` for its direction (multishot POLLIN or receive).
+    fn arm_source(&mut self, idx: u32, side: usize) -> io::Result<()> {
+        let sd = if side == 0 {
+            Side::Client
+        } else {
+            Side::Upstream
+        };
+        match self.cfg.tunnel {
+            TunnelMode::Splice => {
+                let tok = self.tok(Op::PollIn, sd, idx);
+                let s = self.sess(idx);
+                let fd = s.fd(side);
+                let t = s.tunnel_mut().expect("relay");
+                if t.polling[side] {
+                    return Ok(());
+                }
+                t.polling[side] = true;
+                s.inflight += 1;
+                self.ring
+                    .poll(fd, (libc::POLLIN | libc::POLLRDHUP) as u32, true, tok)
+            }
+            TunnelMode::Copy => {
+                let tok = self.tok(Op::Recv, sd, idx);
+                let s = self.sess(idx);
+                let fd = s.fd(side);
+                let t = s.tunnel_mut().expect("relay");
+                let d = &mut t.dirs[side];
+                if d.recv_armed || !d.live() || d.state == DirState::Eof {
+                    return Ok(());
+                }
+                d.recv_armed = true;
+                d.starved = false;
+                s.inflight += 1;
+                self.ring.recv_multi(fd, tok)
+            }
+        }
+    }
+
+    fn touch(&mut self, idx: u32) {
+        if let Some(d) = self.cfg.tunnel_idle_timeout {
+            let now = self.now;
+            let s = self.sess(idx);
+            if matches!(s.state, State::Tunnel(_)) && s.deadline != 0 {
+                s.deadline = now + ms(d);
+            }
+        }
+    }
+
+    fn on_poll_in(&mut self, idx: u32, side: Side, c: Completion) -> io::Result<()> {
+        let i = side.idx();
+        let s = self.sess(idx);
+        let Some(t) = s.tunnel_mut() else {
+            return Ok(());
+        };
+        if !c.more() {
+            t.polling[i] = false;
+        }
+        let live = t.dirs[i].live();
+        if c.res == -libc::ECANCELED {
+            return Ok(());
+        }
+        if !c.more() && live && t.dirs[i].state == DirState::Open {
+            self.arm_source(idx, i)?;
+        }
+        if live {
+            self.pump(idx, i)?;
+        }
+        Ok(())
+    }
+
+    fn on_poll_out(&mut self, idx: u32, side: Side, res: i32) -> io::Result<()> {
+        // POLLOUT on socket `side` serves the direction flowing *into* it.
+        let i = side.other().idx();
+        let s = self.sess(idx);
+        let Some(t) = s.tunnel_mut() else {
+            return Ok(());
+        };
+        t.dirs[i].pollout = false;
+        if res == -libc::ECANCELED {
+            return Ok(());
+        }
+        self.pump(idx, i)
+    }
+
+    /// Run the splice pump for direction `i` and act on its answer.
+    fn pump(&mut self, idx: u32, i: usize) -> io::Result<()> {
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let (src, dst) = (s.fd(i), s.fd(1 - i));
+        let Some(t) = s.tunnel_mut() else {
+            return Ok(());
+        };
+        let mut moved = false;
+        let step = tunnel::pump_splice(&mut t.dirs[i], &mut self.pipes, src, dst, &mut moved);
+        if moved {
+            self.touch(idx);
+        }
+        match step {
+            Pump::Idle => Ok(()),
+            Pump::Yield => {
+                let gen = self.gen(idx);
+                let t = self.sess(idx).tunnel_mut().expect("relay");
+                if !t.dirs[i].queued {
+                    t.dirs[i].queued = true;
+                    self.ready.push_back((idx, gen, i));
+                }
+                Ok(())
+            }
+            Pump::WaitWritable => {
+                let sd = if i == 0 { Side::Upstream } else { Side::Client };
+                let tok = self.tok(Op::PollOut, sd, idx);
+                let s = self.sess(idx);
+                let t = s.tunnel_mut().expect("relay");
+                t.dirs[i].pollout = true;
+                s.inflight += 1;
+                self.ring.poll(dst, libc::POLLOUT as u32, false, tok)
+            }
+            Pump::Finished => self.dir_finished(idx),
+            Pump::Failed(err) => {
+                if !sys::is_peer_gone(err) {
+                    self.log(format_args!(
+                        "tunnel relay error: {}",
+                        io::Error::from_raw_os_error(err)
+                    ));
+                }
+                self.close_session(idx)
+            }
+        }
+    }
+
+    fn dir_finished(&mut self, idx: u32) -> io::Result<()> {
+        let s = self.sess(idx);
+        let finished = s.tunnel_mut().is_some_and(|t| t.finished());
+        let is_tunnel_state = matches!(s.state, State::Tunnel(_));
+        if finished && is_tunnel_state {
+            return self.close_session(idx);
+        }
+        Ok(())
+    }
+
+    fn run_ready(&mut self) -> io::Result<()> {
+        let n = self.ready.len();
+        for _ in 0..n {
+            let Some((idx, gen, i)) = self.ready.pop_front() else {
+                break;
+            };
+            let slot = &mut self.slab[idx as usize];
+            if slot.gen != gen {
+                continue;
+            }
+            let Some(s) = slot.s.as_mut() else { continue };
+            if s.closing {
+                continue;
+            }
+            let Some(t) = s.tunnel_mut() else { continue };
+            t.dirs[i].queued = false;
+            self.pump(idx, i)?;
+        }
+        Ok(())
+    }
+
+    // ----- copy mode ----------------------------------------------------------------
+
+    fn on_recv(&mut self, idx: u32, side: Side, c: Completion) -> io::Result<()> {
+        let i = side.idx();
+        let gen = self.gen(idx);
+        let cancel_tok = self.tok(Op::Cancel, side, idx);
+        let recv_tok = self.tok(Op::Recv, side, idx);
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let dst = s.fd(1 - i);
+        let Some(t) = s.tunnel_mut() else {
+            if let Some(bid) = c.buffer_id() {
+                self.ring.recycle_buffer(bid);
+            }
+            return Ok(());
+        };
+        let d = &mut t.dirs[i];
+        if !c.more() {
+            d.recv_armed = false;
+        }
+        if c.res > 0 {
+            let bid = c.buffer_id().expect("buffer-select receive");
+            if !d.live() {
+                self.ring.recycle_buffer(bid);
+                return Ok(());
+            }
+            d.bufs.push_back((bid, c.res as u32));
+            let need_cancel = d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && c.more();
+            let start_send = !d.sending;
+            if need_cancel {
+                self.ring.cancel_token(recv_tok, cancel_tok)?;
+                self.sess(idx).inflight += 1;
+            }
+            self.touch(idx);
+            if start_send {
+                self.copy_send(idx, i, dst)?;
+            }
+            return Ok(());
+        }
+        if c.res == 0 {
+            if d.state == DirState::Open {
+                d.state = DirState::Eof;
+            }
+            if d.bufs.is_empty() && !d.sending && d.state == DirState::Eof {
+                sys::shutdown_write(dst);
+                d.state = DirState::Done;
+                return self.dir_finished(idx);
+            }
+            return Ok(());
+        }
+        let err = -c.res;
+        if err == libc::ENOBUFS {
+            if !d.starved {
+                d.starved = true;
+                self.starved.push_back((idx, gen, i));
+            }
+            return Ok(());
+        }
+        if err == libc::ECANCELED {
+            // Our backpressure cancel: re-armed when the queue drains.
+            return Ok(());
+        }
+        if !sys::is_peer_gone(err) {
+            self.log(format_args!(
+                "tunnel receive error: {}",
+                io::Error::from_raw_os_error(err)
+            ));
+        }
+        self.close_session(idx)
+    }
+
+    fn copy_send(&mut self, idx: u32, i: usize, dst: RawFd) -> io::Result<()> {
+        let sd = if i == 0 { Side::Upstream } else { Side::Client };
+        let tok = self.tok(Op::Send, sd, idx);
+        let s = self.sess(idx);
+        let t = s.tunnel_mut().expect("relay");
+        let d = &mut t.dirs[i];
+        let Some(&(bid, len)) = d.bufs.front() else {
+            return Ok(());
+        };
+        d.sending = true;
+        let off = d.sent as usize;
+        s.inflight += 1;
+        self.ring
+            .send_buffer(dst, bid, off, len as usize - off, tok)
+    }
+
+    fn on_send(&mut self, idx: u32, side: Side, res: i32) -> io::Result<()> {
+        // A send to socket `side` belongs to the direction flowing into it.
+        let i = side.other().idx();
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
+        let dst = s.fd(1 - i);
+        let Some(t) = s.tunnel_mut() else {
+            return Ok(());
+        };
+        let d = &mut t.dirs[i];
+        d.sending = false;
+        if res < 0 {
+            if !sys::is_peer_gone(-res) {
+                self.log(format_args!(
+                    "tunnel send error: {}",
+                    io::Error::from_raw_os_error(-res)
+                ));
+            }
+            return self.close_session(idx);
+        }
+        d.sent += res as u32;
+        let mut recycled = false;
+        if let Some(&(bid, len)) = d.bufs.front() {
+            if d.sent >= len {
+                d.bufs.pop_front();
+                d.sent = 0;
+                self.ring.recycle_buffer(bid);
+                recycled = true;
+            }
+        }
+        let more = !d.bufs.is_empty();
+        let eof_done = !more && d.state == DirState::Eof;
+        let rearm = !d.recv_armed
+            && d.state == DirState::Open
+            && !d.starved
+            && d.bufs.len() <= COPY_QUEUE_MAX / 2;
+        if more {
+            self.copy_send(idx, i, dst)?;
+        } else if eof_done {
+            sys::shutdown_write(dst);
+            let t = self.sess(idx).tunnel_mut().expect("relay");
+            t.dirs[i].state = DirState::Done;
+            self.dir_finished(idx)?;
+        }
+        if rearm && !self.sess(idx).closing {
+            self.arm_source(idx, i)?;
+        }
+        if recycled {
+            self.feed_starved()?;
+        }
+        Ok(())
+    }
+
+    /// Buffers came back: re-arm receives that ran out of them.
+    fn feed_starved(&mut self) -> io::Result<()> {
+        if let Some((idx, gen, i)) = self.starved.pop_front() {
+            let slot = &mut self.slab[idx as usize];
+            if slot.gen != gen {
+                return Ok(());
+            }
+            let Some(s) = slot.s.as_mut() else {
+                return Ok(());
+            };
+            if s.closing {
+                return Ok(());
+            }
+            if let Some(t) = s.tunnel_mut() {
+                t.dirs[i].starved = false;
+            }
+            self.arm_source(idx, i)?;
+        }
+        Ok(())
+    }
+
+    // ----- shutdown -----------------------------------------------------------------
+
+    fn begin_shutdown(&mut self) -> io::Result<()> {
+        self.shutting = true;
+        self.shutdown_deadline = self.now + ms(SHUTDOWN_GRACE);
+        if self.accept_armed {
+            // Shutting the listener down ends the (multishot) accept.
+            sys::shutdown(self.listener, libc::SHUT_RDWR);
+        }
+        let live: Vec<u32> = self
+            .slab
+            .iter()
+            .enumerate()
+            .filter(|(_, sl)| sl.s.is_some())
+            .map(|(i, _)| i as u32)
+            .collect();
+        for idx in live {
+            self.close_session(idx)?;
+        }
+        Ok(())
+    }
+}

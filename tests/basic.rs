@@ -1,0 +1,121 @@
+//! Upgrade, echo, close handshake, HTTP errors and retries, through a real ringway.
+mod common;
+use common::*;
+use futures_util::StreamExt;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::Message;
+
+async fn raw(addr: std::net::SocketAddr, req: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(req).await.unwrap();
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+    String::from_utf8_lossy(&out).to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_echo_and_close_in_both_modes() {
+    let b = echo_backend().await;
+    for mode in [Mode::Splice, Mode::Copy] {
+        let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
+        let (mut ws, banner) = ws(p.local_addr()).await.unwrap();
+        assert_eq!(banner, format!("backend:{}", b.port()));
+        assert!(echo(&mut ws, Message::Text("hello".into())).await);
+        assert!(echo(&mut ws, Message::Binary(vec![0, 1, 2, 255])).await);
+        ws.close(None).await.unwrap();
+        // The backend's close frame comes back through the tunnel, then EOF.
+        let mut closed = false;
+        while let Some(m) = ws.next().await {
+            match m {
+                Ok(Message::Close(_)) => closed = true,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        assert!(closed, "close handshake completed ({mode:?})");
+        drop(ws);
+        let stats = p.stats();
+        assert!(
+            eventually(5, || p.stats().sessions() == 0).await,
+            "{stats:?}"
+        );
+        let w = &p.stats().workers[0];
+        assert_eq!(w.slots_used, 2, "only the listener and control fd remain");
+        assert_eq!(p.stats().backends[0].tunnels_total, 1);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_http_is_relayed_and_closed() {
+    let b = echo_backend().await;
+    let p = proxy(config(vec![b]));
+    let r = raw(
+        p.local_addr(),
+        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+    )
+    .await;
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
+    assert!(r.contains("Connection: close\r\n"), "{r}");
+    assert!(r.ends_with(&format!("backend:{}\n", b.port())), "{r}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_and_oversized_heads() {
+    let b = echo_backend().await;
+    let p = proxy(config(vec![b]));
+    let r = raw(p.local_addr(), b"NOT HTTP AT ALL\x01\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
+    let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 400 "), "missing Host: {r}");
+    let mut big = b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: ".to_vec();
+    big.extend(std::iter::repeat_n(b'a', 9000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let r = raw(p.local_addr(), &big).await;
+    assert!(r.starts_with("HTTP/1.1 431 "), "{r}");
+    // Everyone else is unaffected.
+    let (mut ws, _) = ws(p.local_addr()).await.unwrap();
+    assert!(echo(&mut ws, Message::Text("still fine".into())).await);
+    drop(ws);
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+    assert_eq!(p.stats().workers[0].slots_used, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_backend_falls_over_then_502() {
+    let good = echo_backend().await;
+    let bad = refusing_addr();
+    let p = proxy(config(vec![bad, good]));
+    for _ in 0..4 {
+        let (mut ws, banner) = ws(p.local_addr()).await.unwrap();
+        assert_eq!(banner, format!("backend:{}", good.port()));
+        assert!(echo(&mut ws, Message::Text("x".into())).await);
+    }
+    assert!(p.stats().backends[0].failures_total >= 2);
+
+    let p = proxy(config(vec![refusing_addr(), refusing_addr()]));
+    let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 502 "), "{r}");
+    let e = ws(p.local_addr()).await.err().expect("upgrade fails");
+    assert!(e.to_string().contains("502"), "{e}");
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn silent_backend_gives_504() {
+    // A backend that accepts and never answers.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Ok((s, _)) = l.accept().await {
+            keep.push(s);
+        }
+    });
+    let p = proxy(with(config(vec![a]), |c| {
+        c.read_timeout = Duration::from_millis(500)
+    }));
+    let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 504 "), "{r}");
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+}

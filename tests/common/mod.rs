@@ -1,0 +1,129 @@
+//! Shared helpers for the integration tests: real WebSocket echo backends, real clients,
+//! and an in-process ringway on a port-0 listener.
+#![allow(dead_code)]
+
+use futures_util::{SinkExt, StreamExt};
+pub use ringway::config::{AtLimit as Limit, Balance as Bal, Config, TunnelMode as Mode};
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+/// A client WebSocket.
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+/// Start a WebSocket echo backend on 127.0.0.1:0. Right after the handshake it sends
+/// `backend:<port>`, then echoes text and binary. Plain HTTP requests get `200 backend:<port>`.
+pub async fn echo_backend() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let _ = serve_one(s, addr.port()).await;
+            });
+        }
+    });
+    addr
+}
+
+async fn serve_one(s: TcpStream, port: u16) -> Result<(), Box<dyn std::error::Error>> {
+    // Peek at the head to answer plain HTTP without a WebSocket library.
+    let mut peek = [0u8; 2048];
+    let n = s.peek(&mut peek).await?;
+    let head = String::from_utf8_lossy(&peek[..n]).to_ascii_lowercase();
+    if !head.contains("upgrade: websocket") {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = s;
+        let mut buf = vec![0u8; 8192];
+        let mut got = Vec::new();
+        loop {
+            let n = s.read(&mut buf).await?;
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let body = format!("backend:{port}\n");
+        let resp = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nX-Seen-Head-Bytes: {}\r\n\r\n{body}",
+            body.len(),
+            got.len()
+        );
+        s.write_all(resp.as_bytes()).await?;
+        s.shutdown().await?;
+        return Ok(());
+    }
+    let mut ws = tokio_tungstenite::accept_async(s).await?;
+    ws.send(Message::Text(format!("backend:{port}"))).await?;
+    while let Some(m) = ws.next().await {
+        match m? {
+            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
+            // tungstenite queues the close reply; the next poll flushes it and ends.
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A port that refuses connections (bound, then closed).
+pub fn refusing_addr() -> SocketAddr {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let a = l.local_addr().unwrap();
+    drop(l);
+    a
+}
+
+/// A config for tests: 1 worker, port 0, no pinning.
+pub fn config(upstreams: Vec<SocketAddr>) -> Config {
+    let mut c = Config::new("127.0.0.1:0".parse().unwrap(), upstreams);
+    c.workers = 1;
+    c.pin = false;
+    c
+}
+
+/// Builders for variations.
+pub fn with(mut c: Config, f: impl FnOnce(&mut Config)) -> Config {
+    f(&mut c);
+    c
+}
+
+/// Start ringway.
+pub fn proxy(c: Config) -> ringway::Server {
+    ringway::start(c).expect("ringway starts")
+}
+
+/// Connect a WebSocket client through `addr` and read the backend banner.
+pub async fn ws(addr: SocketAddr) -> Result<(Ws, String), tokio_tungstenite::tungstenite::Error> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/chat")).await?;
+    let banner = match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+        Ok(Some(Ok(Message::Text(t)))) => t.to_string(),
+        other => panic!("no banner: {other:?}"),
+    };
+    Ok((ws, banner))
+}
+
+/// Send one message and expect it back.
+pub async fn echo(ws: &mut Ws, m: Message) -> bool {
+    if ws.send(m.clone()).await.is_err() {
+        return false;
+    }
+    matches!(tokio::time::timeout(Duration::from_secs(10), ws.next()).await, Ok(Some(Ok(r))) if r == m)
+}
+
+/// Poll `f` until it is true or `secs` pass.
+pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = tokio::time::Instant::now() + Duration::from_secs(secs);
+    while tokio::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    f()
+}
