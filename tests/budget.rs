@@ -1,0 +1,121 @@
+//! The budget: exact ceilings (511 at 1 × 1024, 7 at 1 × 16) and each `--at-limit` answer.
+mod common;
+use common::*;
+use std::time::Duration;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+async fn fill(addr: std::net::SocketAddr, n: usize) -> Vec<Ws> {
+    let mut held = Vec::with_capacity(n);
+    for i in 0..n {
+        let (ws, _) = ws(addr)
+            .await
+            .unwrap_or_else(|e| panic!("client {} of {n} failed: {e}", i + 1));
+        held.push(ws);
+    }
+    held
+}
+
+async fn all_echo(held: &mut [Ws]) {
+    for (i, w) in held.iter_mut().enumerate() {
+        assert!(
+            echo(w, Message::Text(format!("m{i}"))).await,
+            "held tunnel {i} still echoes"
+        );
+    }
+}
+
+async fn release_all(p: &ringway::Server, held: Vec<Ws>) {
+    drop(held);
+    assert!(
+        eventually(10, || p.stats().sessions() == 0).await,
+        "{:?}",
+        p.stats()
+    );
+    let w = &p.stats().workers[0];
+    assert_eq!(w.slots_used, 2, "every slot is free again: {w:?}");
+    assert_eq!(w.reserve_used, 0);
+    assert_eq!(w.pipes_in_use, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_511_answers_503() {
+    let b = echo_backend().await;
+    let p = proxy(config(vec![b]));
+    let mut held = fill(p.local_addr(), 511).await;
+    assert_eq!(p.stats().tunnels(), 511);
+    assert_eq!(p.stats().workers[0].slots_used, 1024);
+    for _ in 0..3 {
+        match ws(p.local_addr()).await {
+            Err(WsError::Http(r)) => {
+                assert_eq!(r.status(), 503);
+                assert_eq!(r.headers()["retry-after"], "1");
+            }
+            other => panic!("client 512 expected 503, got {:?}", other.map(|_| ())),
+        }
+    }
+    all_echo(&mut held).await;
+    release_all(&p, held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_511_reset_like_nginx() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| c.at_limit = Limit::Reset));
+    let mut held = fill(p.local_addr(), 511).await;
+    for _ in 0..3 {
+        match ws(p.local_addr()).await {
+            Err(WsError::Io(_)) | Err(WsError::Protocol(_)) | Err(WsError::ConnectionClosed) => {}
+            other => panic!(
+                "client 512 expected a reset/EOF, got {:?}",
+                other.map(|_| ())
+            ),
+        }
+    }
+    assert!(p.stats().workers[0].refused >= 3);
+    all_echo(&mut held).await;
+    release_all(&p, held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_511_pause_waits_in_backlog() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| c.at_limit = Limit::Pause));
+    let addr = p.local_addr();
+    let mut held = fill(addr, 511).await;
+    let waiting = tokio::spawn(async move { ws(addr).await.map(|(w, _)| w) });
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    assert!(
+        !waiting.is_finished(),
+        "client 512 waits while the budget is full"
+    );
+    assert_eq!(p.stats().tunnels(), 511);
+    all_echo(&mut held).await;
+    // Free one slot pair: the waiting client gets in.
+    drop(held.pop());
+    let mut w = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("admitted after a slot frees")
+        .unwrap()
+        .expect("handshake");
+    assert!(echo(&mut w, Message::Text("late".into())).await);
+    held.push(w);
+    release_all(&p, held).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ceiling_7_at_16_slots() {
+    let b = echo_backend().await;
+    for mode in [Limit::Reply503, Limit::Reset] {
+        let p = proxy(with(config(vec![b]), |c| {
+            c.worker_connections = 16;
+            c.at_limit = mode;
+        }));
+        let mut held = fill(p.local_addr(), 7).await;
+        assert!(
+            ws(p.local_addr()).await.is_err(),
+            "client 8 refused ({mode:?})"
+        );
+        all_echo(&mut held).await;
+        release_all(&p, held).await;
+    }
+}

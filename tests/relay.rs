@@ -1,0 +1,242 @@
+//! Tunnel relay: data integrity in both modes, half-close, idle tunnels hold no pipe,
+//! idle-tunnel timeout.
+mod common;
+use common::*;
+use futures_util::{SinkExt, StreamExt};
+use rand::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_tungstenite::tungstenite::Message;
+
+/// 64 MiB each way in messages of 1 B – 1 MiB; the hashes of what was sent and what came
+/// back must be equal.
+async fn integrity(mode: Mode) {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
+    let (ws, _) = ws(p.local_addr()).await.unwrap();
+    let (mut tx, mut rx) = ws.split();
+    const TOTAL: usize = 64 << 20;
+    let sender = tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let mut h = Sha256::new();
+        let mut sent = 0usize;
+        let mut n = 0usize;
+        while sent < TOTAL {
+            // Mixed sizes: mostly small, some large, up to 1 MiB.
+            let size = match rng.gen_range(0..10) {
+                0..=4 => rng.gen_range(1..=512),
+                5..=7 => rng.gen_range(513..=64 * 1024),
+                _ => rng.gen_range(64 * 1024..=1 << 20),
+            }
+            .min(TOTAL - sent);
+            let mut buf = vec![0u8; size];
+            rng.fill(&mut buf[..]);
+            h.update(&buf);
+            tx.send(Message::Binary(buf)).await.unwrap();
+            sent += size;
+            n += 1;
+        }
+        (h.finalize(), n, tx)
+    });
+    let mut h = Sha256::new();
+    let mut got = 0usize;
+    while got < TOTAL {
+        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                got += b.len();
+                h.update(&b);
+            }
+            other => panic!("{mode:?}: stream ended after {got} bytes: {other:?}"),
+        }
+    }
+    let (sent_hash, n, _tx) = sender.await.unwrap();
+    assert_eq!(got, TOTAL);
+    assert_eq!(
+        h.finalize(),
+        sent_hash,
+        "{mode:?}: {n} messages, hashes equal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_64mib_splice() {
+    integrity(Mode::Splice).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_64mib_copy() {
+    integrity(Mode::Copy).await;
+}
+
+/// A raw backend that answers 101, then runs `f` on the upgraded stream.
+async fn raw_backend<F, Fut>(f: F) -> std::net::SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    let f = std::sync::Arc::new(f);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let f = f.clone();
+            tokio::spawn(async move {
+                read_head(&mut s).await;
+                s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+                    .await
+                    .unwrap();
+                f(s).await;
+            });
+        }
+    });
+    a
+}
+
+async fn read_head(s: &mut TcpStream) -> Vec<u8> {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        if s.read(&mut b).await.unwrap() == 0 {
+            break;
+        }
+        head.push(b[0]);
+    }
+    head
+}
+
+async fn upgrade(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_head(&mut s).await;
+    assert!(
+        head.starts_with(b"HTTP/1.1 101"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    s
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_client_first() {
+    // Backend: read to EOF, then answer with the count, then close.
+    let b = raw_backend(|mut s| async move {
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.unwrap();
+        s.write_all(format!("got:{}", all.len()).as_bytes())
+            .await
+            .unwrap();
+        s.shutdown().await.unwrap();
+    })
+    .await;
+    for mode in [Mode::Splice, Mode::Copy] {
+        let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
+        let mut s = upgrade(p.local_addr()).await;
+        let data = vec![7u8; 300_000];
+        s.write_all(&data).await.unwrap();
+        s.shutdown().await.unwrap(); // our write half only
+        let mut back = String::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut back))
+            .await
+            .expect("EOF arrives")
+            .unwrap();
+        assert_eq!(back, "got:300000", "{mode:?}");
+        drop(s);
+        assert!(
+            eventually(5, || p.stats().sessions() == 0).await,
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn half_close_backend_first() {
+    // Backend: send a greeting and shut its write half, then read what the client sends.
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<usize>();
+    let b = raw_backend(move |mut s| {
+        let tx = tx.clone();
+        async move {
+            s.write_all(&vec![1u8; 200_000]).await.unwrap();
+            s.shutdown().await.unwrap();
+            let mut all = Vec::new();
+            s.read_to_end(&mut all).await.unwrap();
+            tx.send(all.len()).unwrap();
+        }
+    })
+    .await;
+    let mut rx = rx;
+    for mode in [Mode::Splice, Mode::Copy] {
+        let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
+        let mut s = upgrade(p.local_addr()).await;
+        let mut got = Vec::new();
+        tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut got))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(got.len(), 200_000);
+        // The other direction still works after the backend's half-close.
+        s.write_all(&[9u8; 12345]).await.unwrap();
+        s.shutdown().await.unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(n, 12345, "{mode:?}");
+        assert!(
+            eventually(5, || p.stats().sessions() == 0).await,
+            "{mode:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tunnels_hold_no_pipe() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| {
+        c.tunnel = Mode::Splice;
+        c.worker_connections = 4096;
+    }));
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let (mut w, _) = ws(p.local_addr()).await.unwrap();
+        assert!(echo(&mut w, Message::Text(format!("{i}"))).await);
+        held.push(w);
+    }
+    let s = p.stats();
+    assert_eq!(s.tunnels(), 1000);
+    // No bytes are in flight, so no tunnel holds a pipe; the pool keeps a few idle.
+    assert_eq!(s.workers[0].pipes_in_use, 0, "{s:?}");
+    assert!(s.workers[0].pipes_idle <= 64, "{s:?}");
+    drop(held);
+    assert!(eventually(10, || p.stats().sessions() == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_tunnel_timeout_closes_only_idle_ones() {
+    let b = echo_backend().await;
+    for mode in [Mode::Splice, Mode::Copy] {
+        let p = proxy(with(config(vec![b]), |c| {
+            c.tunnel = mode;
+            c.tunnel_idle_timeout = Some(Duration::from_millis(1500));
+        }));
+        let (mut busy, _) = ws(p.local_addr()).await.unwrap();
+        let (mut idle, _) = ws(p.local_addr()).await.unwrap();
+        for _ in 0..12 {
+            assert!(echo(&mut busy, Message::Text("ping".into())).await);
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // 3 s have passed: the idle one is gone, the busy one is alive.
+        assert!(
+            !echo(&mut idle, Message::Text("late".into())).await,
+            "{mode:?}"
+        );
+        assert!(
+            echo(&mut busy, Message::Text("ping".into())).await,
+            "{mode:?}"
+        );
+        assert_eq!(p.stats().tunnels(), 1);
+    }
+}
