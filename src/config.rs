@@ -45,12 +45,21 @@ pub enum AtLimit {
 #[derive(Parser, Debug, Clone)]
 #[command(name = "ringway", version, about, long_about = None)]
 pub struct Cli {
+    /// Read this nginx.conf (the subset the WebSocket-behind-nginx setup uses); flags given
+    /// on the command line override what it says.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Test the configuration, print the budget arithmetic, and exit (like `nginx -t`).
+    #[arg(short = 't', long = "test-config")]
+    pub test_config: bool,
+
     /// Address to listen on (one SO_REUSEPORT listener per worker).
     #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
     pub listen: SocketAddr,
 
     /// Backend address; repeat the flag or give a comma-separated list.
-    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required = true)]
+    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required_unless_present = "config")]
     pub upstreams: Vec<SocketAddr>,
 
     /// Number of workers (threads), like nginx's worker_processes. Default: number of CPUs.
@@ -139,6 +148,8 @@ pub struct Config {
     pub tunnel_idle_timeout: Option<Duration>,
     /// Pin workers to CPUs.
     pub pin: bool,
+    /// `worker_rlimit_nofile` from nginx.conf: the soft RLIMIT_NOFILE to set.
+    pub rlimit_nofile: Option<u64>,
 }
 
 impl Config {
@@ -160,6 +171,7 @@ impl Config {
             read_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: None,
             pin: false,
+            rlimit_nofile: None,
         }
     }
 
@@ -189,31 +201,195 @@ impl Config {
 
 impl TryFrom<Cli> for Config {
     type Error = String;
+    /// Flags alone (no `-c`): every value comes from the flags or their defaults.
     fn try_from(cli: Cli) -> Result<Config, String> {
-        let workers = cli
-            .worker_processes
-            .map(|n| n as usize)
-            .unwrap_or_else(crate::sys::online_cpus);
-        let cfg = Config {
-            listen: cli.listen,
-            upstreams: cli.upstreams,
-            workers,
-            worker_connections: cli.worker_connections as usize,
-            balance: cli.balance,
-            tunnel: cli.tunnel,
-            at_limit: cli.at_limit,
-            reserve_503: cli.reserve_503 as usize,
-            backlog: cli.backlog,
-            max_head: cli.max_head as usize,
-            head_timeout: cli.head_timeout,
-            connect_timeout: cli.connect_timeout,
-            read_timeout: cli.read_timeout,
-            tunnel_idle_timeout: cli.tunnel_idle_timeout,
-            pin: !cli.no_pin,
-        };
-        cfg.validate()?;
-        Ok(cfg)
+        from_cli(cli, &|_| true).map(|(c, _)| c)
     }
+}
+
+/// Build the configuration from parsed flags. `given(id)` says whether the flag `id` was
+/// given on the command line (then it overrides the config file). Returns the config and
+/// the warnings the config file produced.
+pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let mut cfg = match &cli.config {
+        Some(path) => {
+            let conf = crate::nginx_conf::parse_file(path).map_err(|e| e.to_string())?;
+            let (c, w) = from_nginx(&conf, &path.display().to_string())?;
+            warnings = w;
+            c
+        }
+        None => Config::new(cli.listen, cli.upstreams.clone()),
+    };
+    let from_file = cli.config.is_some();
+    let take = |id: &str| !from_file || given(id);
+    if take("listen") {
+        cfg.listen = cli.listen;
+    }
+    if take("upstreams") && !cli.upstreams.is_empty() {
+        cfg.upstreams = cli.upstreams;
+    }
+    if let Some(n) = cli.worker_processes {
+        cfg.workers = n as usize;
+    } else if !from_file {
+        cfg.workers = crate::sys::online_cpus();
+    }
+    if take("worker_connections") {
+        cfg.worker_connections = cli.worker_connections as usize;
+    }
+    if take("balance") {
+        cfg.balance = cli.balance;
+    }
+    cfg.tunnel = cli.tunnel;
+    cfg.at_limit = cli.at_limit;
+    cfg.reserve_503 = cli.reserve_503 as usize;
+    if take("backlog") {
+        cfg.backlog = cli.backlog;
+    }
+    cfg.max_head = cli.max_head as usize;
+    cfg.head_timeout = cli.head_timeout;
+    if take("connect_timeout") {
+        cfg.connect_timeout = cli.connect_timeout;
+    }
+    if take("read_timeout") {
+        cfg.read_timeout = cli.read_timeout;
+    }
+    if take("tunnel_idle_timeout") {
+        cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
+    }
+    cfg.pin = !cli.no_pin;
+    cfg.validate()?;
+    Ok((cfg, warnings))
+}
+
+/// Map an nginx.conf (the supported subset) onto a [`Config`]. The first `server` block
+/// and its `location /` (or first location) with `proxy_pass` define the proxy.
+pub fn from_nginx(
+    conf: &crate::nginx_conf::NginxConf,
+    file: &str,
+) -> Result<(Config, Vec<String>), String> {
+    use crate::nginx_conf::{Balance as NB, WorkerProcesses};
+    let mut warnings = conf.warnings.clone();
+    let server = conf
+        .servers
+        .first()
+        .ok_or_else(|| format!("{file}: no `server {{ ... }}` block: ringway needs one with `listen` and `location / {{ proxy_pass ...; }}`"))?;
+    if conf.servers.len() > 1 {
+        warnings.push(format!(
+            "{file}:{}: ringway serves only the first server block; later ones are ignored",
+            conf.servers[1].line
+        ));
+    }
+    let listen = server
+        .listen
+        .first()
+        .ok_or_else(|| format!("{file}:{}: server block has no listen", server.line))?;
+    let listen_addr =
+        parse_addr(&listen.addr).map_err(|e| format!("{file}:{}: listen: {e}", server.line))?;
+    let loc = server
+        .locations
+        .iter()
+        .find(|l| l.path == "/" && l.proxy_pass.is_some())
+        .or_else(|| server.locations.iter().find(|l| l.proxy_pass.is_some()))
+        .ok_or_else(|| {
+            format!(
+                "{file}:{}: no location with proxy_pass in the server block",
+                server.line
+            )
+        })?;
+    let target = loc.proxy_pass.clone().unwrap_or_default();
+    let mut upstreams = Vec::new();
+    let mut balance = Balance::RoundRobin;
+    if let Some(up) = conf.upstreams.iter().find(|u| u.name == target) {
+        for s in &up.servers {
+            if s.down {
+                continue;
+            }
+            if s.backup {
+                warnings.push(format!("{file}:{}: `backup` servers are not supported yet; {} is used as a normal server", s.line, s.addr));
+            }
+            if s.weight != 1 {
+                warnings.push(format!(
+                    "{file}:{}: weight={} is not supported yet; {} gets an equal share",
+                    s.line, s.weight, s.addr
+                ));
+            }
+            upstreams
+                .push(parse_addr(&s.addr).map_err(|e| format!("{file}:{}: server: {e}", s.line))?);
+        }
+        balance =
+            match &up.balance {
+                NB::RoundRobin => Balance::RoundRobin,
+                NB::LeastConn => Balance::LeastConn,
+                NB::IpHash => Balance::IpHash,
+                NB::Hash { key, .. } => {
+                    return Err(format!(
+                        "{file}:{}: `hash {key}` is not supported yet; use ip_hash or least_conn",
+                        up.line
+                    ))
+                }
+                NB::StickyCookie { .. } => return Err(format!(
+                    "{file}:{}: `sticky cookie` is not supported yet; use ip_hash or least_conn",
+                    up.line
+                )),
+            };
+        if up.keepalive.is_some() {
+            warnings.push(format!("{file}:{}: upstream keepalive is not supported yet (ringway closes upstream connections after each response)", up.line));
+        }
+    } else {
+        upstreams.push(
+            parse_addr(&target).map_err(|e| format!("{file}:{}: proxy_pass: {e}", loc.line))?,
+        );
+    }
+    if upstreams.is_empty() {
+        return Err(format!("{file}: upstream '{target}' has no usable server"));
+    }
+    let known = [
+        ("upgrade", "$http_upgrade"),
+        ("connection", "$connection_upgrade"),
+        ("connection", "upgrade"),
+        ("connection", "\"upgrade\""),
+        ("host", "$host"),
+        ("host", "$http_host"),
+        ("x-forwarded-for", "$proxy_add_x_forwarded_for"),
+    ];
+    for (name, value) in &loc.set_headers {
+        if !known
+            .iter()
+            .any(|(n, v)| name.eq_ignore_ascii_case(n) && value == v)
+        {
+            warnings.push(format!("{file}:{}: proxy_set_header {name} {value}: ringway applies nginx's WebSocket header rules itself and ignores this one", loc.line));
+        }
+    }
+    if let Some(v) = &loc.proxy_http_version {
+        if v != "1.1" {
+            warnings.push(format!(
+                "{file}:{}: proxy_http_version {v}: ringway always speaks HTTP/1.1 to backends",
+                loc.line
+            ));
+        }
+    }
+    let mut cfg = Config::new(listen_addr, upstreams);
+    cfg.balance = balance;
+    cfg.workers = match conf.worker_processes {
+        Some(WorkerProcesses::N(n)) => n,
+        // nginx's compiled default is 1 worker.
+        None => 1,
+        Some(WorkerProcesses::Auto) => crate::sys::online_cpus(),
+    };
+    // nginx's compiled default is 512; the shipped nginx.conf says 1024.
+    cfg.worker_connections = conf.worker_connections.unwrap_or(512);
+    if let Some(b) = listen.backlog {
+        cfg.backlog = b;
+    } else {
+        cfg.backlog = 511; // nginx's default listen backlog on Linux
+    }
+    cfg.read_timeout = Duration::from_millis(loc.read_timeout_ms.unwrap_or(60_000));
+    // nginx applies proxy_read_timeout to upgraded connections too: an idle tunnel closes.
+    cfg.tunnel_idle_timeout = Some(cfg.read_timeout);
+    cfg.connect_timeout = Duration::from_millis(loc.connect_timeout_ms.unwrap_or(60_000));
+    cfg.rlimit_nofile = conf.worker_rlimit_nofile;
+    Ok((cfg, warnings))
 }
 
 /// Parse `host:port` (IP literal or a resolvable name such as `localhost:9001`).
@@ -314,5 +490,64 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.at_limit, AtLimit::Reset);
+    }
+
+    const SEED: &str = "worker_processes 1;\nevents { worker_connections 1024; }\nhttp {\n map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n upstream nodes { least_conn; server 127.0.0.1:9001; server 127.0.0.1:9002; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://nodes; proxy_http_version 1.1;\n proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; proxy_read_timeout 90s; } }\n}\n";
+
+    #[test]
+    fn seed_nginx_conf_maps_onto_config() {
+        let conf = crate::nginx_conf::parse_str(SEED, "nginx.conf").unwrap();
+        let (c, w) = from_nginx(&conf, "nginx.conf").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.workers, 1);
+        assert_eq!(c.worker_connections, 1024);
+        assert_eq!(c.balance, Balance::LeastConn);
+        assert_eq!(c.upstreams.len(), 2);
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(c.read_timeout, Duration::from_secs(90));
+        assert_eq!(
+            c.tunnel_idle_timeout,
+            Some(Duration::from_secs(90)),
+            "nginx closes idle tunnels after proxy_read_timeout"
+        );
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("ringway-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("nginx.conf");
+        std::fs::write(&f, SEED).unwrap();
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "-c",
+            f.to_str().unwrap(),
+            "--worker-connections",
+            "64",
+        ])
+        .unwrap();
+        let (c, _) = from_cli(cli, &|id| id == "worker_connections").unwrap();
+        assert_eq!(c.worker_connections, 64);
+        assert_eq!(
+            c.balance,
+            Balance::LeastConn,
+            "not given on the command line: from the file"
+        );
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn unsupported_balance_is_a_clear_error() {
+        let conf = crate::nginx_conf::parse_str(
+            &SEED.replace("least_conn;", "hash $remote_addr consistent;"),
+            "nginx.conf",
+        )
+        .unwrap();
+        let e = from_nginx(&conf, "nginx.conf").unwrap_err();
+        assert!(
+            e.starts_with("nginx.conf:5:") && e.contains("not supported yet"),
+            "{e}"
+        );
     }
 }

@@ -3,7 +3,8 @@
 //! Exit status: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start (message says why),
 //! 2 for bad flags.
 
-use clap::Parser;
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches};
 use mimalloc::MiMalloc;
 use nix::sys::signal::{SigSet, Signal};
 use ringway::config::{Cli, Config};
@@ -12,14 +13,45 @@ use ringway::config::{Cli, Config};
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    let cli = Cli::parse();
-    let cfg = match Config::try_from(cli) {
-        Ok(c) => c,
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let test_only = cli.test_config;
+    let file = cli.config.clone();
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    let cfg: Config = match ringway::config::from_cli(cli, &given) {
+        Ok((c, warnings)) => {
+            for w in warnings {
+                eprintln!("ringway: warning: {w}");
+            }
+            c
+        }
         Err(e) => {
             eprintln!("ringway: error: {e}");
             std::process::exit(2);
         }
     };
+    if test_only {
+        println!(
+            "{}",
+            ringway::budget::describe(cfg.workers, cfg.worker_connections)
+        );
+        println!(
+            "ringway: listen {}, {} upstream(s) {:?}, balance {:?}, proxy_read_timeout {:?}",
+            cfg.listen,
+            cfg.upstreams.len(),
+            cfg.upstreams,
+            cfg.balance,
+            cfg.read_timeout
+        );
+        match file {
+            Some(f) => println!(
+                "ringway: the configuration file {} test is successful",
+                f.display()
+            ),
+            None => println!("ringway: the configuration test is successful"),
+        }
+        return;
+    }
     // Signals are taken synchronously by this thread; workers inherit the blocked mask.
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);

@@ -38,22 +38,36 @@ pub struct Server {
 /// Returns a warning for a person when it does not.
 pub fn raise_nofile(cfg: &Config) -> Option<String> {
     let (soft, hard) = sys::nofile_limit();
-    if soft < hard {
-        let _ = sys::set_nofile_soft(hard);
+    let mut notes = Vec::new();
+    match cfg.rlimit_nofile {
+        // nginx's worker_rlimit_nofile: set exactly what the file says.
+        Some(want) => {
+            if let Err(e) = sys::set_nofile_soft(want) {
+                notes.push(format!("worker_rlimit_nofile {want} could not be set ({e}; the hard limit is {hard} and raising it needs CAP_SYS_RESOURCE)"));
+                let _ = sys::set_nofile_soft(hard.min(want.max(soft)));
+            }
+        }
+        None if soft < hard => {
+            let _ = sys::set_nofile_soft(hard);
+        }
+        None => {}
     }
     let (soft, _) = sys::nofile_limit();
     // Per worker: its slots, the 503 reserve, and a few pipes in flight (2 fds each).
     let need =
         cfg.workers as u64 * (cfg.worker_connections as u64 + cfg.reserve_503 as u64 + 2 * 64) + 16;
     if need > soft {
-        Some(format!(
+        notes.push(format!(
             "warning: {} workers × {} worker_connections need about {need} descriptors but RLIMIT_NOFILE is {soft} (hard {hard}); clients past ~{} will be refused by the kernel (EMFILE). Raise it (ulimit -n, LimitNOFILE=) or lower --worker-connections",
             cfg.workers,
             cfg.worker_connections,
             soft.saturating_sub(16) / 2
-        ))
-    } else {
+        ));
+    }
+    if notes.is_empty() {
         None
+    } else {
+        Some(notes.join("\nringway: "))
     }
 }
 

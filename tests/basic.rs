@@ -96,7 +96,9 @@ async fn refused_backend_falls_over_then_502() {
     let p = proxy(config(vec![refusing_addr(), refusing_addr()]));
     let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
     assert!(r.starts_with("HTTP/1.1 502 "), "{r}");
-    let e = ws(p.local_addr()).await.err().expect("upgrade fails");
+    let Err(e) = ws(p.local_addr()).await else {
+        panic!("upgrade must fail")
+    };
     assert!(e.to_string().contains("502"), "{e}");
     assert!(eventually(5, || p.stats().sessions() == 0).await);
 }

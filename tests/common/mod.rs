@@ -1,6 +1,6 @@
 //! Shared helpers for the integration tests: real WebSocket echo backends, real clients,
 //! and an in-process ringway on a port-0 listener.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use futures_util::{SinkExt, StreamExt};
 pub use ringway::config::{AtLimit as Limit, Balance as Bal, Config, TunnelMode as Mode};
@@ -62,10 +62,9 @@ async fn serve_one(s: TcpStream, port: u16) -> Result<(), Box<dyn std::error::Er
     let mut ws = tokio_tungstenite::accept_async(s).await?;
     ws.send(Message::Text(format!("backend:{port}"))).await?;
     while let Some(m) = ws.next().await {
-        match m? {
-            m @ (Message::Text(_) | Message::Binary(_)) => ws.send(m).await?,
-            // tungstenite queues the close reply; the next poll flushes it and ends.
-            _ => {}
+        // tungstenite queues the close reply itself; the next poll flushes it and ends.
+        if let m @ (Message::Text(_) | Message::Binary(_)) = m? {
+            ws.send(m).await?;
         }
     }
     Ok(())

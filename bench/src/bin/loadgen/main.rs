@@ -1,0 +1,61 @@
+//! loadgen: WebSocket load generator for ringway benchmarks (loopback targets only).
+//!
+//! Subcommands: `ceiling` (how many connections can be held), `echo` (closed-loop small messages:
+//! rate, latency, CPU per message), `bulk` (large messages: MB/s, CPU per MB), `churn` (connect,
+//! echo once, close: tunnels per second). Each prints a human summary on stderr and one JSON object
+//! as the last stdout line. Exit 0 when the run completed (failed connections are data), 2 on
+//! usage errors (including a non-loopback target), 1 on internal errors.
+
+mod bulk;
+mod ceiling;
+mod churn;
+mod common;
+mod echo;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "loadgen",
+    about = "WebSocket load generator for ringway benchmarks (127.0.0.0/8 only)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Ramp N connections at R/s, hold them, then probe each with an echo.
+    Ceiling(ceiling::Args),
+    /// Closed-loop echo of B-byte binary messages over C connections.
+    Echo(echo::Args),
+    /// Large binary messages echoed with a few in flight per connection: MB/s each way.
+    Bulk(bulk::Args),
+    /// Workers that connect, read the banner, echo once and close, K times each.
+    Churn(churn::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    ringway_bench::net::raise_nofile();
+    let result = match cli.cmd {
+        Cmd::Ceiling(a) => ceiling::run(a),
+        Cmd::Echo(a) => echo::run(a),
+        Cmd::Bulk(a) => bulk::run(a),
+        Cmd::Churn(a) => churn::run(a),
+    };
+    match result {
+        Ok(json) => {
+            common::emit_json(&json);
+        }
+        Err(common::RunError::Usage(m)) => {
+            eprintln!("loadgen: {m}");
+            std::process::exit(2);
+        }
+        Err(common::RunError::Internal(m)) => {
+            eprintln!("loadgen: internal error: {m}");
+            std::process::exit(1);
+        }
+    }
+}
