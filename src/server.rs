@@ -11,7 +11,7 @@ use crate::listener;
 use crate::stats::{Snapshot, WorkerStats};
 use crate::sys;
 use crate::upstream::Upstreams;
-use crate::worker::{Control, Worker, WorkerInit};
+use crate::worker::{Control, Peers, Worker, WorkerInit};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -82,11 +82,29 @@ pub fn start(cfg: Config) -> io::Result<Server> {
     let mut workers = Vec::new();
     let mut stats = Vec::new();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
-    for (i, fd) in fds.into_iter().enumerate() {
-        let ctl_fd = sys::eventfd()?;
+    let n = fds.len();
+    let mut ctl_fds = Vec::with_capacity(n);
+    let mut inboxes = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        ctl_fds.push(sys::eventfd()?);
+        stats.push(Arc::new(WorkerStats::default()));
+        let (tx, rx) = mpsc::channel::<RawFd>();
+        inboxes.push(tx);
+        receivers.push(rx);
+    }
+    let peers = Arc::new(Peers {
+        stats: stats.clone(),
+        ctl_fds: ctl_fds.clone(),
+        inboxes,
+    });
+    for ((i, fd), inbox) in fds.into_iter().enumerate().zip(receivers) {
+        let ctl_fd = ctl_fds[i];
         let control = Arc::new(Control::default());
-        let st = Arc::new(WorkerStats::default());
+        let st = stats[i].clone();
         let init = WorkerInit {
+            peers: peers.clone(),
+            inbox,
             index: i,
             cfg: cfg.clone(),
             ups: ups.clone(),
@@ -121,7 +139,6 @@ pub fn start(cfg: Config) -> io::Result<Server> {
             ctl_fd,
             control,
         });
-        stats.push(st);
     }
     drop(ready_tx);
     let mut server = Server {

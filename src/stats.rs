@@ -28,6 +28,8 @@ pub struct WorkerStats {
     pub refused: AtomicU64,
     /// Requests answered with a 4xx/5xx by ringway itself.
     pub errors: AtomicU64,
+    /// Clients accepted here while full and handed to a sibling with room.
+    pub handed_off: AtomicU64,
     /// Set once the worker's loop has started.
     pub running: AtomicU64,
 }
@@ -64,6 +66,8 @@ pub struct WorkerSnapshot {
     pub refused: u64,
     /// Error answers.
     pub errors: u64,
+    /// Clients handed to a sibling with room.
+    pub handed_off: u64,
 }
 
 /// Per-backend counters.
@@ -112,6 +116,7 @@ impl Snapshot {
                     accepted: g(&w.accepted),
                     refused: g(&w.refused),
                     errors: g(&w.errors),
+                    handed_off: g(&w.handed_off),
                 })
                 .collect(),
             backends: ups
@@ -145,7 +150,7 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, accepted {}, refused at limit {}, error answers {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
@@ -156,6 +161,7 @@ impl Snapshot {
                 w.pipes_in_use,
                 w.pipes_idle,
                 w.accepted,
+                w.handed_off,
                 w.refused,
                 w.errors
             );

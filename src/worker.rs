@@ -51,6 +51,27 @@ pub struct Control {
     pub shutdown: AtomicBool,
 }
 
+/// What workers of one server know of each other: enough to hand a connection from a
+/// full worker to one with room. Touched only at the limit, never on the data path.
+pub struct Peers {
+    /// Per worker: its counters (free slots are read from them) and its control eventfd.
+    pub stats: Vec<Arc<WorkerStats>>,
+    /// Per worker: the descriptor of its control eventfd, to wake it after a handoff.
+    pub ctl_fds: Vec<RawFd>,
+    /// Per worker: where to send it a connection accepted by a full sibling.
+    pub inboxes: Vec<std::sync::mpsc::Sender<RawFd>>,
+}
+
+impl Peers {
+    /// Free client capacity of worker `j` as last published (a loop turn stale at most).
+    pub fn room(&self, j: usize) -> u64 {
+        let st = &self.stats[j];
+        let cap = st.slots_capacity.load(Ordering::Relaxed);
+        let used = st.slots_used.load(Ordering::Relaxed);
+        cap.saturating_sub(used) / crate::budget::PER_CLIENT as u64
+    }
+}
+
 /// What a worker is started with.
 pub struct WorkerInit {
     /// Worker index.
@@ -67,6 +88,10 @@ pub struct WorkerInit {
     pub control: Arc<Control>,
     /// Counters.
     pub stats: Arc<WorkerStats>,
+    /// The other workers.
+    pub peers: Arc<Peers>,
+    /// Connections handed over by full siblings.
+    pub inbox: std::sync::mpsc::Receiver<RawFd>,
 }
 
 struct Slot {
@@ -84,6 +109,9 @@ pub struct Worker {
     ctl_fd: RawFd,
     control: Arc<Control>,
     stats: Arc<WorkerStats>,
+    peers: Arc<Peers>,
+    inbox: std::sync::mpsc::Receiver<RawFd>,
+    handed_off: u64,
     ring: Ring,
     budget: Budget,
     slab: Vec<Slot>,
@@ -154,6 +182,9 @@ impl Worker {
             ctl_fd: init.ctl_fd,
             control: init.control,
             stats: init.stats,
+            peers: init.peers,
+            inbox: init.inbox,
+            handed_off: 0,
             ring,
             budget,
             slab: Vec::new(),
@@ -238,6 +269,7 @@ impl Worker {
         WorkerStats::set(&st.accepted, self.accepted);
         WorkerStats::set(&st.refused, self.refused);
         WorkerStats::set(&st.errors, self.errors);
+        WorkerStats::set(&st.handed_off, self.handed_off);
     }
 
     // ----- accept -------------------------------------------------------------------
@@ -250,7 +282,7 @@ impl Worker {
         if self.accept_armed || self.shutting {
             return Ok(());
         }
-        if self.pause_mode() && !self.budget.has_room() {
+        if self.pause_mode() && !self.budget.has_room() && self.sibling_with_room().is_none() {
             return Ok(());
         }
         self.ring
@@ -295,6 +327,44 @@ impl Worker {
             sys::close(fd);
             return Ok(());
         }
+        if !self.budget.has_room() {
+            if let Some(j) = self.sibling_with_room() {
+                // SO_REUSEPORT hashed this client to us although we are full: hand it to
+                // a sibling with room, as nginx's shared accept queue would have.
+                if self.peers.inboxes[j].send(fd).is_ok() {
+                    self.handed_off += 1;
+                    sys::eventfd_wake(self.peers.ctl_fds[j]);
+                    return Ok(());
+                }
+            }
+        }
+        self.admit_fd(fd)
+    }
+
+    /// The sibling worker with the most room, if any has room for a client.
+    fn sibling_with_room(&self) -> Option<usize> {
+        (0..self.peers.stats.len())
+            .filter(|&j| j != self.index)
+            .map(|j| (self.peers.room(j), j))
+            .filter(|&(room, _)| room > 0)
+            .max()
+            .map(|(_, j)| j)
+    }
+
+    /// Take connections handed over by full siblings.
+    fn drain_inbox(&mut self) -> io::Result<()> {
+        while let Ok(fd) = self.inbox.try_recv() {
+            if self.shutting {
+                sys::close(fd);
+            } else {
+                self.admit_fd(fd)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Admit an accepted client against this worker's budget, or give the at-limit answer.
+    fn admit_fd(&mut self, fd: RawFd) -> io::Result<()> {
         self.accepted += 1;
         let (admit, new_episode) = self.budget.admit(self.cfg.at_limit == AtLimit::Reply503);
         if new_episode {
@@ -534,6 +604,7 @@ impl Worker {
             Op::Tick => return self.on_tick(),
             Op::Control => {
                 sys::eventfd_drain(self.ctl_fd);
+                self.drain_inbox()?;
                 if self.control.shutdown.load(Ordering::Acquire) && !self.shutting {
                     self.begin_shutdown()?;
                 }

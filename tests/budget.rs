@@ -119,3 +119,23 @@ async fn ceiling_7_at_16_slots() {
         release_all(&p, held).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_admit_exactly_1022() {
+    // SO_REUSEPORT hashes clients to workers regardless of how full they are; a full
+    // worker hands its client to the sibling with room, so the total is exact.
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| c.workers = 2));
+    let mut held = fill(p.local_addr(), 1022).await;
+    let s = p.stats();
+    assert_eq!(s.tunnels(), 1022, "{s:?}");
+    assert!(s.workers.iter().all(|w| w.slots_used == 1024), "{s:?}");
+    match ws(p.local_addr()).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("client 1023 expected 503, got {:?}", other.map(|_| ())),
+    }
+    all_echo(&mut held).await;
+    drop(held);
+    assert!(eventually(10, || p.stats().sessions() == 0).await);
+    assert!(p.stats().workers.iter().all(|w| w.slots_used == 2));
+}

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command (README): every test of the workspace, on real loopback sockets.
+# Installs what the tests need when it is missing (nginx for the compare smoke run), so it
+# works on a fresh machine. Exits non-zero on the first failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v nginx >/dev/null 2>&1 && [ -x scripts/compare.sh ]; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing nginx (for the compare smoke run)"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >/dev/null \
+            || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null
+    else
+        echo "test.sh: nginx is missing and we are not root: install it (apt-get install nginx-light)" >&2
+        exit 1
+    fi
+fi
+
+cargo test --workspace --all-targets
+
+if [ -x scripts/compare.sh ]; then
+    # Every step of the side-by-side comparison, at tiny sizes (< 60 s).
+    scripts/compare.sh --smoke --out "$(mktemp -d /tmp/ringway-smoke.XXXXXX)"
+fi
