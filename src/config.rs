@@ -113,6 +113,17 @@ pub struct Cli {
     /// Do not pin worker threads to CPUs.
     #[arg(long)]
     pub no_pin: bool,
+
+    /// Local source addresses for upstream connections (nginx proxy_bind), as a range
+    /// `127.0.0.2-127.0.0.40` or a comma list; `auto` (default) adds loopback sources only
+    /// when one address's ephemeral ports cannot carry the budget; `none` disables.
+    #[arg(long, default_value = "auto")]
+    pub upstream_bind: String,
+
+    /// For `explain` and `-t`: the number of tunnels to check the limits against
+    /// (default: what the budget admits).
+    #[arg(long)]
+    pub tunnels: Option<u64>,
 }
 
 /// Validated configuration shared by every worker.
@@ -150,6 +161,8 @@ pub struct Config {
     pub pin: bool,
     /// `worker_rlimit_nofile` from nginx.conf: the soft RLIMIT_NOFILE to set.
     pub rlimit_nofile: Option<u64>,
+    /// Source addresses for upstream sockets (empty: the kernel picks).
+    pub upstream_bind: Vec<std::net::IpAddr>,
 }
 
 impl Config {
@@ -172,6 +185,7 @@ impl Config {
             tunnel_idle_timeout: None,
             pin: false,
             rlimit_nofile: None,
+            upstream_bind: Vec::new(),
         }
     }
 
@@ -258,6 +272,11 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
     }
     cfg.pin = !cli.no_pin;
+    cfg.upstream_bind = match cli.upstream_bind.trim() {
+        "none" => Vec::new(),
+        "auto" => auto_upstream_bind(&cfg),
+        list => parse_ip_list(list)?,
+    };
     cfg.validate()?;
     Ok((cfg, warnings))
 }
@@ -317,22 +336,23 @@ pub fn from_nginx(
             upstreams
                 .push(parse_addr(&s.addr).map_err(|e| format!("{file}:{}: server: {e}", s.line))?);
         }
-        balance =
-            match &up.balance {
-                NB::RoundRobin => Balance::RoundRobin,
-                NB::LeastConn => Balance::LeastConn,
-                NB::IpHash => Balance::IpHash,
-                NB::Hash { key, .. } => {
-                    return Err(format!(
-                        "{file}:{}: `hash {key}` is not supported yet; use ip_hash or least_conn",
-                        up.line
-                    ))
-                }
-                NB::StickyCookie { .. } => return Err(format!(
+        balance = match &up.balance {
+            NB::RoundRobin => Balance::RoundRobin,
+            NB::LeastConn => Balance::LeastConn,
+            NB::IpHash => Balance::IpHash,
+            NB::Hash { key, .. } => {
+                return Err(format!(
+                    "{file}:{}: `hash {key}` is not supported yet; use ip_hash or least_conn",
+                    up.line
+                ))
+            }
+            NB::StickyCookie { .. } => {
+                return Err(format!(
                     "{file}:{}: `sticky cookie` is not supported yet; use ip_hash or least_conn",
                     up.line
-                )),
-            };
+                ))
+            }
+        };
         if up.keepalive.is_some() {
             warnings.push(format!("{file}:{}: upstream keepalive is not supported yet (ringway closes upstream connections after each response)", up.line));
         }
@@ -390,6 +410,68 @@ pub fn from_nginx(
     cfg.connect_timeout = Duration::from_millis(loc.connect_timeout_ms.unwrap_or(60_000));
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
     Ok((cfg, warnings))
+}
+
+/// Parse `127.0.0.2-127.0.0.40` (an IPv4 range), or a comma list of addresses.
+pub fn parse_ip_list(s: &str) -> Result<Vec<std::net::IpAddr>, String> {
+    use std::net::{IpAddr, Ipv4Addr};
+    let bad = || {
+        format!("--upstream-bind '{s}': write a range like 127.0.0.2-127.0.0.40, a comma list, auto or none")
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        let part = part.trim();
+        if let Some((a, b)) = part.split_once('-') {
+            let a: Ipv4Addr = a.trim().parse().map_err(|_| bad())?;
+            let b: Ipv4Addr = b.trim().parse().map_err(|_| bad())?;
+            let (a, b) = (u32::from(a), u32::from(b));
+            if b < a || b - a > 65535 {
+                return Err(bad());
+            }
+            out.extend((a..=b).map(|x| IpAddr::V4(Ipv4Addr::from(x))));
+        } else {
+            out.push(part.parse().map_err(|_| bad())?);
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+/// `--upstream-bind auto`: when every backend is on loopback and one source address's
+/// ephemeral ports cannot carry a backend's share of the budget, use enough loopback
+/// source addresses (127.0.0.2 …) that they can, with a 10 % margin.
+pub fn auto_upstream_bind(cfg: &Config) -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr};
+    if cfg.upstreams.is_empty()
+        || !cfg
+            .upstreams
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.is_ipv4())
+    {
+        return Vec::new();
+    }
+    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let v: Vec<u64> = s
+                .split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Some((*v.first()?, *v.get(1)?))
+        })
+        .unwrap_or((32768, 60999));
+    let ports = (hi.saturating_sub(lo) + 1) * 9 / 10;
+    let total = (cfg.workers * crate::budget::clients_per_worker(cfg.worker_connections)) as u64;
+    let per_backend = total.div_ceil(cfg.upstreams.len() as u64);
+    if per_backend <= ports {
+        return Vec::new();
+    }
+    let n = per_backend.div_ceil(ports.max(1)).min(250) as u32;
+    (0..n)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + i)))
+        .collect()
 }
 
 /// Parse `host:port` (IP literal or a resolvable name such as `localhost:9001`).

@@ -10,6 +10,7 @@
 //! | flags → validated config | [`config`] |
 //! | nginx.conf subset | [`nginx_conf`] |
 //! | worker_connections accounting | [`budget`] |
+//! | every limit between a config and N tunnels | [`explain`] |
 //! | SO_REUSEPORT listeners | [`listener`] |
 //! | every SQE and completion decoding | [`ring`] |
 //! | the event loop of one worker | [`worker`] |
@@ -27,6 +28,7 @@
 pub mod budget;
 pub mod config;
 pub mod conn;
+pub mod explain;
 pub mod http;
 pub mod listener;
 pub mod nginx_conf;

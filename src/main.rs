@@ -13,9 +13,16 @@ use ringway::config::{Cli, Config};
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    let matches = Cli::command().get_matches();
+    // `ringway explain [flags]`: the same flags as a run, plus --tunnels N.
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let explain_only = args.get(1).is_some_and(|a| a == "explain");
+    if explain_only {
+        args.remove(1);
+    }
+    let matches = Cli::command().get_matches_from(args);
     let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let test_only = cli.test_config;
+    let tunnels = cli.tunnels;
     let file = cli.config.clone();
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let cfg: Config = match ringway::config::from_cli(cli, &given) {
@@ -30,10 +37,28 @@ fn main() {
             std::process::exit(2);
         }
     };
+    let target = tunnels.unwrap_or(
+        (cfg.workers * ringway::budget::clients_per_worker(cfg.worker_connections)) as u64,
+    );
+    if explain_only {
+        println!(
+            "{}",
+            ringway::budget::describe(cfg.workers, cfg.worker_connections)
+        );
+        print!(
+            "{}",
+            ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target).render()
+        );
+        return;
+    }
     if test_only {
         println!(
             "{}",
             ringway::budget::describe(cfg.workers, cfg.worker_connections)
+        );
+        print!(
+            "{}",
+            ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target).render()
         );
         println!(
             "ringway: listen {}, {} upstream(s) {:?}, balance {:?}, proxy_read_timeout {:?}",
@@ -84,6 +109,13 @@ fn main() {
         }
     };
     let c = server.config();
+    if !c.upstream_bind.is_empty() {
+        println!(
+            "ringway: upstream connections bind {} source address(es) from {} (proxy_bind; IP_BIND_ADDRESS_NO_PORT)",
+            c.upstream_bind.len(),
+            c.upstream_bind[0]
+        );
+    }
     println!(
         "ringway: listening on {} with {} worker(s), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
         server.local_addr(),

@@ -186,6 +186,34 @@ pub fn set_nofile_soft(soft: u64) -> io::Result<()> {
     syscall!(setrlimit(libc::RLIMIT_NOFILE, &rl)).map(drop)
 }
 
+/// Whether this process may raise its hard RLIMIT_NOFILE (CAP_SYS_RESOURCE): try a no-op
+/// raise by one and undo it.
+pub fn nofile_hard_raisable() -> bool {
+    let (soft, hard) = nofile_limit();
+    let up = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard + 1,
+    };
+    if syscall!(setrlimit(libc::RLIMIT_NOFILE, &up)).is_err() {
+        return false;
+    }
+    let back = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    let _ = syscall!(setrlimit(libc::RLIMIT_NOFILE, &back));
+    true
+}
+
+/// Bind an upstream socket to a local source address, leaving the port to `connect`
+/// (IP_BIND_ADDRESS_NO_PORT, nginx's `proxy_bind`): the 4-tuple then picks the port, so
+/// each source address brings a whole ephemeral range toward each backend.
+pub fn bind_source(fd: RawFd, ip: IpAddr) -> io::Result<()> {
+    setsockopt_int(fd, libc::IPPROTO_IP, libc::IP_BIND_ADDRESS_NO_PORT, 1);
+    let sa = socket2::SockAddr::from(SocketAddr::new(ip, 0));
+    syscall!(bind(fd, sa.as_ptr() as *const libc::sockaddr, sa.len())).map(drop)
+}
+
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism()

@@ -125,6 +125,7 @@ pub struct Worker {
     start: Instant,
     now: u64,
     rr: usize,
+    bind_rr: usize,
     accept_armed: bool,
     accept_retry_at: u64,
     shutting: bool,
@@ -198,6 +199,7 @@ impl Worker {
             start: Instant::now(),
             now: 0,
             rr: init.index,
+            bind_rr: init.index,
             accept_armed: false,
             accept_retry_at: 0,
             shutting: false,
@@ -766,6 +768,13 @@ impl Worker {
             }
         };
         sys::set_nodelay(fd);
+        if !self.cfg.upstream_bind.is_empty() {
+            let src = self.cfg.upstream_bind[self.bind_rr % self.cfg.upstream_bind.len()];
+            self.bind_rr = self.bind_rr.wrapping_add(1);
+            if let Err(e) = sys::bind_source(fd, src) {
+                self.log(format_args!("cannot bind an upstream socket to {src}: {e}; connecting from the default address"));
+            }
+        }
         self.sess(idx).upstream = fd;
         let t1 = self.tok(Op::Connect, Side::Upstream, idx);
         let t2 = self.tok(Op::ConnectTimeout, Side::Upstream, idx);
@@ -794,6 +803,8 @@ impl Worker {
             be.failures_total.fetch_add(1, Ordering::Relaxed);
             let why = if timed_out {
                 "connect timed out".to_string()
+            } else if -res == libc::EADDRNOTAVAIL {
+                "no free local port toward it (not a backend failure: add source addresses with --upstream-bind or widen ip_local_port_range)".to_string()
             } else {
                 io::Error::from_raw_os_error(-res).to_string()
             };
