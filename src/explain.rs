@@ -127,8 +127,8 @@ impl Report {
         let _ = writeln!(s);
         let _ = writeln!(
             s,
-            "  {:<22} {:>14}  {}",
-            "limit", "allows", "what there is, and what it needs"
+            "  {:<22} {:>14}  what there is, and what it needs",
+            "limit", "allows"
         );
         for r in &self.rows {
             let allows = if r.allows == u64::MAX {
@@ -174,7 +174,7 @@ pub fn group(n: u64) -> String {
     let d = n.to_string();
     let mut out = String::new();
     for (i, c) in d.chars().enumerate() {
-        if i > 0 && (d.len() - i) % 3 == 0 {
+        if i > 0 && (d.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -378,7 +378,11 @@ mod tests {
 
     #[test]
     fn memory_binds_last_on_a_big_box_and_fits() {
-        let r = explain(&cfg(2, 600_000, 4), &env(), 500_000);
+        let mut c = cfg(2, 600_000, 4);
+        c.upstream_bind = (2..=6)
+            .map(|i| format!("127.0.0.{i}").parse().unwrap())
+            .collect();
+        let r = explain(&c, &env(), 500_000);
         assert!(r.fits(), "{}", r.render());
         assert!(r.render().contains("500,000 tunnels fit"));
     }
