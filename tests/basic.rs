@@ -121,3 +121,68 @@ async fn silent_backend_gives_504() {
     assert!(r.starts_with("HTTP/1.1 504 "), "{r}");
     assert!(eventually(5, || p.stats().sessions() == 0).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_timeout_tries_next_then_504() {
+    // A listener whose accept queue is full drops new SYNs: connects to it hang.
+    let stuck = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    stuck
+        .bind(
+            &"127.0.0.1:0"
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    stuck.listen(0).unwrap();
+    let a = stuck.local_addr().unwrap().as_socket().unwrap();
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        let s = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+        s.set_nonblocking(true).unwrap();
+        let _ = s.connect(&a.into());
+        fillers.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let p = proxy(with(config(vec![a, a]), |c| {
+        c.connect_timeout = Duration::from_millis(300)
+    }));
+    let t0 = std::time::Instant::now();
+    let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(r.starts_with("HTTP/1.1 504 "), "{r}");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(550),
+        "two attempts of 300 ms each"
+    );
+    assert_eq!(
+        p.stats()
+            .backends
+            .iter()
+            .map(|b| b.failures_total)
+            .sum::<u64>(),
+        2
+    );
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_head_times_out_and_frees_its_slots() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| {
+        c.head_timeout = Duration::from_millis(400)
+    }));
+    let mut slow = tokio::net::TcpStream::connect(p.local_addr())
+        .await
+        .unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHo").await.unwrap();
+    assert!(eventually(5, || p.stats().sessions() == 1).await);
+    // Others are served meanwhile.
+    let (mut w, _) = ws(p.local_addr()).await.unwrap();
+    assert!(echo(&mut w, Message::Text("x".into())).await);
+    drop(w);
+    let mut buf = Vec::new();
+    let n = tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut buf)).await;
+    assert!(n.is_ok(), "the slow client is closed");
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+    assert_eq!(p.stats().workers[0].slots_used, 2);
+}
