@@ -28,6 +28,15 @@ pub enum TunnelMode {
     Copy,
 }
 
+/// How workers are run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkerMode {
+    /// Threads of one process (one descriptor table).
+    Thread,
+    /// Processes under a supervising master (one descriptor table each).
+    Process,
+}
+
 /// What a worker does with a new client when its budget is full.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum AtLimit {
@@ -120,6 +129,12 @@ pub struct Cli {
     #[arg(long, default_value = "auto")]
     pub upstream_bind: String,
 
+    /// Run workers as threads of one process (default) or as processes under a master,
+    /// like nginx's worker_processes: each process gets its own descriptor table, so the
+    /// per-process fd limit no longer caps the whole proxy.
+    #[arg(long, value_enum, default_value = "thread")]
+    pub worker_mode: WorkerMode,
+
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits).
     #[arg(long)]
@@ -163,6 +178,9 @@ pub struct Config {
     pub rlimit_nofile: Option<u64>,
     /// Source addresses for upstream sockets (empty: the kernel picks).
     pub upstream_bind: Vec<std::net::IpAddr>,
+    /// Workers run as separate processes under a master (nginx-style), each with its own
+    /// descriptor table; otherwise as threads of one process.
+    pub process_mode: bool,
 }
 
 impl Config {
@@ -186,6 +204,7 @@ impl Config {
             pin: false,
             rlimit_nofile: None,
             upstream_bind: Vec::new(),
+            process_mode: false,
         }
     }
 
@@ -272,6 +291,7 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
     }
     cfg.pin = !cli.no_pin;
+    cfg.process_mode = cli.worker_mode == WorkerMode::Process;
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),
         "auto" => auto_upstream_bind(&cfg),

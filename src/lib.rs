@@ -18,7 +18,7 @@
 //! | splice / copy relay, pipe pool | [`tunnel`] |
 //! | HTTP heads | [`http`] |
 //! | backends, balancing | [`upstream`] |
-//! | counters | [`stats`] |
+//! | counters | [`stats`], [`shm`] |
 //! | raw syscalls | [`sys`] |
 //! | start/stop API | [`server`] |
 
@@ -34,6 +34,7 @@ pub mod listener;
 pub mod nginx_conf;
 pub mod ring;
 pub mod server;
+pub mod shm;
 pub mod stats;
 pub mod sys;
 pub mod tunnel;

@@ -1,17 +1,20 @@
 //! Start workers, hand out their listeners, and stop them: the embedding API.
 //!
-//! [`start`] binds every worker's listener before any worker runs (so port 0 works and the
-//! address is known), then spawns one thread per worker, pinned to a CPU, which builds its
-//! own io_uring. A worker that cannot start (no io_uring, kernel too old) makes `start`
-//! fail with that worker's error.
+//! [`start`] (thread mode) binds every worker's listener before any worker runs (so port
+//! 0 works and the address is known), then spawns one thread per worker, pinned to a CPU,
+//! which builds its own io_uring. [`start_child`] is the same for one worker of a
+//! process-mode master (see `master.rs`): its listener, counters and handoff sockets are
+//! inherited. A worker that cannot start (no io_uring, kernel too old) makes the call fail
+//! with that worker's error.
 
 use crate::budget;
 use crate::config::Config;
 use crate::listener;
-use crate::stats::{Snapshot, WorkerStats};
+use crate::shm::Counters;
+use crate::stats::Snapshot;
 use crate::sys;
 use crate::upstream::Upstreams;
-use crate::worker::{Control, Peers, Worker, WorkerInit};
+use crate::worker::{Control, Inbox, Outbox, Peers, Worker, WorkerInit};
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
@@ -25,17 +28,17 @@ struct WorkerHandle {
     control: Arc<Control>,
 }
 
-/// A running proxy.
+/// A running proxy (all workers of this process).
 pub struct Server {
     workers: Vec<WorkerHandle>,
-    stats: Vec<Arc<WorkerStats>>,
+    counters: Counters,
     ups: Arc<Upstreams>,
     addr: SocketAddr,
     cfg: Arc<Config>,
 }
 
-/// Raise the soft RLIMIT_NOFILE to the hard limit and say whether the budget fits.
-/// Returns a warning for a person when it does not.
+/// Raise the soft RLIMIT_NOFILE (to the hard limit, or to `worker_rlimit_nofile`) and say
+/// whether the budget fits. Returns a warning for a person when it does not.
 pub fn raise_nofile(cfg: &Config) -> Option<String> {
     let (soft, hard) = sys::nofile_limit();
     let mut notes = Vec::new();
@@ -53,13 +56,13 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
         None => {}
     }
     let (soft, _) = sys::nofile_limit();
-    // Per worker: its slots, the 503 reserve, and a few pipes in flight (2 fds each).
-    let need =
-        cfg.workers as u64 * (cfg.worker_connections as u64 + cfg.reserve_503 as u64 + 2 * 64) + 16;
+    // Per process: its workers' slots, the 503 reserve, and a few pipes in flight.
+    let workers_here = if cfg.process_mode { 1 } else { cfg.workers as u64 };
+    let need = workers_here * (cfg.worker_connections as u64 + cfg.reserve_503 as u64 + 2 * 64) + 16;
     if need > soft {
         notes.push(format!(
-            "warning: {} workers × {} worker_connections need about {need} descriptors but RLIMIT_NOFILE is {soft} (hard {hard}); clients past ~{} will be refused by the kernel (EMFILE). Raise it (ulimit -n, LimitNOFILE=) or lower --worker-connections",
-            cfg.workers,
+            "warning: {} worker(s) per process × {} worker_connections need about {need} descriptors but RLIMIT_NOFILE is {soft}; clients past ~{} per process will be refused by the kernel (EMFILE). Raise it (ulimit -n, LimitNOFILE=), lower --worker-connections, or use --worker-mode process",
+            workers_here,
             cfg.worker_connections,
             soft.saturating_sub(16) / 2
         ));
@@ -71,47 +74,101 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
     }
 }
 
-/// Bind the listeners and start the workers.
+/// One worker thread to start in this process.
+struct Slot {
+    index: usize,
+    listener: RawFd,
+    inbox: Inbox,
+    ctl_fd: RawFd,
+}
+
+/// Thread mode: bind the listeners and start every worker in this process.
 pub fn start(cfg: Config) -> io::Result<Server> {
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let cfg = Arc::new(cfg);
-    let ups = Arc::new(Upstreams::new(&cfg.upstreams, cfg.balance));
-    let (fds, addr) = listener::bind_reuseport(cfg.listen, cfg.workers, cfg.backlog)?;
-    let ncpu = sys::online_cpus();
-    let mut workers = Vec::new();
-    let mut stats = Vec::new();
-    let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
-    let n = fds.len();
-    let mut ctl_fds = Vec::with_capacity(n);
-    let mut inboxes = Vec::with_capacity(n);
-    let mut receivers = Vec::with_capacity(n);
-    for _ in 0..n {
-        ctl_fds.push(sys::eventfd()?);
-        stats.push(Arc::new(WorkerStats::default()));
+    let n = cfg.workers;
+    let counters = Counters::heap(n, cfg.upstreams.len());
+    let (fds, addr) = listener::bind_reuseport(cfg.listen, n, cfg.backlog)?;
+    let mut slots = Vec::with_capacity(n);
+    let mut outboxes = Vec::with_capacity(n);
+    for (index, listener) in fds.into_iter().enumerate() {
+        let ctl_fd = sys::eventfd()?;
         let (tx, rx) = mpsc::channel::<RawFd>();
-        inboxes.push(tx);
-        receivers.push(rx);
+        outboxes.push(Outbox::Channel { tx, wake: ctl_fd });
+        slots.push(Slot {
+            index,
+            listener,
+            inbox: Inbox::Channel(rx),
+            ctl_fd,
+        });
     }
+    let peers = Arc::new(Peers { counters, outboxes });
+    launch(cfg, counters, peers, slots, addr)
+}
+
+/// What a process-mode worker inherits from its master.
+#[derive(Debug)]
+pub struct ChildSetup {
+    /// Global worker index.
+    pub index: usize,
+    /// This worker's listener.
+    pub listener: RawFd,
+    /// The shared counters (all workers, all backends).
+    pub counters: Counters,
+    /// Receive end of this worker's handoff socket.
+    pub inbox: RawFd,
+    /// Send ends of every worker's handoff socket (`None` for this worker).
+    pub outboxes: Vec<Option<RawFd>>,
+}
+
+/// Process mode, worker side: run one worker on inherited descriptors.
+pub fn start_child(cfg: Config, setup: ChildSetup) -> io::Result<Server> {
+    let addr = sys::local_addr(setup.listener)?;
+    let ctl_fd = sys::eventfd()?;
+    let outboxes = setup
+        .outboxes
+        .iter()
+        .map(|o| o.map(Outbox::Unix).unwrap_or(Outbox::None))
+        .collect();
     let peers = Arc::new(Peers {
-        stats: stats.clone(),
-        ctl_fds: ctl_fds.clone(),
-        inboxes,
+        counters: setup.counters,
+        outboxes,
     });
-    for ((i, fd), inbox) in fds.into_iter().enumerate().zip(receivers) {
-        let ctl_fd = ctl_fds[i];
+    let slot = Slot {
+        index: setup.index,
+        listener: setup.listener,
+        inbox: Inbox::Unix(setup.inbox),
+        ctl_fd,
+    };
+    launch(cfg, setup.counters, peers, vec![slot], addr)
+}
+
+fn launch(
+    cfg: Config,
+    counters: Counters,
+    peers: Arc<Peers>,
+    slots: Vec<Slot>,
+    addr: SocketAddr,
+) -> io::Result<Server> {
+    let cfg = Arc::new(cfg);
+    let ups = Arc::new(Upstreams::new(&cfg.upstreams, cfg.balance, counters));
+    let ncpu = sys::online_cpus();
+    let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
+    let mut workers = Vec::new();
+    for slot in slots {
         let control = Arc::new(Control::default());
-        let st = stats[i].clone();
+        let i = slot.index;
+        let fd = slot.listener;
         let init = WorkerInit {
-            peers: peers.clone(),
-            inbox,
             index: i,
             cfg: cfg.clone(),
             ups: ups.clone(),
             listener: fd,
-            ctl_fd,
+            ctl_fd: slot.ctl_fd,
             control: control.clone(),
-            stats: st.clone(),
+            stats: counters.worker(i),
+            peers: peers.clone(),
+            inbox: slot.inbox,
         };
         let pin = cfg.pin;
         let tx = ready_tx.clone();
@@ -136,14 +193,14 @@ pub fn start(cfg: Config) -> io::Result<Server> {
             })?;
         workers.push(WorkerHandle {
             thread: Some(thread),
-            ctl_fd,
+            ctl_fd: slot.ctl_fd,
             control,
         });
     }
     drop(ready_tx);
     let mut server = Server {
         workers,
-        stats,
+        counters,
         ups,
         addr,
         cfg,
@@ -182,7 +239,7 @@ impl Server {
 
     /// Current counters of every worker and backend.
     pub fn stats(&self) -> Snapshot {
-        Snapshot::collect(&self.stats, &self.ups)
+        Snapshot::collect(&self.counters, &self.ups)
     }
 
     /// Ask every worker to stop accepting, close its connections, and exit; wait for them.

@@ -1,11 +1,13 @@
 //! Per-worker counters, written by their worker only and read by anyone (relaxed atomics),
 //! merged into a [`Snapshot`] on demand (SIGUSR1, exit, tests).
 
+use crate::shm::Counters;
 use crate::upstream::Upstreams;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One worker's counters.
+/// One worker's counters (repr(C): it may live in memory shared between processes).
+#[repr(C)]
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     /// worker_connections.
@@ -38,6 +40,20 @@ impl WorkerStats {
     /// Store a value (worker side).
     pub fn set(field: &AtomicU64, v: u64) {
         field.store(v, Ordering::Relaxed);
+    }
+    /// Zero the gauges of a worker that died (its connections died with it).
+    pub fn reset(&self) {
+        for f in [
+            &self.slots_used,
+            &self.reserve_used,
+            &self.sessions,
+            &self.tunnels,
+            &self.pipes_in_use,
+            &self.pipes_idle,
+            &self.running,
+        ] {
+            f.store(0, Ordering::Relaxed);
+        }
     }
 }
 
@@ -98,12 +114,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Collect from the live counters.
-    pub fn collect(workers: &[std::sync::Arc<WorkerStats>], ups: &Upstreams) -> Snapshot {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    pub fn collect(ctr: &Counters, ups: &Upstreams) -> Snapshot {
+            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Snapshot {
-            workers: workers
-                .iter()
-                .enumerate()
+            workers: (0..ctr.workers())
+                .map(|i| (i, ctr.worker(i)))
                 .map(|(i, w)| WorkerSnapshot {
                     worker: i,
                     slots_capacity: g(&w.slots_capacity),
@@ -120,15 +135,16 @@ impl Snapshot {
                 })
                 .collect(),
             backends: ups
-                .backends
+                .addrs
                 .iter()
-                .map(|b| BackendSnapshot {
-                    addr: b.addr.to_string(),
-                    active: g(&b.active),
-                    tunnels: g(&b.tunnels),
-                    tunnels_total: g(&b.tunnels_total),
-                    requests_total: g(&b.requests_total),
-                    failures_total: g(&b.failures_total),
+                .enumerate()
+                .map(|(b, addr)| BackendSnapshot {
+                    addr: addr.to_string(),
+                    active: ctr.sum(b, |c| &c.active),
+                    tunnels: ctr.sum(b, |c| &c.tunnels),
+                    tunnels_total: ctr.sum(b, |c| &c.tunnels_total),
+                    requests_total: ctr.sum(b, |c| &c.requests_total),
+                    failures_total: ctr.sum(b, |c| &c.failures_total),
                 })
                 .collect(),
         }

@@ -117,6 +117,19 @@ pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
     sockaddr_to_std(&ss)
 }
 
+/// The local address of a socket.
+pub fn local_addr(fd: RawFd) -> io::Result<SocketAddr> {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    syscall!(getsockname(
+        fd,
+        &mut ss as *mut libc::sockaddr_storage as *mut libc::sockaddr,
+        &mut len
+    ))?;
+    sockaddr_to_std(&ss)
+}
+
 fn sockaddr_to_std(ss: &libc::sockaddr_storage) -> io::Result<SocketAddr> {
     match ss.ss_family as libc::c_int {
         libc::AF_INET => {
@@ -234,4 +247,57 @@ pub fn is_peer_gone(err: i32) -> bool {
         err,
         libc::ECONNRESET | libc::EPIPE | libc::ENOTCONN | libc::ETIMEDOUT | libc::EHOSTUNREACH
     )
+}
+
+/// Send one descriptor over a unix datagram socket (SCM_RIGHTS), without blocking.
+pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let iov = [std::io::IoSlice::new(b"f")];
+    let fds = [fd];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, None)
+        .map(drop)
+        .map_err(io::Error::from)
+}
+
+/// Receive one descriptor sent with [`send_fd`]; `Ok(None)` when nothing is waiting.
+pub fn recv_fd(sock: RawFd) -> io::Result<Option<RawFd>> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC) {
+        Ok(msg) => {
+            for c in msg.cmsgs().map_err(io::Error::from)? {
+                if let ControlMessageOwned::ScmRights(fds) = c {
+                    if let Some(&fd) = fds.first() {
+                        for &extra in &fds[1..] {
+                            close(extra);
+                        }
+                        return Ok(Some(fd));
+                    }
+                }
+            }
+            Ok(None)
+        }
+        Err(nix::errno::Errno::EAGAIN) => Ok(None),
+        Err(e) => Err(io::Error::from(e)),
+    }
+}
+
+/// A unix datagram socket pair for handoffs: (receive end, send end), non-blocking.
+pub fn handoff_pair() -> io::Result<(RawFd, RawFd)> {
+    let mut fds = [0 as libc::c_int; 2];
+    syscall!(socketpair(
+        libc::AF_UNIX,
+        libc::SOCK_DGRAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
+        0,
+        fds.as_mut_ptr()
+    ))?;
+    Ok((fds[0], fds[1]))
+}
+
+/// Let `fd` survive exec (clear FD_CLOEXEC): worker processes inherit it.
+pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
+    syscall!(fcntl(fd, libc::F_SETFD, 0)).map(drop)
 }

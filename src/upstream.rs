@@ -1,76 +1,51 @@
 //! Backends and balancing policies.
 //!
-//! The backend table is shared read-only by all workers. What must be shared across
-//! workers for balancing — least-conn's active counts — is one atomic per backend
-//! (relaxed: a balancing decision tolerates a momentarily stale count; no lock is taken
+//! The backend table is shared read-only by all workers. What balancing must see across
+//! workers — least-conn's active counts — is one atomic per (worker, backend) in
+//! [`Counters`], written by its worker only and summed by readers (relaxed: a balancing
+//! decision tolerates a momentarily stale count; no lock is taken
 //! on the data path). Round robin is per worker, as in nginx where each worker process
 //! keeps its own position.
 
 use crate::config::Balance;
+use crate::shm::Counters;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
 
-/// One backend and its live counters.
-#[derive(Debug)]
-pub struct Backend {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    /// Connections to it in progress or established, all workers together (least-conn).
-    pub active: AtomicU64,
-    /// Upgraded tunnels to it now.
-    pub tunnels: AtomicU64,
-    /// Tunnels ever established.
-    pub tunnels_total: AtomicU64,
-    /// Requests forwarded to it (upgrade or not).
-    pub requests_total: AtomicU64,
-    /// Connect failures (refused, timed out).
-    pub failures_total: AtomicU64,
-}
-
-impl Backend {
-    fn new(addr: SocketAddr) -> Backend {
-        Backend {
-            addr,
-            active: AtomicU64::new(0),
-            tunnels: AtomicU64::new(0),
-            tunnels_total: AtomicU64::new(0),
-            requests_total: AtomicU64::new(0),
-            failures_total: AtomicU64::new(0),
-        }
-    }
-}
-
-/// The shared table of backends.
+/// The backend table and the counters balancing reads.
 #[derive(Debug)]
 pub struct Upstreams {
-    /// Backends in configuration order.
-    pub backends: Vec<Backend>,
+    /// Backend addresses in configuration order.
+    pub addrs: Vec<SocketAddr>,
     /// The policy.
     pub balance: Balance,
+    /// Per-(worker, backend) counters; least-conn sums a backend's column.
+    pub counters: Counters,
 }
 
 impl Upstreams {
-    /// Build the table.
-    pub fn new(addrs: &[SocketAddr], balance: Balance) -> Upstreams {
+    /// Build the table over `counters` (which must have a column per address).
+    pub fn new(addrs: &[SocketAddr], balance: Balance, counters: Counters) -> Upstreams {
+        assert_eq!(counters.backends(), addrs.len());
         Upstreams {
-            backends: addrs.iter().copied().map(Backend::new).collect(),
+            addrs: addrs.to_vec(),
             balance,
+            counters,
         }
     }
 
     /// Number of backends.
     pub fn len(&self) -> usize {
-        self.backends.len()
+        self.addrs.len()
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
+        self.addrs.is_empty()
     }
 
     /// Pick the first backend to try for a client. `rr` is the worker's round-robin cursor.
     pub fn pick(&self, rr: &mut usize, client: IpAddr) -> usize {
-        let n = self.backends.len();
+        let n = self.addrs.len();
         match self.balance {
             Balance::RoundRobin => {
                 let i = *rr % n;
@@ -78,14 +53,15 @@ impl Upstreams {
                 i
             }
             Balance::LeastConn => {
-                // Fewest active; ties broken round robin so equal backends share evenly.
+                // Fewest active over all workers; ties broken round robin so equal
+                // backends share evenly.
                 let start = *rr % n;
                 *rr = rr.wrapping_add(1);
                 let mut best = start;
                 let mut best_n = u64::MAX;
                 for k in 0..n {
                     let i = (start + k) % n;
-                    let a = self.backends[i].active.load(Ordering::Relaxed);
+                    let a = self.counters.sum(i, |c| &c.active);
                     if a < best_n {
                         best = i;
                         best_n = a;
@@ -99,7 +75,7 @@ impl Upstreams {
 
     /// The backend to try after `i` failed: the next one in order.
     pub fn next_after(&self, i: usize) -> usize {
-        (i + 1) % self.backends.len()
+        (i + 1) % self.addrs.len()
     }
 }
 
@@ -126,12 +102,13 @@ pub fn hash_ip(ip: IpAddr) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::atomic::Ordering;
 
     fn ups(n: usize, b: Balance) -> Upstreams {
         let addrs: Vec<SocketAddr> = (0..n)
             .map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap())
             .collect();
-        Upstreams::new(&addrs, b)
+        Upstreams::new(&addrs, b, Counters::heap(2, n))
     }
 
     #[test]
@@ -148,9 +125,10 @@ mod tests {
     #[test]
     fn least_conn_prefers_idle() {
         let u = ups(3, Balance::LeastConn);
-        u.backends[0].active.store(5, Ordering::Relaxed);
-        u.backends[1].active.store(1, Ordering::Relaxed);
-        u.backends[2].active.store(3, Ordering::Relaxed);
+        u.counters.backend(0, 0).active.store(3, Ordering::Relaxed);
+        u.counters.backend(1, 0).active.store(2, Ordering::Relaxed);
+        u.counters.backend(1, 1).active.store(1, Ordering::Relaxed);
+        u.counters.backend(0, 2).active.store(3, Ordering::Relaxed);
         let mut rr = 0;
         assert_eq!(u.pick(&mut rr, "127.0.0.1".parse().unwrap()), 1);
     }

@@ -15,6 +15,7 @@ use crate::config::{AtLimit, Config, TunnelMode};
 use crate::conn::{Admission, Head, Phase, Session, State, Up, NO_BACKEND};
 use crate::http::{self, reply, ClientError};
 use crate::ring::{Completion, Op, Ring, Side, Token, GEN_MASK};
+use crate::shm::Counters;
 use crate::stats::WorkerStats;
 use crate::sys;
 use crate::tunnel::{self, DirState, PipePool, Pump, Tunnel, COPY_QUEUE_MAX};
@@ -51,21 +52,49 @@ pub struct Control {
     pub shutdown: AtomicBool,
 }
 
+/// Where a full worker sends a client it cannot admit (to a sibling with room).
+#[derive(Debug)]
+pub enum Outbox {
+    /// A sibling thread: a channel, then a wake-up of its control eventfd.
+    Channel {
+        /// The sibling's inbox.
+        tx: std::sync::mpsc::Sender<RawFd>,
+        /// The sibling's control eventfd.
+        wake: RawFd,
+    },
+    /// A sibling process: a unix datagram socket; the descriptor travels as SCM_RIGHTS.
+    Unix(RawFd),
+    /// No way to reach it (this worker itself).
+    None,
+}
+
+/// Where a worker receives clients handed over by full siblings.
+#[derive(Debug)]
+pub enum Inbox {
+    /// From sibling threads.
+    Channel(std::sync::mpsc::Receiver<RawFd>),
+    /// From sibling processes (unix datagram socket, SCM_RIGHTS).
+    Unix(RawFd),
+}
+
 /// What workers of one server know of each other: enough to hand a connection from a
 /// full worker to one with room. Touched only at the limit, never on the data path.
+#[derive(Debug)]
 pub struct Peers {
-    /// Per worker: its counters (free slots are read from them) and its control eventfd.
-    pub stats: Vec<Arc<WorkerStats>>,
-    /// Per worker: the descriptor of its control eventfd, to wake it after a handoff.
-    pub ctl_fds: Vec<RawFd>,
-    /// Per worker: where to send it a connection accepted by a full sibling.
-    pub inboxes: Vec<std::sync::mpsc::Sender<RawFd>>,
+    /// Everyone's counters (free slots are read from them).
+    pub counters: Counters,
+    /// Per worker (global index): how to hand it a client.
+    pub outboxes: Vec<Outbox>,
 }
 
 impl Peers {
-    /// Free client capacity of worker `j` as last published (a loop turn stale at most).
+    /// Free client capacity of worker `j` as last published (a loop turn stale at most);
+    /// 0 for a worker that is not running.
     pub fn room(&self, j: usize) -> u64 {
-        let st = &self.stats[j];
+        let st = self.counters.worker(j);
+        if st.running.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
         let cap = st.slots_capacity.load(Ordering::Relaxed);
         let used = st.slots_used.load(Ordering::Relaxed);
         cap.saturating_sub(used) / crate::budget::PER_CLIENT as u64
@@ -86,12 +115,12 @@ pub struct WorkerInit {
     pub ctl_fd: RawFd,
     /// Commands.
     pub control: Arc<Control>,
-    /// Counters.
-    pub stats: Arc<WorkerStats>,
+    /// Counters (this worker's row of the shared region).
+    pub stats: &'static WorkerStats,
     /// The other workers.
     pub peers: Arc<Peers>,
     /// Connections handed over by full siblings.
-    pub inbox: std::sync::mpsc::Receiver<RawFd>,
+    pub inbox: Inbox,
 }
 
 struct Slot {
@@ -108,9 +137,9 @@ pub struct Worker {
     listener: RawFd,
     ctl_fd: RawFd,
     control: Arc<Control>,
-    stats: Arc<WorkerStats>,
+    stats: &'static WorkerStats,
     peers: Arc<Peers>,
-    inbox: std::sync::mpsc::Receiver<RawFd>,
+    inbox: Inbox,
     handed_off: u64,
     ring: Ring,
     budget: Budget,
@@ -163,9 +192,9 @@ impl Worker {
         }
         let backend_addrs = init
             .ups
-            .backends
+            .addrs
             .iter()
-            .map(|b| socket2::SockAddr::from(b.addr))
+            .map(|a| socket2::SockAddr::from(*a))
             .collect();
         let budget = Budget::new(
             init.cfg.worker_connections,
@@ -333,9 +362,7 @@ impl Worker {
             if let Some(j) = self.sibling_with_room() {
                 // SO_REUSEPORT hashed this client to us although we are full: hand it to
                 // a sibling with room, as nginx's shared accept queue would have.
-                if self.peers.inboxes[j].send(fd).is_ok() {
-                    self.handed_off += 1;
-                    sys::eventfd_wake(self.peers.ctl_fds[j]);
+                if self.hand_off(j, fd) {
                     return Ok(());
                 }
             }
@@ -345,7 +372,7 @@ impl Worker {
 
     /// The sibling worker with the most room, if any has room for a client.
     fn sibling_with_room(&self) -> Option<usize> {
-        (0..self.peers.stats.len())
+        (0..self.peers.outboxes.len())
             .filter(|&j| j != self.index)
             .map(|j| (self.peers.room(j), j))
             .filter(|&(room, _)| room > 0)
@@ -353,16 +380,55 @@ impl Worker {
             .map(|(_, j)| j)
     }
 
+    fn inbox_token() -> Token {
+        Token::session(Op::Control, Side::Upstream, 0, 0)
+    }
+
     /// Take connections handed over by full siblings.
     fn drain_inbox(&mut self) -> io::Result<()> {
-        while let Ok(fd) = self.inbox.try_recv() {
+        loop {
+            let fd = match &self.inbox {
+                Inbox::Channel(rx) => match rx.try_recv() {
+                    Ok(fd) => fd,
+                    Err(_) => return Ok(()),
+                },
+                Inbox::Unix(sock) => match sys::recv_fd(*sock) {
+                    Ok(Some(fd)) => fd,
+                    Ok(None) => return Ok(()),
+                    Err(e) => {
+                        self.log(format_args!("handoff receive failed: {e}"));
+                        return Ok(());
+                    }
+                },
+            };
             if self.shutting {
                 sys::close(fd);
             } else {
                 self.admit_fd(fd)?;
             }
         }
-        Ok(())
+    }
+
+    /// Hand an accepted client to sibling `j`; false when that failed (we keep it).
+    fn hand_off(&mut self, j: usize, fd: RawFd) -> bool {
+        match &self.peers.outboxes[j] {
+            Outbox::Channel { tx, wake } => {
+                if tx.send(fd).is_err() {
+                    return false;
+                }
+                sys::eventfd_wake(*wake);
+            }
+            Outbox::Unix(sock) => {
+                if sys::send_fd(*sock, fd).is_err() {
+                    return false;
+                }
+                // The receiver has its own copy now.
+                sys::close(fd);
+            }
+            Outbox::None => return false,
+        }
+        self.handed_off += 1;
+        true
     }
 
     /// Admit an accepted client against this worker's budget, or give the at-limit answer.
@@ -445,6 +511,11 @@ impl Worker {
         }
     }
 
+    /// This worker's counters for backend `b`.
+    fn bctr(&self, b: usize) -> &'static crate::shm::BackendCounters {
+        self.ups.counters.backend(self.index, b)
+    }
+
     fn gen(&self, idx: u32) -> u32 {
         self.slab[idx as usize].gen
     }
@@ -482,15 +553,13 @@ impl Worker {
             if t.upgraded {
                 self.tunnels -= 1;
                 if s.backend != NO_BACKEND {
-                    self.ups.backends[s.backend as usize]
-                        .tunnels
+                    self.bctr(s.backend as usize).tunnels
                         .fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
         if s.backend != NO_BACKEND {
-            self.ups.backends[s.backend as usize]
-                .active
+            self.bctr(s.backend as usize).active
                 .fetch_sub(1, Ordering::Relaxed);
         }
         sys::close(s.client);
@@ -587,7 +656,7 @@ impl Worker {
             What::Response => {
                 self.log(format_args!(
                     "upstream {}: timed out waiting for the response head; answering 504",
-                    self.ups.backends[backend as usize].addr
+                    self.ups.addrs[backend as usize]
                 ));
                 self.reply(idx, reply::GATEWAY_TIMEOUT)
             }
@@ -604,6 +673,16 @@ impl Worker {
         match tok.op {
             Op::Accept => return self.on_accept(c),
             Op::Tick => return self.on_tick(),
+            Op::Control if tok.side == Side::Upstream => {
+                self.drain_inbox()?;
+                if !c.more() && !self.shutting {
+                    if let Inbox::Unix(fd) = self.inbox {
+                        self.ring
+                            .poll(fd, libc::POLLIN as u32, true, Self::inbox_token())?;
+                    }
+                }
+                return Ok(());
+            }
             Op::Control => {
                 sys::eventfd_drain(self.ctl_fd);
                 self.drain_inbox()?;
@@ -743,13 +822,11 @@ impl Worker {
     // ----- upstream -----------------------------------------------------------------
 
     fn start_connect(&mut self, idx: u32, b: usize) -> io::Result<()> {
-        let be = &self.ups.backends[b];
-        be.active.fetch_add(1, Ordering::Relaxed);
-        let v6 = be.addr.is_ipv6();
+        self.bctr(b).active.fetch_add(1, Ordering::Relaxed);
+        let v6 = self.ups.addrs[b].is_ipv6();
         let prev = self.sess(idx).backend;
         if prev != NO_BACKEND {
-            self.ups.backends[prev as usize]
-                .active
+            self.bctr(prev as usize).active
                 .fetch_sub(1, Ordering::Relaxed);
         }
         let s = self.sess(idx);
@@ -799,8 +876,8 @@ impl Worker {
                 }
                 _ => return Ok(()),
             };
-            let be = &self.ups.backends[b];
-            be.failures_total.fetch_add(1, Ordering::Relaxed);
+            self.bctr(b).failures_total.fetch_add(1, Ordering::Relaxed);
+            let be_addr = self.ups.addrs[b];
             let why = if timed_out {
                 "connect timed out".to_string()
             } else if -res == libc::EADDRNOTAVAIL {
@@ -812,13 +889,13 @@ impl Worker {
                 let next = self.ups.next_after(b);
                 self.log(format_args!(
                     "upstream {}: {why}; trying {}",
-                    be.addr, self.ups.backends[next].addr
+                    be_addr, self.ups.addrs[next]
                 ));
                 return self.start_connect(idx, next);
             }
             self.log(format_args!(
                 "upstream {}: {why}; answering {}",
-                be.addr,
+                be_addr,
                 if timed_out { 504 } else { 502 }
             ));
             return self.reply(
@@ -830,8 +907,7 @@ impl Worker {
                 },
             );
         }
-        self.ups.backends[b]
-            .requests_total
+        self.bctr(b).requests_total
             .fetch_add(1, Ordering::Relaxed);
         if let State::Upstream(up) = &mut self.sess(idx).state {
             up.phase = Phase::SendingHead;
@@ -857,7 +933,7 @@ impl Worker {
             let b = self.sess(idx).backend as usize;
             self.log(format_args!(
                 "upstream {}: sending the request failed: {}; answering 502",
-                self.ups.backends[b].addr,
+                self.ups.addrs[b],
                 io::Error::from_raw_os_error(-res)
             ));
             return self.reply(idx, reply::BAD_GATEWAY);
@@ -906,7 +982,7 @@ impl Worker {
             };
             self.log(format_args!(
                 "upstream {}: {why}; answering 502",
-                self.ups.backends[b].addr
+                self.ups.addrs[b]
             ));
             return self.reply(idx, reply::BAD_GATEWAY);
         }
@@ -923,7 +999,7 @@ impl Worker {
             Err(http::UpstreamError::BadResponse(why)) => {
                 self.log(format_args!(
                     "upstream {}: {why}; answering 502",
-                    self.ups.backends[b].addr
+                    self.ups.addrs[b]
                 ));
                 self.reply(idx, reply::BAD_GATEWAY)
             }
@@ -991,7 +1067,7 @@ impl Worker {
             t.upgraded = true;
             t.dirs[0].state = DirState::Open;
             self.tunnels += 1;
-            let be = &self.ups.backends[b];
+            let be = self.bctr(b);
             be.tunnels.fetch_add(1, Ordering::Relaxed);
             be.tunnels_total.fetch_add(1, Ordering::Relaxed);
         } else {

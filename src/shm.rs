@@ -1,0 +1,151 @@
+//! Counters every worker writes and anyone reads: per-worker stats and per-(worker,
+//! backend) counters, in one region of memory.
+//!
+//! Each worker writes only its own rows (no contention, no locks); readers sum the rows
+//! (least-conn, stats). In thread mode the region is ordinary heap memory; in process mode
+//! it is a `memfd` mapped `MAP_SHARED` by the master and by every worker process, so the
+//! counts stay exact across processes and the master can aggregate stats and zero a dead
+//! worker's rows before restarting it. Zeroed memory is a valid value for every counter.
+
+use crate::stats::WorkerStats;
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One worker's counters for one backend.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct BackendCounters {
+    /// Connections in progress or established (least-conn reads the sum over workers).
+    pub active: AtomicU64,
+    /// Upgraded tunnels now.
+    pub tunnels: AtomicU64,
+    /// Tunnels ever.
+    pub tunnels_total: AtomicU64,
+    /// Requests forwarded.
+    pub requests_total: AtomicU64,
+    /// Connect failures.
+    pub failures_total: AtomicU64,
+}
+
+/// A handle on the region (cheap to copy; the region lives as long as the process).
+#[derive(Clone, Copy, Debug)]
+pub struct Counters {
+    base: *mut u8,
+    workers: usize,
+    backends: usize,
+}
+
+// SAFETY: the region holds only atomics and is never freed while the process runs
+// (leaked heap or a mapping that is never unmapped), so sharing the pointer is sound.
+unsafe impl Send for Counters {}
+// SAFETY: as above; all access goes through atomic types.
+unsafe impl Sync for Counters {}
+
+impl Counters {
+    /// Bytes needed for `workers` × `backends`.
+    pub fn size(workers: usize, backends: usize) -> usize {
+        workers * std::mem::size_of::<WorkerStats>()
+            + workers * backends * std::mem::size_of::<BackendCounters>()
+    }
+
+    /// A region on the heap (thread mode). Leaked: it lives as long as the process.
+    pub fn heap(workers: usize, backends: usize) -> Counters {
+        let words = Self::size(workers, backends).div_ceil(8).max(1);
+        let mem: &'static mut [AtomicU64] =
+            Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
+        Counters {
+            base: mem.as_mut_ptr() as *mut u8,
+            workers,
+            backends,
+        }
+    }
+
+    /// A new shared region in a memfd (process mode, master side); returns it and the fd
+    /// that worker processes inherit and map with [`Counters::map`].
+    pub fn memfd(workers: usize, backends: usize) -> io::Result<(Counters, RawFd)> {
+        let name = std::ffi::CString::new("ringway-counters").expect("no NUL");
+        // SAFETY: a valid C string; flags are plain constants.
+        let fd = unsafe { libc::memfd_create(name.as_ptr(), 0) };
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let len = Self::size(workers, backends).max(8);
+        // SAFETY: fd is the memfd we just created.
+        if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok((Self::map(fd, workers, backends)?, fd))
+    }
+
+    /// Map an inherited region (worker side).
+    pub fn map(fd: RawFd, workers: usize, backends: usize) -> io::Result<Counters> {
+        let len = Self::size(workers, backends).max(8);
+        // SAFETY: mapping a memfd of at least `len` bytes, shared, read-write; the mapping
+        // is never unmapped, so the pointer stays valid for the process's life.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                fd,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Counters {
+            base: p as *mut u8,
+            workers,
+            backends,
+        })
+    }
+
+    /// Number of workers.
+    pub fn workers(&self) -> usize {
+        self.workers
+    }
+
+    /// Number of backends.
+    pub fn backends(&self) -> usize {
+        self.backends
+    }
+
+    /// Worker `w`'s stats.
+    pub fn worker(&self, w: usize) -> &'static WorkerStats {
+        assert!(w < self.workers);
+        // SAFETY: in bounds (asserted); the region is zero-initialised atomics (a valid
+        // WorkerStats, which is repr(C) of AtomicU64s) and lives for the process.
+        unsafe { &*(self.base.add(w * std::mem::size_of::<WorkerStats>()) as *const WorkerStats) }
+    }
+
+    /// Worker `w`'s counters for backend `b`.
+    pub fn backend(&self, w: usize, b: usize) -> &'static BackendCounters {
+        assert!(w < self.workers && b < self.backends);
+        let off = self.workers * std::mem::size_of::<WorkerStats>()
+            + (w * self.backends + b) * std::mem::size_of::<BackendCounters>();
+        // SAFETY: in bounds (asserted), zero-initialised atomics, lives for the process.
+        unsafe { &*(self.base.add(off) as *const BackendCounters) }
+    }
+
+    /// A counter of backend `b` summed over all workers.
+    pub fn sum(&self, b: usize, f: impl Fn(&BackendCounters) -> &AtomicU64) -> u64 {
+        (0..self.workers)
+            .map(|w| f(self.backend(w, b)).load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Zero worker `w`'s rows (the master does this before restarting a dead worker:
+    /// its connections died with it).
+    pub fn reset_worker(&self, w: usize) {
+        let st = self.worker(w);
+        st.reset();
+        for b in 0..self.backends {
+            let c = self.backend(w, b);
+            c.active.store(0, Ordering::Relaxed);
+            c.tunnels.store(0, Ordering::Relaxed);
+        }
+    }
+}
