@@ -21,6 +21,7 @@
 //! | counters | [`stats`], [`shm`] |
 //! | raw syscalls | [`sys`] |
 //! | start/stop API | [`server`] |
+//! | process mode: master, restarts | [`master`] |
 
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -31,6 +32,7 @@ pub mod conn;
 pub mod explain;
 pub mod http;
 pub mod listener;
+pub mod master;
 pub mod nginx_conf;
 pub mod ring;
 pub mod server;

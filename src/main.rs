@@ -87,7 +87,13 @@ fn main() {
         std::process::exit(1);
     }
     if let Some(w) = ringway::server::raise_nofile(&cfg) {
-        eprintln!("ringway: {w}");
+        if std::env::var_os(ringway::master::WORKER_ENV).is_none() {
+            eprintln!("ringway: {w}");
+        }
+    }
+    // A worker process of a process-mode master: run one worker on inherited descriptors.
+    if let Some(setup) = ringway::master::child_setup_from_env(&cfg) {
+        run_worker_process(cfg, setup, set);
     }
     if let Some(max) = ringway::listener::somaxconn() {
         if max < cfg.backlog {
@@ -101,6 +107,16 @@ fn main() {
         "{}",
         ringway::budget::describe(cfg.workers, cfg.worker_connections)
     );
+    if cfg.process_mode {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        match ringway::master::run_master(&cfg, &args, set) {
+            Ok(code) => std::process::exit(code),
+            Err(e) => {
+                eprintln!("ringway: error: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let mut server = match ringway::start(cfg) {
         Ok(s) => s,
         Err(e) => {
@@ -144,5 +160,50 @@ fn main() {
     if let Err(e) = res {
         eprintln!("ringway: error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Process mode, worker side: exit with the master, stop on SIGTERM.
+fn run_worker_process(
+    cfg: Config,
+    setup: std::io::Result<ringway::server::ChildSetup>,
+    set: SigSet,
+) -> ! {
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    let master_alive = std::env::var("RINGWAY_MASTER_PID")
+        .ok()
+        .and_then(|p| p.parse::<i32>().ok())
+        .is_some_and(|p| nix::unistd::getppid().as_raw() == p);
+    if !master_alive {
+        eprintln!("ringway: worker: the master is gone; exiting");
+        std::process::exit(1);
+    }
+    let setup = match setup {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway: worker: error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let index = setup.index;
+    let mut server = match ringway::server::start_child(cfg, setup) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("ringway: worker {index}: error: {e}");
+            std::process::exit(1);
+        }
+    };
+    loop {
+        match set.wait() {
+            Ok(Signal::SIGUSR1) => {}
+            _ => break,
+        }
+    }
+    match server.stop() {
+        Ok(()) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("ringway: worker {index}: error: {e}");
+            std::process::exit(1);
+        }
     }
 }

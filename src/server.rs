@@ -57,8 +57,13 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
     }
     let (soft, _) = sys::nofile_limit();
     // Per process: its workers' slots, the 503 reserve, and a few pipes in flight.
-    let workers_here = if cfg.process_mode { 1 } else { cfg.workers as u64 };
-    let need = workers_here * (cfg.worker_connections as u64 + cfg.reserve_503 as u64 + 2 * 64) + 16;
+    let workers_here = if cfg.process_mode {
+        1
+    } else {
+        cfg.workers as u64
+    };
+    let need =
+        workers_here * (cfg.worker_connections as u64 + cfg.reserve_503 as u64 + 2 * 64) + 16;
     if need > soft {
         notes.push(format!(
             "warning: {} worker(s) per process × {} worker_connections need about {need} descriptors but RLIMIT_NOFILE is {soft}; clients past ~{} per process will be refused by the kernel (EMFILE). Raise it (ulimit -n, LimitNOFILE=), lower --worker-connections, or use --worker-mode process",

@@ -115,7 +115,7 @@ pub struct Snapshot {
 impl Snapshot {
     /// Collect from the live counters.
     pub fn collect(ctr: &Counters, ups: &Upstreams) -> Snapshot {
-            let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Snapshot {
             workers: (0..ctr.workers())
                 .map(|i| (i, ctr.worker(i)))

@@ -266,7 +266,12 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<RawFd>> {
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    match recvmsg::<()>(sock, &mut iov, Some(&mut space), MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC) {
+    match recvmsg::<()>(
+        sock,
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_CMSG_CLOEXEC,
+    ) {
         Ok(msg) => {
             for c in msg.cmsgs().map_err(io::Error::from)? {
                 if let ControlMessageOwned::ScmRights(fds) = c {

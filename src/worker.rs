@@ -262,6 +262,10 @@ impl Worker {
             Token::worker(Op::Control),
         )?;
         self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
+        if let Inbox::Unix(fd) = self.inbox {
+            self.ring
+                .poll(fd, libc::POLLIN as u32, true, Self::inbox_token())?;
+        }
         self.arm_accept()?;
         self.publish();
         WorkerStats::set(&self.stats.running, 1);
@@ -553,13 +557,15 @@ impl Worker {
             if t.upgraded {
                 self.tunnels -= 1;
                 if s.backend != NO_BACKEND {
-                    self.bctr(s.backend as usize).tunnels
+                    self.bctr(s.backend as usize)
+                        .tunnels
                         .fetch_sub(1, Ordering::Relaxed);
                 }
             }
         }
         if s.backend != NO_BACKEND {
-            self.bctr(s.backend as usize).active
+            self.bctr(s.backend as usize)
+                .active
                 .fetch_sub(1, Ordering::Relaxed);
         }
         sys::close(s.client);
@@ -826,7 +832,8 @@ impl Worker {
         let v6 = self.ups.addrs[b].is_ipv6();
         let prev = self.sess(idx).backend;
         if prev != NO_BACKEND {
-            self.bctr(prev as usize).active
+            self.bctr(prev as usize)
+                .active
                 .fetch_sub(1, Ordering::Relaxed);
         }
         let s = self.sess(idx);
@@ -907,8 +914,7 @@ impl Worker {
                 },
             );
         }
-        self.bctr(b).requests_total
-            .fetch_add(1, Ordering::Relaxed);
+        self.bctr(b).requests_total.fetch_add(1, Ordering::Relaxed);
         if let State::Upstream(up) = &mut self.sess(idx).state {
             up.phase = Phase::SendingHead;
         }

@@ -1,0 +1,213 @@
+//! Process mode: a master that runs each worker as its own process, as nginx's
+//! `worker_processes` do.
+//!
+//! Why: one process's descriptor table is capped by RLIMIT_NOFILE (20,000 on some
+//! machines, and not raisable without CAP_SYS_RESOURCE); separate processes each get
+//! their own. The master binds every worker's SO_REUSEPORT listener, creates the shared
+//! counters (a memfd: least-conn counts and stats stay exact across processes) and one
+//! unix datagram socket per worker for budget handoffs (a full worker passes a client's
+//! descriptor to a sibling with room, SCM_RIGHTS), then execs `ringway` once per worker
+//! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
+//!
+//! The master forwards SIGTERM/SIGINT, prints aggregated stats on SIGUSR1 and at exit,
+//! and restarts a worker that dies (logging how it died) after zeroing that worker's
+//! counters: its connections died with it, the others' tunnels are untouched.
+
+use crate::config::Config;
+use crate::listener;
+use crate::server::ChildSetup;
+use crate::shm::Counters;
+use crate::stats::Snapshot;
+use crate::sys;
+use crate::upstream::Upstreams;
+use nix::sys::signal::{SigSet, Signal};
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::RawFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Environment variable that makes `ringway` a worker process.
+pub const WORKER_ENV: &str = "RINGWAY_WORKER";
+
+/// Parse the inherited descriptors of a worker process, if this is one.
+/// Format: `index;listener;shm;inbox;tx0,tx1,...` (`-1` for the worker's own entry).
+pub fn child_setup_from_env(cfg: &Config) -> Option<io::Result<ChildSetup>> {
+    let v = std::env::var(WORKER_ENV).ok()?;
+    let bad = || io::Error::new(io::ErrorKind::InvalidInput, format!("bad {WORKER_ENV}={v}"));
+    let parse = || -> io::Result<ChildSetup> {
+        let parts: Vec<&str> = v.split(';').collect();
+        if parts.len() != 5 {
+            return Err(bad());
+        }
+        let num = |s: &str| s.parse::<i64>().map_err(|_| bad());
+        let index = num(parts[0])? as usize;
+        let listener = num(parts[1])? as RawFd;
+        let shm = num(parts[2])? as RawFd;
+        let inbox = num(parts[3])? as RawFd;
+        let outboxes = parts[4]
+            .split(',')
+            .map(|x| num(x).map(|f| if f < 0 { None } else { Some(f as RawFd) }))
+            .collect::<io::Result<Vec<_>>>()?;
+        if index >= cfg.workers || outboxes.len() != cfg.workers {
+            return Err(bad());
+        }
+        let counters = Counters::map(shm, cfg.workers, cfg.upstreams.len())?;
+        Ok(ChildSetup {
+            index,
+            listener,
+            counters,
+            inbox,
+            outboxes,
+        })
+    };
+    Some(parse())
+}
+
+struct WorkerProc {
+    child: Option<Child>,
+    started: Instant,
+    env: String,
+}
+
+/// Run the master until SIGINT/SIGTERM; returns the exit status. `set` holds the blocked
+/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1); SIGCHLD is added here.
+pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Result<i32> {
+    let w = cfg.workers;
+    let (counters, shm) = Counters::memfd(w, cfg.upstreams.len())?;
+    let (listeners, addr) = listener::bind_reuseport(cfg.listen, w, cfg.backlog)?;
+    let mut rx = Vec::with_capacity(w);
+    let mut tx = Vec::with_capacity(w);
+    for _ in 0..w {
+        let (r, t) = sys::handoff_pair()?;
+        rx.push(r);
+        tx.push(t);
+    }
+    for &fd in listeners
+        .iter()
+        .chain(&rx)
+        .chain(&tx)
+        .chain(std::iter::once(&shm))
+    {
+        sys::set_inheritable(fd)?;
+    }
+    let ups = Upstreams::new(&cfg.upstreams, cfg.balance, counters);
+    set.add(Signal::SIGCHLD);
+    set.thread_block().map_err(io::Error::from)?;
+    let exe = std::env::current_exe()?;
+    let spawn = |env: &str| -> io::Result<Child> {
+        Command::new(&exe)
+            .args(&args[1..])
+            .env(WORKER_ENV, env)
+            .env("RINGWAY_MASTER_PID", std::process::id().to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .spawn()
+    };
+    let mut procs = Vec::with_capacity(w);
+    for i in 0..w {
+        let outs: Vec<String> = (0..w)
+            .map(|j| {
+                if j == i {
+                    "-1".into()
+                } else {
+                    tx[j].to_string()
+                }
+            })
+            .collect();
+        let env = format!("{i};{};{shm};{};{}", listeners[i], rx[i], outs.join(","));
+        let child = spawn(&env)?;
+        procs.push(WorkerProc {
+            child: Some(child),
+            started: Instant::now(),
+            env,
+        });
+    }
+    println!(
+        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
+        std::process::id(),
+        cfg.tunnel,
+        cfg.balance,
+        cfg.at_limit,
+        cfg.upstreams.len()
+    );
+    loop {
+        let sig = set.wait().map_err(io::Error::from)?;
+        match sig {
+            Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups).render()),
+            Signal::SIGCHLD => {
+                for (i, p) in procs.iter_mut().enumerate() {
+                    let Some(child) = p.child.as_mut() else {
+                        continue;
+                    };
+                    if let Ok(Some(status)) = child.try_wait() {
+                        let how = match (status.code(), status.signal()) {
+                            (Some(c), _) => format!("exited with status {c}"),
+                            (None, Some(s)) => format!(
+                                "was killed by signal {}",
+                                Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
+                            ),
+                            _ => "ended".into(),
+                        };
+                        eprintln!(
+                            "ringway: worker {i} (pid {}) {how}; restarting it (the other workers' tunnels are untouched)",
+                            child.id()
+                        );
+                        counters.reset_worker(i);
+                        // Do not spin if a worker dies at once every time.
+                        if p.started.elapsed() < Duration::from_secs(1) {
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        match spawn(&p.env) {
+                            Ok(c) => {
+                                p.child = Some(c);
+                                p.started = Instant::now();
+                            }
+                            Err(e) => {
+                                eprintln!("ringway: error: cannot restart worker {i}: {e}");
+                                p.child = None;
+                            }
+                        }
+                    }
+                }
+            }
+            other => {
+                eprintln!("ringway: {other}: stopping {w} worker process(es)");
+                break;
+            }
+        }
+    }
+    for p in &procs {
+        if let Some(c) = &p.child {
+            let _ =
+                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut worst = 0;
+    for p in &mut procs {
+        let Some(c) = p.child.as_mut() else { continue };
+        loop {
+            match c.try_wait() {
+                Ok(Some(st)) => {
+                    if st.code() != Some(0) {
+                        worst = 1;
+                    }
+                    break;
+                }
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    worst = 1;
+                    break;
+                }
+            }
+        }
+    }
+    eprint!("{}", Snapshot::collect(&counters, &ups).render());
+    Ok(worst)
+}
