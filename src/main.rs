@@ -193,12 +193,8 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    loop {
-        match set.wait() {
-            Ok(Signal::SIGUSR1) => {}
-            _ => break,
-        }
-    }
+    // SIGUSR1 is the master's to answer; anything else stops this worker.
+    while let Ok(Signal::SIGUSR1) = set.wait() {}
     match server.stop() {
         Ok(()) => std::process::exit(0),
         Err(e) => {
