@@ -158,3 +158,17 @@ impl Session {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_idle_tunnel_is_small() {
+        // The slab entry of an idle tunnel is all the user-space memory it holds (no
+        // buffers, no pipe). Keep it well under the 1 KB target.
+        let size = std::mem::size_of::<Session>();
+        eprintln!("Session: {size} bytes, Tunnel: {}", std::mem::size_of::<Tunnel>());
+        assert!(size <= 320, "Session grew to {size} bytes");
+    }
+}
