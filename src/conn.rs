@@ -168,7 +168,10 @@ mod tests {
         // The slab entry of an idle tunnel is all the user-space memory it holds (no
         // buffers, no pipe). Keep it well under the 1 KB target.
         let size = std::mem::size_of::<Session>();
-        eprintln!("Session: {size} bytes, Tunnel: {}", std::mem::size_of::<Tunnel>());
+        eprintln!(
+            "Session: {size} bytes, Tunnel: {}",
+            std::mem::size_of::<Tunnel>()
+        );
         assert!(size <= 320, "Session grew to {size} bytes");
     }
 }

@@ -132,6 +132,20 @@ pub fn parse_request(
             }
             cl = Some(v);
         } else if eq(h.name, "transfer-encoding") {
+            // Only a final `chunked` frames a body we can relay safely; anything else is a
+            // smuggling vector (RFC 9112 §6.3).
+            let last = h
+                .value
+                .rsplit(|&b| b == b',')
+                .next()
+                .and_then(|t| std::str::from_utf8(t).ok())
+                .map(str::trim)
+                .unwrap_or("");
+            if !eq(last, "chunked") || te {
+                return Err(ClientError::Malformed(
+                    "Transfer-Encoding other than a single final chunked",
+                ));
+            }
             te = true;
         } else if eq(h.name, "upgrade") {
             upgrade_val = Some(h.value);
@@ -163,6 +177,10 @@ pub fn parse_request(
             xff = Some(h.value);
             continue;
         }
+        if eq(h.name, "x-real-ip") || eq(h.name, "x-forwarded-proto") {
+            // Set by us below (nginx: proxy_set_header X-Real-IP $remote_addr, ...).
+            continue;
+        }
         out.extend_from_slice(h.name.as_bytes());
         out.extend_from_slice(b": ");
         out.extend_from_slice(h.value);
@@ -178,7 +196,10 @@ pub fn parse_request(
         out.extend_from_slice(v);
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{client_ip}\r\n\r\n");
+    let _ = write!(
+        out,
+        "{client_ip}\r\nX-Real-IP: {client_ip}\r\nX-Forwarded-Proto: http\r\n\r\n"
+    );
     Ok(Some(RequestInfo {
         head_len,
         upgrade,
@@ -357,6 +378,42 @@ mod tests {
             parse_request(b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 8192, ip(), &mut out),
             Err(ClientError::Malformed(_))
         ));
+    }
+
+    #[test]
+    fn smuggling_shapes_are_rejected() {
+        let mut out = Vec::new();
+        let bad: &[&[u8]] = &[
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, gzip\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost : a\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n b\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"GET /\r\n\r\n",
+        ];
+        for req in bad {
+            assert!(
+                matches!(
+                    parse_request(req, 8192, ip(), &mut out),
+                    Err(ClientError::Malformed(_))
+                ),
+                "{}",
+                String::from_utf8_lossy(req)
+            );
+        }
+        let ok = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
+        let info = parse_request(ok, 8192, ip(), &mut out).unwrap().unwrap();
+        assert!(info.has_body);
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(
+            s.contains("X-Real-IP: 10.1.2.3\r\n") && !s.contains("6.6.6.6"),
+            "{s}"
+        );
+        assert!(s.contains("X-Forwarded-Proto: http\r\n"));
     }
 
     #[test]
