@@ -33,6 +33,9 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(250);
 /// Largest upstream response head.
 const RESP_MAX: usize = 16 * 1024;
+/// First size of a head buffer; it grows (doubling) up to the limit only when a head is
+/// larger. Small first buffers keep the memory touched during a connection storm low.
+const HEAD_FIRST: usize = 1024;
 /// How long a lingering close waits for the client to finish sending.
 const LINGER: Duration = Duration::from_secs(2);
 /// Timeout for a refused (503) client to send its request before we answer anyway.
@@ -166,6 +169,15 @@ pub struct Worker {
     accepted: u64,
     refused: u64,
     errors: u64,
+}
+
+/// Double a full receive buffer, up to `max` bytes (the caller checks the limit by parsing).
+fn grow(buf: &mut Box<[u8]>, filled: usize, max: usize) {
+    if filled == buf.len() && buf.len() < max {
+        let mut v = std::mem::take(buf).into_vec();
+        v.resize((v.len() * 2).max(HEAD_FIRST).min(max), 0);
+        *buf = v.into_boxed_slice();
+    }
 }
 
 fn ms(d: Duration) -> u64 {
@@ -470,11 +482,7 @@ impl Worker {
                 } else {
                     Admission::Reserve
                 };
-                let cap = if admission == Admission::Budget {
-                    self.cfg.max_head
-                } else {
-                    1024
-                };
+                let cap = HEAD_FIRST.min(self.cfg.max_head);
                 let head = Box::new(Head {
                     buf: vec![0u8; cap].into_boxed_slice(),
                     len: 0,
@@ -757,6 +765,7 @@ impl Worker {
         };
         // The buffer is the session's heap memory; the session (and so the buffer) lives
         // until this receive has completed.
+        grow(&mut h.buf, h.len, self.cfg.max_head);
         self.ring.recv(s.client, &mut h.buf[h.len..], tok)?;
         s.inflight += 1;
         Ok(())
@@ -954,7 +963,7 @@ impl Worker {
         }
         up.phase = Phase::ReadingResponse;
         up.req = Vec::new();
-        up.resp = vec![0u8; RESP_MAX].into_boxed_slice();
+        up.resp = vec![0u8; HEAD_FIRST * 2].into_boxed_slice();
         let body = up.info.has_body && !up.info.upgrade;
         if body {
             // Stream the request body while waiting for the response head.
@@ -972,6 +981,7 @@ impl Worker {
             return Ok(());
         };
         // Session-owned heap buffer, alive until this receive completes.
+        grow(&mut up.resp, up.resp_len, RESP_MAX);
         self.ring.recv(fd, &mut up.resp[up.resp_len..], tok)?;
         s.inflight += 1;
         Ok(())

@@ -58,6 +58,12 @@ async fn plain_http_is_relayed_and_closed() {
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
     assert!(r.contains("Connection: close\r\n"), "{r}");
     assert!(r.ends_with(&format!("backend:{}\n", b.port())), "{r}");
+    // A head larger than the first receive buffer (1 KiB) but under the limit is fine.
+    let mut req = b"GET /big HTTP/1.1\r\nHost: a\r\nCookie: ".to_vec();
+    req.extend(std::iter::repeat_n(b'c', 5000));
+    req.extend_from_slice(b"\r\n\r\n");
+    let r = raw(p.local_addr(), &req).await;
+    assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
