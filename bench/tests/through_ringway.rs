@@ -1,0 +1,122 @@
+//! loadgen through a real ringway (in-process, port 0) in front of real wsecho backends:
+//! the ceiling at 1 × 64 is exactly 31 and round robin spreads it; `echo` reports every
+//! field the comparison script reads.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+struct Echo {
+    child: Child,
+    port: u16,
+}
+
+impl Echo {
+    fn start() -> Echo {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
+            .args(["--port", "0", "--lifetime", "60"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start wsecho");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().rsplit_once(':').unwrap().1.parse().unwrap();
+        Echo { child, port }
+    }
+}
+
+impl Drop for Echo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proxy(backends: &[Echo], wc: usize) -> ringway::Server {
+    let ups = backends
+        .iter()
+        .map(|e| format!("127.0.0.1:{}", e.port).parse().unwrap())
+        .collect();
+    let mut c = ringway::Config::new("127.0.0.1:0".parse().unwrap(), ups);
+    c.worker_connections = wc;
+    ringway::start(c).expect("ringway starts")
+}
+
+fn loadgen(args: &[&str]) -> Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run loadgen");
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    serde_json::from_str(out.lines().last().expect("a JSON line")).expect("JSON")
+}
+
+#[test]
+fn ceiling_at_1x64_is_31_and_balanced() {
+    let backends: Vec<Echo> = (0..4).map(|_| Echo::start()).collect();
+    let p = proxy(&backends, 64);
+    let target = p.local_addr().to_string();
+    let j = loadgen(&[
+        "ceiling", "--target", &target, "--conns", "40", "--rate", "400", "--hold", "1",
+    ]);
+    assert_eq!(j["ok"], 31, "{j}");
+    assert_eq!(j["alive_after_hold"], 31);
+    assert_eq!(j["first_failure_index"], 31);
+    assert_eq!(
+        j["failed"]["http_status"]["503"].as_u64().unwrap_or(0)
+            + j["failed"]["reset"].as_u64().unwrap_or(0),
+        9,
+        "{j}"
+    );
+    let dist = j["distribution"].as_object().unwrap();
+    assert_eq!(dist.len(), 4, "{j}");
+    let counts: Vec<u64> = dist.values().map(|v| v.as_u64().unwrap()).collect();
+    assert_eq!(counts.iter().sum::<u64>(), 31);
+    assert!(
+        counts.iter().all(|&c| c == 7 || c == 8),
+        "round robin: {counts:?}"
+    );
+}
+
+#[test]
+fn echo_for_2s_reports_every_field() {
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let p = proxy(&backends, 1024);
+    let target = p.local_addr().to_string();
+    let pid = std::process::id().to_string();
+    let j = loadgen(&[
+        "echo",
+        "--target",
+        &target,
+        "--conns",
+        "8",
+        "--duration",
+        "2",
+        "--size",
+        "64",
+        "--watch-pid",
+        &pid,
+    ]);
+    assert_eq!(j["subcommand"], "echo");
+    assert_eq!(j["connected"], 8, "{j}");
+    assert!(j["msgs"].as_u64().unwrap() > 100, "{j}");
+    assert!(j["msgs_per_s"].as_f64().unwrap() > 50.0);
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(
+            j["latency_us"][k].as_f64().unwrap() > 0.0,
+            "latency {k}: {j}"
+        );
+    }
+    assert!(j["loadgen_cpu_us_per_msg"].as_f64().is_some());
+    let w = &j["watched"][0];
+    assert_eq!(w["pid"].as_u64().unwrap().to_string(), pid);
+    assert!(
+        w["cpu_us_per_msg"].as_f64().unwrap() > 0.0,
+        "the proxy (this process) used CPU: {j}"
+    );
+    assert_eq!(j["errors"]["reset"], 0);
+}
