@@ -229,7 +229,13 @@ impl Worker {
             handed_off: 0,
             ring,
             budget,
-            slab: Vec::new(),
+            // Reserve the whole budget up front: untouched capacity is only address space,
+            // and the slab never reallocates (no copy, no doubled peak) as it fills.
+            slab: Vec::with_capacity(
+                crate::budget::clients_per_worker(init.cfg.worker_connections)
+                    + init.cfg.reserve_503
+                    + 1,
+            ),
             free: Vec::new(),
             sessions: 0,
             tunnels: 0,
