@@ -425,13 +425,22 @@ impl Ring {
         self.push(e)
     }
 
-    /// Submit what is queued and wait for at least one completion; then copy completions
-    /// out into the reused batch and return it.
-    pub fn wait(&mut self) -> io::Result<Vec<Completion>> {
-        match self.ring.submit_and_wait(1) {
+    /// Submit what is queued and collect completions into the reused batch. With `block`,
+    /// wait for at least one; without (the worker still has runnable work), only reap what
+    /// is ready — including deferred task work, which runs only on a GETEVENTS enter.
+    pub fn wait(&mut self, block: bool) -> io::Result<Vec<Completion>> {
+        let r = if block {
+            self.ring.submit_and_wait(1)
+        } else {
+            let zero = types::Timespec::new();
+            let args = types::SubmitArgs::new().timespec(&zero);
+            self.ring.submitter().submit_with_args(1, &args)
+        };
+        match r {
             Ok(_) => {}
             Err(e) if e.raw_os_error() == Some(libc::EINTR) => {}
             Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {}
+            Err(e) if e.raw_os_error() == Some(libc::ETIME) => {}
             Err(e) => return Err(e),
         }
         let mut batch = std::mem::take(&mut self.batch);

@@ -288,7 +288,8 @@ impl Worker {
         self.publish();
         WorkerStats::set(&self.stats.running, 1);
         loop {
-            let batch = self.ring.wait()?;
+            // Never block while a tunnel direction is waiting in the ready queue.
+            let batch = self.ring.wait(self.ready.is_empty())?;
             self.now = ms(self.start.elapsed());
             for c in batch.iter() {
                 self.dispatch(*c)?;
