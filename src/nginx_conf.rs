@@ -19,6 +19,7 @@
 //! `access_log`, `log_format`, `server_name`, `sendfile`, `tcp_nopush`, `tcp_nodelay`,
 //! `keepalive_timeout`, `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
 //! `client_max_body_size`, `multi_accept`, `use`, `proxy_buffering`, `proxy_buffer_size`,
+//! the `*_temp_path` directives,
 //! `proxy_buffers`, `proxy_redirect` and `proxy_cache_bypass`.
 //!
 //! Everything else is an error that names the file and line ([`ConfError`]): unknown
@@ -699,6 +700,12 @@ fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "proxy_buffers" => harmless(HSL, Exact(2)),
         "proxy_redirect" => harmless(HSL, Range(1, 2)),
         "proxy_cache_bypass" => harmless(HSL, AtLeast(1)),
+        // Where nginx keeps request bodies and buffered responses: ringway buffers neither.
+        "client_body_temp_path"
+        | "proxy_temp_path"
+        | "fastcgi_temp_path"
+        | "uwsgi_temp_path"
+        | "scgi_temp_path" => harmless(HSL, Range(1, 4)),
         "multi_accept" => harmless(EVENTS, Flag),
         "use" => harmless(EVENTS, Exact(1)),
         _ => return None,
