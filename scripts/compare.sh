@@ -1,0 +1,567 @@
+#!/usr/bin/env bash
+# compare.sh: ringway vs nginx, side by side, from one generated nginx.conf per test.
+#
+#   scripts/compare.sh [--smoke | --quick | --full] [--tune] [--out DIR] [--no-build]
+#
+# Builds the workspace (release), installs nginx if it is missing (apt-get), starts four
+# wsecho backends on fresh loopback ports, writes per-run copies of scripts/nginx.conf
+# (the seed, never edited) with those ports and the budget under test, and runs ringway
+# and nginx from the SAME file, one after the other:
+#   1. ceiling at 1 x 1024 (smoke: 1 x 64): loadgen ceiling past the budget, excess
+#      clients' failure kinds, the "worker_connections are not enough" log lines, and
+#      the distribution over the four backends;
+#   2. raised ceiling at 2 x 9700 (the largest that fits ringway's one process under this
+#      machine's 20,000-fd limit) for both, plus nginx's own largest (2 x 19,990) as a
+#      separate row; ramp time series, proxy RSS and MemFree before/while held;
+#   3. echo 64 B at 100 and 1000 connections, bulk 1 MiB at 1 and 10 connections, for
+#      ringway (splice), ringway (copy), nginx and direct (loadgen straight at one
+#      backend), repetitions interleaved; proxy CPU from /proc via loadgen --watch-pid.
+# Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
+# loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
+# (bench/src/bin/report.rs) writes summary.md and plots/*.svg from raw/.
+#
+# Modes: --smoke (< 60 s, tiny sizes, CI), --quick (default, < 5 min), --full (5 reps,
+# 30 s holds). --tune applies tuning/apply.sh for the run and reverts it on exit; without
+# it no sysctl is changed. Loopback only; every port is probed fresh; everything started
+# is killed by pid on exit. nginx runs as a private child (own prefix, pid file, error
+# log, and, where `unshare -m` works, its temp directories bind-mounted into the run
+# folder); the system nginx service is never touched.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/.." && pwd)
+# shellcheck source=scripts/lib/common.sh
+source "$here/lib/common.sh"
+
+usage() {
+    sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+}
+
+cmdline="$0${*:+ $*}"
+mode=quick
+tune=0
+build=1
+out=""
+while (($#)); do
+    case $1 in
+        --smoke) mode=smoke ;;
+        --quick) mode=quick ;;
+        --full) mode=full ;;
+        --tune) tune=1 ;;
+        --no-build) build=0 ;;
+        --out)
+            (($# >= 2)) || die "--out needs a directory"
+            out=$2
+            shift
+            ;;
+        --out=*) out=${1#--out=} ;;
+        -h | --help)
+            usage
+            exit 0
+            ;;
+        *)
+            usage >&2
+            die "unknown argument: $1"
+            ;;
+    esac
+    shift
+done
+
+# ---------------------------------------------------------------------------------------
+# Mode parameters
+# ---------------------------------------------------------------------------------------
+case $mode in
+    smoke)
+        CEIL_WC=64 CEIL_CONNS=40 CEIL_HOLD=0.5
+        RAISED_WP=2 RAISED_WC=128 RAISED_CONNS=150
+        NGXMAX_WP=2 NGXMAX_WC=256 NGXMAX_CONNS=290
+        RAISED_RATE=2000 RAISED_HOLD=1
+        PERF_WC=4096 REPS=1 DURATION=1 WARMUP=0.2
+        ;;
+    quick)
+        CEIL_WC=1024 CEIL_CONNS=600 CEIL_HOLD=2
+        RAISED_WP=2 RAISED_WC=9700 RAISED_CONNS=10200
+        NGXMAX_WP=2 NGXMAX_WC=19990 NGXMAX_CONNS=21000
+        RAISED_RATE=5000 RAISED_HOLD=5
+        PERF_WC=4096 REPS=2 DURATION=3 WARMUP=0.5
+        ;;
+    full)
+        CEIL_WC=1024 CEIL_CONNS=600 CEIL_HOLD=5
+        RAISED_WP=2 RAISED_WC=9700 RAISED_CONNS=10200
+        NGXMAX_WP=2 NGXMAX_WC=19990 NGXMAX_CONNS=21000
+        RAISED_RATE=5000 RAISED_HOLD=30
+        PERF_WC=4096 REPS=5 DURATION=5 WARMUP=0.5
+        ;;
+esac
+CEIL_RATE=1000
+SRC_IPS=127.0.0.2-127.0.0.9
+# Echo and bulk workloads: name, loadgen subcommand and options.
+WORKLOADS=(echo64-c100 echo64-c1000 bulk1m-c1 bulk1m-c10)
+workload_args() {
+    case $1 in
+        echo64-c100) echo "echo --conns 100 --size 64" ;;
+        echo64-c1000) echo "echo --conns 1000 --size 64" ;;
+        bulk1m-c1) echo "bulk --conns 1 --bytes 1048576" ;;
+        bulk1m-c10) echo "bulk --conns 10 --bytes 1048576" ;;
+    esac
+}
+PERF_TARGETS=(ringway-splice ringway-copy nginx direct)
+
+# ---------------------------------------------------------------------------------------
+# Preconditions
+# ---------------------------------------------------------------------------------------
+t_start=$(now_ms)
+for tool in cargo git ss awk sed grep; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool (needed by compare.sh)"
+done
+[[ -f $root/scripts/nginx.conf ]] || die "missing seed configuration scripts/nginx.conf"
+if ((tune)) && ((EUID != 0)); then
+    die "--tune needs root (tuning/apply.sh writes /proc/sys)"
+fi
+
+cd "$root"
+if ((build)); then
+    log "building release binaries (cargo build --release --workspace)"
+    if ! cargo build --release --workspace >&2; then
+        die "cargo build --release --workspace failed; fix the build or rerun with --no-build to use the binaries already in target/release"
+    fi
+fi
+BIN=$root/target/release
+for b in ringway wsecho loadgen report; do
+    [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
+done
+
+if ! command -v nginx >/dev/null; then
+    ((EUID == 0)) || die "nginx is not installed and installing it needs root: apt-get install nginx-light"
+    command -v apt-get >/dev/null || die "nginx is not installed and apt-get is not available"
+    log "installing nginx-light (apt-get)"
+    apt-get update -qq >&2 || die "apt-get update failed"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light >&2 ||
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >&2 ||
+        die "apt-get install nginx-light (and nginx) failed"
+fi
+NGINX=$(command -v nginx)
+
+sha=$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo nogit)
+if [[ -z $out ]]; then
+    out=$root/results/$(date -u +%Y%m%dT%H%M%SZ)-$sha
+fi
+mkdir -p "$out"
+RUN=$(cd "$out" && pwd)
+mkdir -p "$RUN/raw" "$RUN/logs" "$RUN/conf" "$RUN/nginx"
+log "mode $mode; results in $RUN"
+
+# ---------------------------------------------------------------------------------------
+# Cleanup (trap): children by pid, then the sysctls if --tune applied them
+# ---------------------------------------------------------------------------------------
+TUNED=0
+on_exit() {
+    local rc=$?
+    trap - EXIT INT TERM
+    cleanup_children
+    if ((TUNED)); then
+        log "reverting sysctls (tuning/apply.sh --revert)"
+        "$root/tuning/apply.sh" --revert --state-dir "$RUN/tuning-state" >&2 ||
+            warn "revert failed: retry with tuning/apply.sh --revert --state-dir $RUN/tuning-state"
+    fi
+    if ((rc != 0)); then
+        printf '[compare] failed (exit %s); partial results in %s\n' "$rc" "$RUN" >&2
+    fi
+    exit "$rc"
+}
+trap on_exit EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+if ((tune)); then
+    log "applying tuning/apply.sh (reverted on exit)"
+    TUNED=1
+    "$root/tuning/apply.sh" --state-dir "$RUN/tuning-state" >"$RUN/logs/tuning-apply.log" 2>&1 ||
+        die "tuning/apply.sh failed; see $RUN/logs/tuning-apply.log"
+fi
+
+# nginx's compiled-in temp paths (/var/lib/nginx/...) are absolute and sit in the http
+# block, which ringway's parser refuses; so instead of adding *_temp_path lines to the
+# shared conf we give nginx a private mount namespace with the run folder's temp dir
+# bound over /var/lib/nginx. Without unshare, nginx uses the system paths (it only
+# creates empty directories there; tunnels never buffer to disk).
+NGX_ISOLATION="system temp paths (/var/lib/nginx)"
+NGX_TEMP_DIR=$(sed -n 's/.*--http-proxy-temp-path=\([^ ]*\)\/proxy.*/\1/p' < <("$NGINX" -V 2>&1))
+NGX_TEMP_DIR=${NGX_TEMP_DIR:-/var/lib/nginx}
+mkdir -p "$RUN/nginx/temp" "$RUN/nginx/logs"
+# shellcheck disable=SC2016  # $1/$2 belong to the inner sh
+if [[ -d $NGX_TEMP_DIR ]] && command -v unshare >/dev/null &&
+    unshare -m -- sh -c 'mount --bind "$1" "$2"' sh "$RUN/nginx/temp" "$NGX_TEMP_DIR" 2>/dev/null; then
+    NGX_ISOLATION="private mount namespace: $RUN/nginx/temp bound over $NGX_TEMP_DIR"
+else
+    warn "unshare -m not available: nginx uses its system temp paths under $NGX_TEMP_DIR"
+fi
+
+# ---------------------------------------------------------------------------------------
+# meta.json
+# ---------------------------------------------------------------------------------------
+sysctl_val() {
+    local p=/proc/sys/${1//.//} v
+    if [[ -r $p ]]; then
+        v=$(<"$p")
+        v=${v//$'\t'/ }
+        json_str "$v"
+    else
+        printf 'null'
+    fi
+}
+write_meta() {
+    local duration=$1 commit dirty cpu_model cpu_count kernel rustc nginx_v ringway_v
+    commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
+    dirty=false
+    [[ -z $(git -C "$root" status --porcelain 2>/dev/null) ]] || dirty=true
+    cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    cpu_count=$(grep -c '^processor' /proc/cpuinfo)
+    kernel=$(uname -r)
+    rustc=$(rustc -V 2>/dev/null || echo unknown)
+    nginx_v=$("$NGINX" -v 2>&1 | head -n 1)
+    ringway_v=$("$BIN/ringway" --version 2>&1 | head -n 1)
+    {
+        printf '{\n'
+        printf '  "tool": "scripts/compare.sh",\n'
+        printf '  "command_line": %s,\n' "$(json_str "$cmdline")"
+        printf '  "mode": %s,\n  "tune": %s,\n' "$(json_str "$mode")" "$( ((tune)) && echo true || echo false)"
+        printf '  "date_utc": %s,\n' "$(json_str "$(date -u +%Y-%m-%dT%H:%M:%SZ)")"
+        printf '  "duration_s": %s,\n' "$duration"
+        printf '  "commit": %s,\n  "short_sha": %s,\n  "dirty": %s,\n' "$(json_str "$commit")" "$(json_str "$sha")" "$dirty"
+        printf '  "kernel": %s,\n' "$(json_str "$kernel")"
+        printf '  "cpu_model": %s,\n  "cpu_count": %s,\n' "$(json_str "$cpu_model")" "$cpu_count"
+        printf '  "mem_total_kb": %s,\n' "$(sed -n 's/^MemTotal:[[:space:]]*\([0-9]*\).*/\1/p' /proc/meminfo)"
+        printf '  "rustc": %s,\n' "$(json_str "$rustc")"
+        printf '  "nginx": %s,\n  "nginx_path": %s,\n  "nginx_isolation": %s,\n' "$(json_str "$nginx_v")" "$(json_str "$NGINX")" "$(json_str "$NGX_ISOLATION")"
+        printf '  "ringway": %s,\n' "$(json_str "$ringway_v")"
+        printf '  "ulimit_n_soft": %s,\n  "ulimit_n_hard": %s,\n' "$(json_str "$(ulimit -Sn)")" "$(json_str "$(ulimit -Hn)")"
+        printf '  "sysctls": {\n'
+        printf '    "net.core.somaxconn": %s,\n' "$(sysctl_val net.core.somaxconn)"
+        printf '    "net.ipv4.ip_local_port_range": %s,\n' "$(sysctl_val net.ipv4.ip_local_port_range)"
+        printf '    "net.ipv4.tcp_tw_reuse": %s,\n' "$(sysctl_val net.ipv4.tcp_tw_reuse)"
+        printf '    "net.ipv4.tcp_max_syn_backlog": %s,\n' "$(sysctl_val net.ipv4.tcp_max_syn_backlog)"
+        printf '    "fs.file-max": %s,\n' "$(sysctl_val fs.file-max)"
+        printf '    "fs.nr_open": %s\n' "$(sysctl_val fs.nr_open)"
+        printf '  },\n'
+        printf '  "params": {"ceiling_budget": [1, %s], "ceiling_conns": %s, "ceiling_rate": %s, "ceiling_hold_s": %s,' \
+            "$CEIL_WC" "$CEIL_CONNS" "$CEIL_RATE" "$CEIL_HOLD"
+        printf ' "raised_budget": [%s, %s], "raised_conns": %s, "nginx_max_budget": [%s, %s], "nginx_max_conns": %s,' \
+            "$RAISED_WP" "$RAISED_WC" "$RAISED_CONNS" "$NGXMAX_WP" "$NGXMAX_WC" "$NGXMAX_CONNS"
+        printf ' "raised_rate": %s, "raised_hold_s": %s, "src_ips": %s,' "$RAISED_RATE" "$RAISED_HOLD" "$(json_str "$SRC_IPS")"
+        printf ' "perf_budget": [1, %s], "reps": %s, "duration_s": %s, "warmup_s": %s,' "$PERF_WC" "$REPS" "$DURATION" "$WARMUP"
+        printf ' "perf_targets": ["ringway-splice", "ringway-copy", "nginx", "direct"],'
+        printf ' "workloads": ["echo64-c100", "echo64-c1000", "bulk1m-c1", "bulk1m-c10"]}\n'
+        printf '}\n'
+    } >"$RUN/meta.json"
+}
+write_meta null
+
+# ---------------------------------------------------------------------------------------
+# Backends
+# ---------------------------------------------------------------------------------------
+BACKEND_PORTS=()
+BACKEND_PIDS=()
+start_backends() {
+    local i pid port
+    for i in 1 2 3 4; do
+        "$BIN/wsecho" --port 0 --procs 1 --lifetime 7200 >"$RUN/logs/wsecho$i.out" 2>"$RUN/logs/wsecho$i.err" &
+        pid=$!
+        track_pid "$pid"
+        wait_for_line "$RUN/logs/wsecho$i.out" '^listening ' 10 "$pid" ||
+            die "wsecho $i did not start; see $RUN/logs/wsecho$i.err"
+        port=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$RUN/logs/wsecho$i.out" | head -n 1)
+        [[ -n $port ]] || die "wsecho $i printed no port: $(head -n 1 "$RUN/logs/wsecho$i.out")"
+        BACKEND_PORTS+=("$port")
+        BACKEND_PIDS+=("$pid")
+    done
+    log "backends on 127.0.0.1:${BACKEND_PORTS[*]} (pids ${BACKEND_PIDS[*]})"
+}
+
+# ---------------------------------------------------------------------------------------
+# Configuration: the seed with our ports and budget (one file for both proxies)
+# ---------------------------------------------------------------------------------------
+# gen_conf NAME WORKERS WORKER_CONNECTIONS: writes conf/NAME.conf, prints its path.
+gen_conf() {
+    local name=$1 wp=$2 wc=$3 port file
+    port=$(free_port)
+    file=$RUN/conf/$name.conf
+    awk -v wp="$wp" -v wc="$wc" -v port="$port" -v servers="${BACKEND_PORTS[*]}" '
+        BEGIN { n = split(servers, s, " ") }
+        /^[[:space:]]*worker_processes[[:space:]]/ { sub(/worker_processes[[:space:]]+[^;]*;/, "worker_processes " wp ";"); did_wp = 1 }
+        /^[[:space:]]*worker_connections[[:space:]]/ { sub(/worker_connections[[:space:]]+[^;]*;/, "worker_connections " wc ";"); did_wc = 1 }
+        /^[[:space:]]*listen[[:space:]]/ { sub(/listen[[:space:]]+[^;]*;/, "listen 127.0.0.1:" port ";"); did_listen = 1 }
+        in_up && /^[[:space:]]*server[[:space:]]/ { next }
+        in_up && /}/ { in_up = 0 }
+        { print }
+        /^[[:space:]]*upstream[[:space:]].*{/ {
+            in_up = 1
+            for (i = 1; i <= n; i++) printf "        server 127.0.0.1:%s;\n", s[i]
+        }
+        /^[[:space:]]*http[[:space:]]*{/ {
+            print "    # compare.sh: no access log (nginx would write one per request; ringway has none)."
+            print "    access_log off;"
+        }
+        /proxy_set_header[[:space:]]+Host[[:space:]]/ {
+            print "            # compare.sh: idle tunnels stay open through the holds (nginx default 60s)."
+            print "            proxy_read_timeout 3600s;"
+        }
+        END { if (!did_wp || !did_wc || !did_listen) exit 3 }
+    ' "$root/scripts/nginx.conf" >"$file" || die "scripts/nginx.conf lacks worker_processes, worker_connections or listen"
+    grep -q 'proxy_read_timeout 3600s' "$file" || die "could not add proxy_read_timeout to $file (no 'proxy_set_header Host' line)"
+    "$BIN/ringway" -t -c "$file" >"$RUN/logs/$name.ringway-t.out" 2>&1 ||
+        die "ringway -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.ringway-t.out")"
+    nginx_cmd run "$file" -t >"$RUN/logs/$name.nginx-t.out" 2>&1 ||
+        die "nginx -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.nginx-t.out")"
+    printf '%s' "$file"
+}
+
+# nginx_cmd run|exec CONF [-t]: nginx as a private child (own prefix, pid file, error log).
+# "exec" replaces the calling (background) subshell, so $! is nginx's master pid.
+nginx_cmd() {
+    local how=$1 conf=$2 test=${3:-} prefix=$RUN/nginx
+    local g="daemon off; master_process on; pid $prefix/nginx.pid; error_log $prefix/logs/error.log info;"
+    local -a cmd=("$NGINX" -p "$prefix" -c "$conf" ${test:+"$test"} -g "$g")
+    if [[ $NGX_ISOLATION == private* ]]; then
+        # unshare and sh both exec, so the pid stays nginx's.
+        # shellcheck disable=SC2016  # $1.. are expanded by the inner sh
+        cmd=(unshare -m -- sh -c 'mount --bind "$1" "$2" && shift 2 && exec "$@"' sh
+            "$prefix/temp" "$NGX_TEMP_DIR" "${cmd[@]}")
+    fi
+    if [[ $how == exec ]]; then
+        exec "${cmd[@]}"
+    fi
+    "${cmd[@]}"
+}
+
+# ---------------------------------------------------------------------------------------
+# Proxy sessions
+# ---------------------------------------------------------------------------------------
+SESSION=""      # label, e.g. ceiling__nginx
+SESSION_KIND="" # ringway | nginx | direct
+SESSION_CONF=""
+SESSION_ARGS=""
+PROXY_PID=""
+PROXY_PORT=""
+SESSION_T0=""   # epoch ms when the session's main loadgen started (ceiling runs)
+SESSION_NOTES=()
+
+conf_port() { sed -n 's/^[[:space:]]*listen[[:space:]]*127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$1" | head -n 1; }
+
+# start_session LABEL KIND CONF [ringway flags...]
+start_session() {
+    SESSION=$1 SESSION_KIND=$2 SESSION_CONF=$3
+    shift 3
+    SESSION_ARGS="$*"
+    SESSION_T0=""
+    SESSION_NOTES=()
+    PROXY_PID=""
+    case $SESSION_KIND in
+        direct)
+            PROXY_PORT=${BACKEND_PORTS[0]}
+            return 0
+            ;;
+        ringway)
+            PROXY_PORT=$(conf_port "$SESSION_CONF")
+            "$BIN/ringway" -c "$SESSION_CONF" "$@" >"$RUN/logs/$SESSION.out" 2>"$RUN/logs/$SESSION.err" &
+            PROXY_PID=$!
+            track_pid "$PROXY_PID"
+            wait_for_line "$RUN/logs/$SESSION.out" 'listening on' 15 "$PROXY_PID" ||
+                die "ringway did not start ($SESSION): $(tail -n 5 "$RUN/logs/$SESSION.err")"
+            ;;
+        nginx)
+            PROXY_PORT=$(conf_port "$SESSION_CONF")
+            : >"$RUN/nginx/logs/error.log"
+            rm -f "$RUN/nginx/nginx.pid"
+            nginx_cmd exec "$SESSION_CONF" >"$RUN/logs/$SESSION.out" 2>"$RUN/logs/$SESSION.err" &
+            PROXY_PID=$!
+            track_pid "$PROXY_PID"
+            wait_for_line "$RUN/nginx/nginx.pid" '^[0-9]+' 15 "$PROXY_PID" ||
+                die "nginx did not start ($SESSION): $(tail -n 5 "$RUN/logs/$SESSION.err" "$RUN/nginx/logs/error.log")"
+            [[ $(<"$RUN/nginx/nginx.pid") == "$PROXY_PID" ]] ||
+                die "nginx pid file says $(<"$RUN/nginx/nginx.pid"), expected our child $PROXY_PID"
+            ;;
+    esac
+    wait_port "$PROXY_PORT" 10 || die "$SESSION: nothing listens on 127.0.0.1:$PROXY_PORT"
+}
+
+proxy_alive() { [[ -z $PROXY_PID ]] || kill -0 "$PROXY_PID" 2>/dev/null; }
+
+# end_session: stop the proxy and write raw/SESSION.session.json.
+end_session() {
+    local alive=true rc=null log_file budget="" not_enough=0 first="" note notes="" tail_err=""
+    if [[ -n $PROXY_PID ]]; then
+        proxy_alive || alive=false
+        if [[ $SESSION_KIND == ringway ]]; then
+            log_file=$RUN/logs/$SESSION.err
+        else
+            log_file=$RUN/nginx/logs/error.log
+        fi
+        stop_pid "$PROXY_PID"
+        rc=$STOP_RC
+        if [[ $SESSION_KIND == nginx ]]; then
+            cp "$RUN/nginx/logs/error.log" "$RUN/logs/$SESSION.error.log"
+            log_file=$RUN/logs/$SESSION.error.log
+        fi
+        not_enough=$(grep -c 'worker_connections are not enough' "$log_file" || true)
+        first=$(grep -m 1 'worker_connections are not enough' "$log_file" || true)
+        budget=$(grep -m 1 '^budget:' "$RUN/logs/$SESSION.out" 2>/dev/null || true)
+        # Real trouble only: ringway's panics and "error:" lines, nginx's [error] and worse.
+        tail_err=$(grep -E 'panicked|ringway: error|\[(error|crit|alert|emerg)\]' "$log_file" |
+            grep -v 'worker_connections are not enough' | tail -n 5 || true)
+        if [[ $alive == false ]]; then
+            warn "$SESSION: the proxy had died before the stop (exit $rc); see $log_file"
+            SESSION_NOTES+=("proxy died before the stop (exit status $rc)")
+        elif [[ $rc != 0 ]]; then
+            warn "$SESSION: the proxy exited with status $rc on SIGTERM"
+            SESSION_NOTES+=("exit status $rc on SIGTERM")
+        fi
+    fi
+    for note in "${SESSION_NOTES[@]}"; do
+        notes+="${notes:+, }$(json_str "$note")"
+    done
+    {
+        printf '{"session": %s, "kind": %s, "conf": %s, "args": %s, "pid": %s, "port": %s,' \
+            "$(json_str "$SESSION")" "$(json_str "$SESSION_KIND")" "$(json_str "${SESSION_CONF#"$RUN"/}")" \
+            "$(json_str "$SESSION_ARGS")" "${PROXY_PID:-null}" "${PROXY_PORT:-null}"
+        printf ' "alive_at_stop": %s, "exit_status": %s, "budget_line": %s,' "$alive" "$rc" "$(json_str "$budget")"
+        printf ' "not_enough_lines": %s, "not_enough_first": %s, "log_errors": %s,' "${not_enough:-0}" "$(json_str "$first")" "$(json_str "$tail_err")"
+        printf ' "loadgen_t0_ms": %s, "notes": [%s]}\n' "${SESSION_T0:-null}" "$notes"
+    } >"$RUN/raw/$SESSION.session.json"
+    PROXY_PID=""
+}
+
+# run_loadgen WORKLOAD SUBCOMMAND ARGS...: raw/SESSION__WORKLOAD.json (last stdout line).
+run_loadgen() {
+    local wl=$1 rc=0 base
+    shift
+    base=${SESSION}__$wl
+    if ! proxy_alive; then
+        warn "$base: skipped, the proxy is not running"
+        SESSION_NOTES+=("$wl skipped: proxy not running")
+        return 0
+    fi
+    # In the background and waited for, so SIGINT/SIGTERM reach the trap at once (bash defers
+    # traps until a foreground child ends) and the cleanup kills loadgen too.
+    local lp
+    "$BIN/loadgen" "$@" >"$RUN/logs/$base.stdout" 2>"$RUN/logs/$base.stderr" &
+    lp=$!
+    track_pid "$lp"
+    wait "$lp" || rc=$?
+    forget_pid "$lp"
+    if ((rc != 0)) || ! tail -n 1 "$RUN/logs/$base.stdout" | grep -q '^{'; then
+        warn "$base: loadgen exit $rc: $(tail -n 2 "$RUN/logs/$base.stderr")"
+        SESSION_NOTES+=("$wl: loadgen exit status $rc")
+        return 0
+    fi
+    tail -n 1 "$RUN/logs/$base.stdout" >"$RUN/raw/$base.json"
+    rm -f "$RUN/logs/$base.stdout"
+    if ! proxy_alive; then
+        warn "$base: THE PROXY DIED during this run"
+        SESSION_NOTES+=("proxy died during $wl")
+    fi
+}
+
+# loadgen processes for N connections (each process keeps under ~9,000 fds here).
+procs_for() { echo $((($1 + 8999) / 9000)); }
+
+# ceiling_run WORKLOAD CONNS RATE HOLD [--mem]: loadgen ceiling against the session's proxy.
+ceiling_run() {
+    local wl=$1 conns=$2 rate=$3 hold=$4 mem=${5:-} sampler=""
+    if [[ $mem == --mem && -n $PROXY_PID ]]; then
+        sample_mem "$PROXY_PID" "$RUN/raw/${SESSION}.mem.tsv" &
+        sampler=$!
+        track_pid "$sampler"
+        sleep 1 # baseline samples before the ramp
+    fi
+    SESSION_T0=$(now_ms)
+    run_loadgen "$wl" ceiling --target "127.0.0.1:$PROXY_PORT" --conns "$conns" --rate "$rate" \
+        --hold "$hold" --procs "$(procs_for "$conns")" --src-ips "$SRC_IPS" --sample-ms 100
+    if [[ -n $sampler ]]; then
+        sleep 0.5 # a few samples after the clients closed
+        stop_pid "$sampler"
+    fi
+}
+
+summary_line() {
+    local f=$RUN/raw/$1.json
+    if [[ -f $f ]]; then
+        grep -o '"ok":[0-9]*' "$f" | head -n 1
+    else
+        echo "no result"
+    fi
+}
+
+# ---------------------------------------------------------------------------------------
+# The run
+# ---------------------------------------------------------------------------------------
+start_backends
+
+# 1. Ceiling at 1 x CEIL_WC, both proxies from one conf.
+conf=$(gen_conf ceiling 1 "$CEIL_WC")
+log "ceiling: 1 x $CEIL_WC ($(grep -m 1 '^budget' "$RUN/logs/ceiling.ringway-t.out")), $CEIL_CONNS clients"
+for p in ringway nginx; do
+    start_session "ceiling__$p" "$p" "$conf"
+    ceiling_run ceiling "$CEIL_CONNS" "$CEIL_RATE" "$CEIL_HOLD"
+    end_session
+    log "  $p: $(summary_line "ceiling__${p}__ceiling")"
+done
+
+# 2. Raised ceiling at the budget that fits ringway's one process, then nginx's own largest.
+conf=$(gen_conf raised "$RAISED_WP" "$RAISED_WC")
+log "raised: $RAISED_WP x $RAISED_WC, $RAISED_CONNS clients at $RAISED_RATE/s, hold ${RAISED_HOLD}s"
+for p in ringway nginx; do
+    start_session "raised__$p" "$p" "$conf"
+    ceiling_run ceiling "$RAISED_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
+    end_session
+    log "  $p: $(summary_line "raised__${p}__ceiling")"
+    sleep 1
+done
+conf=$(gen_conf nginxmax "$NGXMAX_WP" "$NGXMAX_WC")
+log "nginx's largest: $NGXMAX_WP x $NGXMAX_WC, $NGXMAX_CONNS clients"
+start_session nginxmax__nginx nginx "$conf"
+ceiling_run ceiling "$NGXMAX_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
+end_session
+log "  nginx: $(summary_line "nginxmax__nginx__ceiling")"
+sleep 1
+
+# 3. Echo and bulk, interleaved repetitions.
+conf=$(gen_conf perf 1 "$PERF_WC")
+log "echo/bulk: 1 x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
+for ((rep = 1; rep <= REPS; rep++)); do
+    for target in "${PERF_TARGETS[@]}"; do
+        case $target in
+            ringway-splice) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel splice ;;
+            ringway-copy) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel copy ;;
+            nginx) start_session "perf__r${rep}__$target" nginx "$conf" ;;
+            direct) start_session "perf__r${rep}__$target" direct "" ;;
+        esac
+        if [[ $target == direct ]]; then
+            watch=("${BACKEND_PIDS[0]}")
+        else
+            watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
+        fi
+        for wl in "${WORKLOADS[@]}"; do
+            read -r -a wargs <<<"$(workload_args "$wl")"
+            run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
+                --warmup "$WARMUP" --watch-pid "${watch[@]}"
+        done
+        end_session
+        log "  rep $rep $target done"
+    done
+done
+
+stop_pids_backends() {
+    local p
+    for p in "${BACKEND_PIDS[@]}"; do
+        stop_pid "$p"
+    done
+}
+stop_pids_backends
+
+t_end=$(now_ms)
+dur=$(((t_end - t_start) / 1000))
+write_meta "$dur"
+log "writing summary.md and plots (target/release/report $RUN)"
+"$BIN/report" "$RUN" || die "report failed; rerun: target/release/report $RUN"
+log "done in ${dur}s: $RUN/summary.md"
