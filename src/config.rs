@@ -291,7 +291,9 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
     }
     cfg.pin = !cli.no_pin;
-    cfg.process_mode = cli.worker_mode == WorkerMode::Process;
+    if take("worker_mode") {
+        cfg.process_mode = cli.worker_mode == WorkerMode::Process;
+    }
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),
         "auto" => auto_upstream_bind(&cfg),
@@ -429,6 +431,7 @@ pub fn from_nginx(
     cfg.tunnel_idle_timeout = Some(cfg.read_timeout);
     cfg.connect_timeout = Duration::from_millis(loc.connect_timeout_ms.unwrap_or(60_000));
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
+    cfg.process_mode = conf.process_mode.unwrap_or(false);
     Ok((cfg, warnings))
 }
 
@@ -637,6 +640,21 @@ mod tests {
         );
         assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn worker_mode_from_the_file_and_the_flag() {
+        let conf = crate::nginx_conf::parse_str(
+            &format!("ringway_worker_mode process;\n{SEED}"),
+            "nginx.conf",
+        )
+        .unwrap();
+        let (c, _) = from_nginx(&conf, "nginx.conf").unwrap();
+        assert!(c.process_mode);
+        assert!(
+            crate::nginx_conf::parse_str(&format!("ringway_worker_mode fork;\n{SEED}"), "f")
+                .is_err()
+        );
     }
 
     #[test]

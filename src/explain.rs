@@ -210,35 +210,48 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
         ),
     });
 
-    // 2. Descriptors per process (threads share one table).
-    let overhead = w * (FD_OVERHEAD_PER_WORKER + cfg.reserve_503 as u64) + 16;
+    // 2. Descriptors per process: threads share one table; in process mode each worker
+    //    process has its own.
+    let procs = if cfg.process_mode { w } else { 1 };
+    let per_proc_overhead = (w / procs) * (FD_OVERHEAD_PER_WORKER + cfg.reserve_503 as u64) + 16;
     let fd_cap = if env.can_raise_hard {
         env.nr_open
     } else {
         env.nofile_hard
     };
-    let need_fds = tunnels * 2 + overhead;
+    let need_fds = ceil_div(tunnels, procs) * 2 + per_proc_overhead;
+    let fd_allows = procs * (fd_cap.saturating_sub(per_proc_overhead) / 2);
+    let per_worker_proc =
+        fd_cap.saturating_sub(FD_OVERHEAD_PER_WORKER + cfg.reserve_503 as u64 + 16) / 2;
+    let procs_needed = ceil_div(tunnels, per_worker_proc.max(1));
     rows.push(Row {
         name: "RLIMIT_NOFILE",
-        allows: fd_cap.saturating_sub(overhead) / 2,
+        allows: fd_allows,
         detail: format!(
-            "soft {} / hard {}{} (ringway raises soft to hard); {} tunnels need {} fds in one process",
+            "soft {} / hard {}{} (ringway raises soft to hard); {} tunnels need {} fds in each of {procs} process(es)",
             group(env.nofile_soft),
             group(env.nofile_hard),
             if env.can_raise_hard { ", raisable" } else { ", not raisable here (no CAP_SYS_RESOURCE)" },
             group(tunnels),
             group(need_fds)
         ),
-        fix: format!(
-            "raise the hard limit to {} (systemd LimitNOFILE=, limits.conf, as root); where that is impossible, spread tunnels over processes (run several ringway instances on the same port: each has its own fd table)",
-            group(need_fds)
-        ),
+        fix: if env.can_raise_hard {
+            format!(
+                "raise the hard limit to {} (systemd LimitNOFILE=, limits.conf, as root)",
+                group(need_fds)
+            )
+        } else {
+            format!(
+                "the hard limit cannot be raised here: run --worker-mode process with at least {procs_needed} worker processes (each gets its own {}-fd table), or raise the limit as root (LimitNOFILE=)",
+                group(fd_cap)
+            )
+        },
     });
 
     // 3. fs.nr_open caps any hard limit.
     rows.push(Row {
         name: "fs.nr_open",
-        allows: env.nr_open.saturating_sub(overhead) / 2,
+        allows: procs * (env.nr_open.saturating_sub(per_proc_overhead) / 2),
         detail: format!("{} fds per process at most", group(env.nr_open)),
         fix: format!(
             "sysctl fs.nr_open={} (tuning/apply.sh)",
@@ -309,7 +322,8 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
     Report {
         tunnels,
         header: format!(
-            "config: {w} worker thread(s) in one process × {wc} worker_connections, {backends} backend(s), {srcs} upstream source address(es)"
+            "config: {w} worker {} × {wc} worker_connections, {backends} backend(s), {srcs} upstream source address(es)",
+            if cfg.process_mode { "process(es), each with its own fd table" } else { "thread(s) in one process" }
         ),
         rows,
     }
@@ -359,6 +373,25 @@ mod tests {
         assert_eq!(r.binding().name, "RLIMIT_NOFILE");
         assert!(r.binding().allows < 10_000);
         assert!(!r.fits());
+    }
+
+    #[test]
+    fn process_mode_lifts_the_per_process_fd_limit() {
+        let mut e = env();
+        e.nofile_soft = 20_000;
+        e.nofile_hard = 20_000;
+        let mut c = cfg(12, 18_000, 4);
+        let r = explain(&c, &e, 100_000);
+        assert_eq!(r.binding().name, "RLIMIT_NOFILE");
+        assert!(
+            r.render()
+                .contains("--worker-mode process with at least 11 worker processes"),
+            "{}",
+            r.render()
+        );
+        c.process_mode = true;
+        let r = explain(&c, &e, 100_000);
+        assert!(r.fits(), "{}", r.render());
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub struct NginxConf {
     pub worker_connections: Option<usize>,
     /// `worker_rlimit_nofile N;` (top level), `None` when absent.
     pub worker_rlimit_nofile: Option<u64>,
+    /// ringway-specific `ringway_worker_mode thread|process;` (top level): `Some(true)` for
+    /// process mode; nginx does not know this directive.
+    pub process_mode: Option<bool>,
     /// `upstream NAME { ... }` blocks of the `http` block, in file order.
     pub upstreams: Vec<Upstream>,
     /// `server { ... }` blocks of the `http` block, in file order.
@@ -661,7 +664,9 @@ fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
     };
     use Args::*;
     Some(match name {
-        "worker_processes" | "worker_rlimit_nofile" => known(MAIN, Exact(1), false),
+        "worker_processes" | "worker_rlimit_nofile" | "ringway_worker_mode" => {
+            known(MAIN, Exact(1), false)
+        }
         "events" | "http" => known(MAIN, Exact(0), true),
         "worker_connections" => known(EVENTS, Exact(1), false),
         "map" => known(HTTP, Exact(2), true),
@@ -1098,6 +1103,24 @@ impl Builder<'_> {
                         s => WorkerProcesses::N(self.positive(d, s)?),
                     };
                     self.conf.worker_processes = Some(v);
+                }
+                "ringway_worker_mode" => {
+                    if self.conf.process_mode.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.process_mode = Some(match d.arg(0) {
+                        "process" => true,
+                        "thread" => false,
+                        other => {
+                            return Err(ConfError {
+                                file: self.file.to_string(),
+                                line: d.line,
+                                msg: format!(
+                                    "ringway_worker_mode \"{other}\": write thread or process"
+                                ),
+                            })
+                        }
+                    });
                 }
                 "worker_rlimit_nofile" => {
                     if self.conf.worker_rlimit_nofile.is_some() {
@@ -1718,6 +1741,7 @@ http {
             worker_processes: Some(WorkerProcesses::N(1)),
             worker_connections: Some(1024),
             worker_rlimit_nofile: Some(20000),
+            process_mode: None,
             upstreams: vec![Upstream {
                 name: "nodes".into(),
                 servers: vec![
