@@ -17,6 +17,9 @@ pub enum Balance {
     LeastConn,
     /// A hash of the client's whole IP address (nginx hashes only 3 octets of IPv4).
     IpHash,
+    /// A consistent hash (ketama ring) of `--hash-key`: adding or removing a backend moves
+    /// only that backend's share of keys.
+    Hash,
 }
 
 /// How an upgraded connection's bytes are relayed.
@@ -99,6 +102,16 @@ pub struct Cli {
     #[arg(long, default_value_t = 4096)]
     pub backlog: u32,
 
+    /// Pin each client to a backend with this cookie (set on the first response, honoured
+    /// afterwards; re-set when its backend is down). Works with any --balance.
+    #[arg(long, value_name = "NAME")]
+    pub sticky_cookie: Option<String>,
+
+    /// Key of `--balance hash`: remote_addr, request_uri, http_NAME (a header) or
+    /// cookie_NAME, as nginx's variables (a leading `$` is accepted).
+    #[arg(long, default_value = "remote_addr", value_parser = parse_hash_key)]
+    pub hash_key: crate::http::HashKey,
+
     /// Largest request head accepted, in bytes; larger gets 431.
     #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
     pub max_head: u32,
@@ -178,6 +191,10 @@ pub struct Config {
     pub rlimit_nofile: Option<u64>,
     /// Source addresses for upstream sockets (empty: the kernel picks).
     pub upstream_bind: Vec<std::net::IpAddr>,
+    /// Cookie pinning clients to backends.
+    pub sticky_cookie: Option<String>,
+    /// Key of the consistent hash.
+    pub hash_key: crate::http::HashKey,
     /// Workers run as separate processes under a master (nginx-style), each with its own
     /// descriptor table; otherwise as threads of one process.
     pub process_mode: bool,
@@ -205,6 +222,8 @@ impl Config {
             rlimit_nofile: None,
             upstream_bind: Vec::new(),
             process_mode: false,
+            sticky_cookie: None,
+            hash_key: crate::http::HashKey::RemoteAddr,
         }
     }
 
@@ -272,6 +291,12 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if take("balance") {
         cfg.balance = cli.balance;
+    }
+    if take("sticky_cookie") && cli.sticky_cookie.is_some() {
+        cfg.sticky_cookie = cli.sticky_cookie;
+    }
+    if take("hash_key") {
+        cfg.hash_key = cli.hash_key;
     }
     cfg.tunnel = cli.tunnel;
     cfg.at_limit = cli.at_limit;
@@ -341,6 +366,8 @@ pub fn from_nginx(
     let target = loc.proxy_pass.clone().unwrap_or_default();
     let mut upstreams = Vec::new();
     let mut balance = Balance::RoundRobin;
+    let mut hash_key = None;
+    let mut sticky = None;
     if let Some(up) = conf.upstreams.iter().find(|u| u.name == target) {
         for s in &up.servers {
             if s.down {
@@ -362,17 +389,17 @@ pub fn from_nginx(
             NB::RoundRobin => Balance::RoundRobin,
             NB::LeastConn => Balance::LeastConn,
             NB::IpHash => Balance::IpHash,
-            NB::Hash { key, .. } => {
-                return Err(format!(
-                    "{file}:{}: `hash {key}` is not supported yet; use ip_hash or least_conn",
-                    up.line
-                ))
+            NB::Hash { key, consistent } => {
+                hash_key =
+                    Some(parse_hash_key(key).map_err(|e| format!("{file}:{}: {e}", up.line))?);
+                if !consistent {
+                    warnings.push(format!("{file}:{}: `hash {key}` without `consistent`: ringway always uses a consistent (ketama) hash", up.line));
+                }
+                Balance::Hash
             }
-            NB::StickyCookie { .. } => {
-                return Err(format!(
-                    "{file}:{}: `sticky cookie` is not supported yet; use ip_hash or least_conn",
-                    up.line
-                ))
+            NB::StickyCookie { name } => {
+                sticky = Some(name.clone());
+                Balance::RoundRobin
             }
         };
         if up.keepalive.is_some() {
@@ -413,6 +440,10 @@ pub fn from_nginx(
     }
     let mut cfg = Config::new(listen_addr, upstreams);
     cfg.balance = balance;
+    cfg.sticky_cookie = sticky;
+    if let Some(k) = hash_key {
+        cfg.hash_key = k;
+    }
     cfg.workers = match conf.worker_processes {
         Some(WorkerProcesses::N(n)) => n,
         // nginx's compiled default is 1 worker.
@@ -433,6 +464,28 @@ pub fn from_nginx(
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
     cfg.process_mode = conf.process_mode.unwrap_or(false);
     Ok((cfg, warnings))
+}
+
+/// Parse a hash key as nginx's variable names: `remote_addr`, `request_uri`,
+/// `http_x_user_id` (header `X-User-Id`), `cookie_sid`; a leading `$` is accepted.
+pub fn parse_hash_key(s: &str) -> Result<crate::http::HashKey, String> {
+    use crate::http::HashKey;
+    let v = s.trim().trim_start_matches('$');
+    Ok(match v {
+        "remote_addr" | "binary_remote_addr" => HashKey::RemoteAddr,
+        "request_uri" | "uri" => HashKey::Uri,
+        _ => {
+            if let Some(h) = v.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                HashKey::Header(h.replace('_', "-"))
+            } else if let Some(c) = v.strip_prefix("cookie_").filter(|c| !c.is_empty()) {
+                HashKey::Cookie(c.to_string())
+            } else {
+                return Err(format!(
+                    "hash key '{s}': use remote_addr, request_uri, http_NAME or cookie_NAME"
+                ));
+            }
+        }
+    })
 }
 
 /// Parse `127.0.0.2-127.0.0.40` (an IPv4 range), or a comma list of addresses.

@@ -30,6 +30,47 @@ pub enum UpstreamError {
     BadResponse(&'static str),
 }
 
+/// Which parts of a request choose its backend (besides the policy itself).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RouteSpec {
+    /// Cookie that pins a client to a backend (`--sticky-cookie`), lower case not required.
+    pub sticky_cookie: Option<String>,
+    /// Key of the consistent hash (`--balance hash`).
+    pub hash_key: Option<HashKey>,
+}
+
+/// What the consistent hash hashes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum HashKey {
+    /// The client's address (`$remote_addr`).
+    RemoteAddr,
+    /// The request target (`$request_uri`).
+    Uri,
+    /// A request header (`$http_name`), by name.
+    Header(String),
+    /// A cookie (`$cookie_name`), by name.
+    Cookie(String),
+}
+
+/// The value of cookie `name` in a `Cookie` header value, if present.
+pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    header.split(|&b| b == b';').find_map(|kv| {
+        let kv = kv.trim_ascii();
+        let eq = kv.iter().position(|&b| b == b'=')?;
+        (kv[..eq].trim_ascii() == name.as_bytes()).then(|| kv[eq + 1..].trim_ascii())
+    })
+}
+
+/// FNV-1a, 64 bits: stable across runs and processes.
+pub fn fnv1a(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
 /// What the worker needs to know about a parsed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
@@ -39,6 +80,10 @@ pub struct RequestInfo {
     pub upgrade: bool,
     /// The request declares a body (Content-Length > 0 or Transfer-Encoding).
     pub has_body: bool,
+    /// The sticky cookie's value, parsed as a backend id (hex), when present and valid.
+    pub sticky: Option<u32>,
+    /// Hash of the consistent-hash key, when the policy is `hash` and the key is present.
+    pub hash: Option<u64>,
 }
 
 /// What the worker needs to know about a parsed response.
@@ -91,6 +136,17 @@ pub fn parse_request(
     buf: &[u8],
     max: usize,
     client_ip: IpAddr,
+    out: &mut Vec<u8>,
+) -> Result<Option<RequestInfo>, ClientError> {
+    parse_request_routed(buf, max, client_ip, &RouteSpec::default(), out)
+}
+
+/// [`parse_request`], also extracting the sticky cookie and the hash key of `route`.
+pub fn parse_request_routed(
+    buf: &[u8],
+    max: usize,
+    client_ip: IpAddr,
+    route: &RouteSpec,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -165,6 +221,25 @@ pub fn parse_request(
         && upgrade_val.is_some_and(|v| has_token(v, "websocket"))
         && named_in_connection(hs, "upgrade");
     let has_body = te || cl.unwrap_or(0) > 0;
+    let cookie = |name: &str| {
+        hs.iter()
+            .filter(|h| eq(h.name, "cookie"))
+            .find_map(|h| cookie_value(h.value, name))
+    };
+    let sticky = route.sticky_cookie.as_deref().and_then(|n| {
+        let v = cookie(n)?;
+        u32::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
+    });
+    let hash = match &route.hash_key {
+        None => None,
+        Some(HashKey::RemoteAddr) => Some(match client_ip {
+            IpAddr::V4(a) => fnv1a(&a.octets()),
+            IpAddr::V6(a) => fnv1a(&a.octets()),
+        }),
+        Some(HashKey::Uri) => Some(fnv1a(path.as_bytes())),
+        Some(HashKey::Header(n)) => hs.iter().find(|h| eq(h.name, n)).map(|h| fnv1a(h.value)),
+        Some(HashKey::Cookie(n)) => cookie(n).map(fnv1a),
+    };
 
     out.clear();
     let _ = write!(out, "{method} {path} HTTP/1.1\r\n");
@@ -204,6 +279,8 @@ pub fn parse_request(
         head_len,
         upgrade,
         has_body,
+        sticky,
+        hash,
     }))
 }
 
@@ -214,6 +291,18 @@ pub fn parse_response(
     buf: &[u8],
     max: usize,
     upgrade_requested: bool,
+    out: &mut Vec<u8>,
+) -> Result<Option<ResponseInfo>, UpstreamError> {
+    parse_response_sticky(buf, max, upgrade_requested, None, out)
+}
+
+/// [`parse_response`], adding `Set-Cookie: NAME=ID` to the final head when `set_cookie`
+/// is given (the client is (re-)pinned to the backend that answered).
+pub fn parse_response_sticky(
+    buf: &[u8],
+    max: usize,
+    upgrade_requested: bool,
+    set_cookie: Option<(&str, u32)>,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseInfo>, UpstreamError> {
     out.clear();
@@ -258,6 +347,9 @@ pub fn parse_response(
             out.extend_from_slice(b": ");
             out.extend_from_slice(h.value);
             out.extend_from_slice(b"\r\n");
+        }
+        if let Some((name, id)) = set_cookie {
+            let _ = write!(out, "Set-Cookie: {name}={id:08x}; Path=/; HttpOnly\r\n");
         }
         if tunnel {
             out.extend_from_slice(b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n");
@@ -414,6 +506,33 @@ mod tests {
             "{s}"
         );
         assert!(s.contains("X-Forwarded-Proto: http\r\n"));
+    }
+
+    #[test]
+    fn sticky_cookie_and_hash_keys() {
+        let mut out = Vec::new();
+        let route = RouteSpec {
+            sticky_cookie: Some("srv".into()),
+            hash_key: Some(HashKey::Cookie("sid".into())),
+        };
+        let req = b"GET /socket.io/?EIO=4 HTTP/1.1\r\nHost: a\r\nCookie: a=1; srv=0000beef ; sid=xyz\r\n\r\n";
+        let info = parse_request_routed(req, 8192, ip(), &route, &mut out)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.sticky, Some(0xbeef));
+        assert_eq!(info.hash, Some(fnv1a(b"xyz")));
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nCookie: srv=zz\r\n\r\n";
+        let info = parse_request_routed(req, 8192, ip(), &route, &mut out)
+            .unwrap()
+            .unwrap();
+        assert_eq!(info.sticky, None, "garbage cookie is ignored");
+        assert_eq!(info.hash, None);
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        parse_response_sticky(r, 16384, false, Some(("srv", 0xbeef)), &mut out)
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out)
+            .contains("Set-Cookie: srv=0000beef; Path=/; HttpOnly\r\n"));
     }
 
     #[test]

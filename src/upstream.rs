@@ -20,17 +20,55 @@ pub struct Upstreams {
     pub balance: Balance,
     /// Per-(worker, backend) counters; least-conn sums a backend's column.
     pub counters: Counters,
+    /// Stable id per backend (a hash of its address): the sticky cookie's value, so adding
+    /// or removing a backend does not re-pin anyone else's clients.
+    pub ids: Vec<u32>,
+    /// Ketama ring: (point, backend), sorted by point.
+    ring: Vec<(u64, u16)>,
+}
+
+/// Points per backend on the consistent-hash ring (ketama uses 160).
+const POINTS: usize = 160;
+
+/// The stable id of a backend address.
+pub fn backend_id(addr: &SocketAddr) -> u32 {
+    let h = crate::http::fnv1a(addr.to_string().as_bytes());
+    (h ^ (h >> 32)) as u32
 }
 
 impl Upstreams {
     /// Build the table over `counters` (which must have a column per address).
     pub fn new(addrs: &[SocketAddr], balance: Balance, counters: Counters) -> Upstreams {
         assert_eq!(counters.backends(), addrs.len());
+        let mut ring = Vec::with_capacity(addrs.len() * POINTS);
+        for (i, a) in addrs.iter().enumerate() {
+            for p in 0..POINTS {
+                ring.push((
+                    mix(crate::http::fnv1a(format!("{a}#{p}").as_bytes())),
+                    i as u16,
+                ));
+            }
+        }
+        ring.sort_unstable();
         Upstreams {
             addrs: addrs.to_vec(),
             balance,
             counters,
+            ids: addrs.iter().map(backend_id).collect(),
+            ring,
         }
+    }
+
+    /// The backend whose sticky id is `id`, if any.
+    pub fn by_id(&self, id: u32) -> Option<usize> {
+        self.ids.iter().position(|&x| x == id)
+    }
+
+    /// The first ring point at or after `key` (wrapping): the consistent-hash choice.
+    pub fn ring_pick(&self, key: u64) -> usize {
+        let k = mix(key);
+        let i = self.ring.partition_point(|&(p, _)| p < k);
+        self.ring[i % self.ring.len()].1 as usize
     }
 
     /// Number of backends.
@@ -70,6 +108,24 @@ impl Upstreams {
                 best
             }
             Balance::IpHash => (hash_ip(client) % n as u64) as usize,
+            Balance::Hash => self.ring_pick(crate::http::fnv1a(client.to_string().as_bytes())),
+        }
+    }
+
+    /// Pick for a parsed request: its sticky cookie's backend if it names one, else the
+    /// consistent hash of its key (policy `hash`), else the policy.
+    pub fn pick_for(
+        &self,
+        rr: &mut usize,
+        client: IpAddr,
+        info: &crate::http::RequestInfo,
+    ) -> usize {
+        if let Some(b) = info.sticky.and_then(|id| self.by_id(id)) {
+            return b;
+        }
+        match (self.balance, info.hash) {
+            (Balance::Hash, Some(h)) => self.ring_pick(h),
+            _ => self.pick(rr, client),
         }
     }
 
@@ -77,6 +133,15 @@ impl Upstreams {
     pub fn next_after(&self, i: usize) -> usize {
         (i + 1) % self.addrs.len()
     }
+}
+
+/// splitmix64 finaliser: spreads FNV's low-entropy high bits over the ring.
+fn mix(mut h: u64) -> u64 {
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
 }
 
 /// FNV-1a over the whole address (all 4 or 16 octets), then a final mix so nearby
@@ -131,6 +196,41 @@ mod tests {
         u.counters.backend(0, 2).active.store(3, Ordering::Relaxed);
         let mut rr = 0;
         assert_eq!(u.pick(&mut rr, "127.0.0.1".parse().unwrap()), 1);
+    }
+
+    #[test]
+    fn consistent_hash_moves_only_the_new_backends_share() {
+        let a = ups(4, Balance::Hash);
+        let addrs: Vec<SocketAddr> = (0..5)
+            .map(|i| format!("127.0.0.1:{}", 9000 + i).parse().unwrap())
+            .collect();
+        let b = Upstreams::new(&addrs, Balance::Hash, Counters::heap(1, 5));
+        let mut moved = 0;
+        let mut counts = [0usize; 5];
+        for k in 0..10_000u64 {
+            let key = crate::http::fnv1a(&k.to_le_bytes());
+            let (x, y) = (a.ring_pick(key), b.ring_pick(key));
+            counts[y] += 1;
+            if x != y {
+                moved += 1;
+                assert_eq!(y, 4, "a key only ever moves to the added backend");
+            }
+        }
+        // About a fifth of the keys move; every backend gets a fair share.
+        assert!((1_200..2_800).contains(&moved), "{moved}");
+        assert!(
+            counts.iter().all(|&c| (1_200..2_800).contains(&c)),
+            "{counts:?}"
+        );
+    }
+
+    #[test]
+    fn sticky_ids_are_stable_and_distinct() {
+        let u = ups(4, Balance::RoundRobin);
+        let set: std::collections::HashSet<_> = u.ids.iter().collect();
+        assert_eq!(set.len(), 4);
+        assert_eq!(u.by_id(u.ids[2]), Some(2));
+        assert_eq!(backend_id(&u.addrs[2]), u.ids[2]);
     }
 
     #[test]

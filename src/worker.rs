@@ -158,6 +158,7 @@ pub struct Worker {
     now: u64,
     rr: usize,
     bind_rr: usize,
+    route: http::RouteSpec,
     accept_armed: bool,
     accept_retry_at: u64,
     shutting: bool,
@@ -247,6 +248,11 @@ impl Worker {
             now: 0,
             rr: init.index,
             bind_rr: init.index,
+            route: http::RouteSpec {
+                sticky_cookie: init.cfg.sticky_cookie.clone(),
+                hash_key: (init.cfg.balance == crate::config::Balance::Hash)
+                    .then(|| init.cfg.hash_key.clone()),
+            },
             accept_armed: false,
             accept_retry_at: 0,
             shutting: false,
@@ -795,7 +801,7 @@ impl Worker {
             return self.reply(idx, reply::UNAVAILABLE);
         }
         let mut out = std::mem::take(&mut self.head_scratch);
-        let parsed = http::parse_request(&h.buf[..h.len], max, peer, &mut out);
+        let parsed = http::parse_request_routed(&h.buf[..h.len], max, peer, &self.route, &mut out);
         match parsed {
             Ok(None) => {
                 self.head_scratch = out;
@@ -834,7 +840,7 @@ impl Worker {
                 });
                 let s = self.sess(idx);
                 s.state = State::Upstream(up);
-                let b = self.ups.pick(&mut self.rr, peer);
+                let b = self.ups.pick_for(&mut self.rr, peer, &info);
                 self.clear_deadline(idx);
                 self.start_connect(idx, b)
             }
@@ -995,8 +1001,10 @@ impl Worker {
     }
 
     fn on_up_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        let s = self.sess(idx);
-        let b = s.backend as usize;
+        let b = self.sess(idx).backend as usize;
+        let id = self.ups.ids[b];
+        let cfg = self.cfg.clone();
+        let s = self.slab[idx as usize].s.as_mut().expect("live");
         if res <= 0 {
             let why = if res == 0 {
                 "closed the connection before a complete response head".to_string()
@@ -1014,7 +1022,19 @@ impl Worker {
         };
         up.resp_len += res as usize;
         let mut out = std::mem::take(&mut up.out);
-        match http::parse_response(&up.resp[..up.resp_len], RESP_MAX, up.info.upgrade, &mut out) {
+        // Sticky cookie: (re-)pin the client unless it already names this backend.
+        let set_cookie = cfg
+            .sticky_cookie
+            .as_deref()
+            .filter(|_| up.info.sticky != Some(id))
+            .map(|name| (name, id));
+        match http::parse_response_sticky(
+            &up.resp[..up.resp_len],
+            RESP_MAX,
+            up.info.upgrade,
+            set_cookie,
+            &mut out,
+        ) {
             Ok(None) => {
                 up.out = out;
                 self.submit_up_recv(idx)
