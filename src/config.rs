@@ -711,15 +711,31 @@ mod tests {
     }
 
     #[test]
-    fn unsupported_balance_is_a_clear_error() {
+    fn hash_and_sticky_from_the_file() {
         let conf = crate::nginx_conf::parse_str(
-            &SEED.replace("least_conn;", "hash $remote_addr consistent;"),
+            &SEED.replace("least_conn;", "hash $http_x_user consistent;"),
+            "nginx.conf",
+        )
+        .unwrap();
+        let (c, w) = from_nginx(&conf, "nginx.conf").unwrap();
+        assert_eq!(c.balance, Balance::Hash);
+        assert_eq!(c.hash_key, crate::http::HashKey::Header("x-user".into()));
+        assert!(w.is_empty(), "{w:?}");
+        let conf = crate::nginx_conf::parse_str(
+            &SEED.replace("least_conn;", "sticky cookie srv_id;"),
+            "nginx.conf",
+        )
+        .unwrap();
+        let (c, _) = from_nginx(&conf, "nginx.conf").unwrap();
+        assert_eq!(c.sticky_cookie.as_deref(), Some("srv_id"));
+        let conf = crate::nginx_conf::parse_str(
+            &SEED.replace("least_conn;", "hash $foo consistent;"),
             "nginx.conf",
         )
         .unwrap();
         let e = from_nginx(&conf, "nginx.conf").unwrap_err();
         assert!(
-            e.starts_with("nginx.conf:5:") && e.contains("not supported yet"),
+            e.starts_with("nginx.conf:5:") && e.contains("hash key"),
             "{e}"
         );
     }
