@@ -40,7 +40,7 @@ fn main() {
     let target = tunnels.unwrap_or(
         (cfg.workers * ringway::budget::clients_per_worker(cfg.worker_connections)) as u64,
     );
-    if explain_only {
+    if explain_only || test_only {
         println!(
             "{}",
             ringway::budget::describe(cfg.workers, cfg.worker_connections)
@@ -49,17 +49,11 @@ fn main() {
             "{}",
             ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target).render()
         );
+    }
+    if explain_only {
         return;
     }
     if test_only {
-        println!(
-            "{}",
-            ringway::budget::describe(cfg.workers, cfg.worker_connections)
-        );
-        print!(
-            "{}",
-            ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target).render()
-        );
         println!(
             "ringway: listen {}, {} upstream(s) {:?}, balance {:?}, proxy_read_timeout {:?}",
             cfg.listen,

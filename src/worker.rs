@@ -279,12 +279,7 @@ impl Worker {
 
     /// Run until shutdown.
     pub fn run(mut self) -> io::Result<()> {
-        self.ring.poll(
-            self.ctl_fd,
-            libc::POLLIN as u32,
-            true,
-            Token::worker(Op::Control),
-        )?;
+        self.arm_control()?;
         self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
         if let Inbox::Unix(fd) = self.inbox {
             self.ring
@@ -315,6 +310,16 @@ impl Worker {
         sys::close(self.listener);
         self.listener = -1;
         Ok(())
+    }
+
+    /// Multishot POLLIN on the control eventfd (shutdown, handoffs from sibling threads).
+    fn arm_control(&mut self) -> io::Result<()> {
+        self.ring.poll(
+            self.ctl_fd,
+            libc::POLLIN as u32,
+            true,
+            Token::worker(Op::Control),
+        )
     }
 
     fn publish(&self) {
@@ -717,12 +722,7 @@ impl Worker {
                     self.begin_shutdown()?;
                 }
                 if !c.more() && !self.shutting {
-                    self.ring.poll(
-                        self.ctl_fd,
-                        libc::POLLIN as u32,
-                        true,
-                        Token::worker(Op::Control),
-                    )?;
+                    self.arm_control()?;
                 }
                 return Ok(());
             }
