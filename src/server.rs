@@ -184,10 +184,9 @@ fn launch(
                     let _ = sys::pin_to_cpu(i % ncpu);
                 }
                 match Worker::new(init) {
-                    Ok(w) => {
+                    Ok(w) => w.run(|| {
                         let _ = tx.send((i, Ok(())));
-                        w.run()
-                    }
+                    }),
                     Err(e) => {
                         sys::close(fd);
                         let msg = e.to_string();

@@ -277,8 +277,9 @@ impl Worker {
         eprintln!("ringway[w{}]: {}", self.index, msg);
     }
 
-    /// Run until shutdown.
-    pub fn run(mut self) -> io::Result<()> {
+    /// Run until shutdown. `on_ready` is called once the worker is accepting and its
+    /// counters are published.
+    pub fn run(mut self, on_ready: impl FnOnce()) -> io::Result<()> {
         self.arm_control()?;
         self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
         if let Inbox::Unix(fd) = self.inbox {
@@ -288,6 +289,7 @@ impl Worker {
         self.arm_accept()?;
         self.publish();
         WorkerStats::set(&self.stats.running, 1);
+        on_ready();
         loop {
             // Never block while a tunnel direction is waiting in the ready queue.
             let batch = self.ring.wait(self.ready.is_empty())?;
