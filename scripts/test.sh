@@ -17,6 +17,11 @@ if ! command -v nginx >/dev/null 2>&1 && [ -x scripts/compare.sh ]; then
 fi
 
 cargo test --workspace --all-targets
+cargo build --release -p ringway
+
+# The seed's cluster: 4 socket.io nodes + Redis behind ringway with cookie stickiness,
+# 100 real socket.io clients in each transport mode; without stickiness it must fail.
+scripts/socketio-test.sh --no-build
 
 if [ -x scripts/compare.sh ]; then
     # Every step of the side-by-side comparison, at tiny sizes (< 60 s).

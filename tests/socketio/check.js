@@ -1,0 +1,103 @@
+#!/usr/bin/env node
+// Judges one client.js result (used by scripts/socketio-test.sh).
+//
+//   node check.js --result FILE --expect pass|fail --ports P1,P2,P3,P4
+//                 [--session-unknown N] [--sticky yes|no]
+//
+// --expect pass (the cluster behind a correct proxy):
+//   * every client connected, got its echo ack, and received the one broadcast;
+//   * no client-side error at all, and no "Session ID unknown" on any node (N = 0);
+//   * spread: each of the 4 nodes has between 22 and 28 of 100 clients. Rule: an even share is
+//     clients/4 (25); allowed is that share ± 10 %, widened to whole clients:
+//     floor(0.9 × share) .. ceil(1.1 × share) = 22..28 for 100 clients (22.5 → 22, 27.5 → 28);
+//     every node must appear, and only the 4 nodes;
+//   * final transport: websocket for default (upgraded) and websocket mode, polling for polling;
+//   * with --sticky yes and a polling transport (default, polling): every ack shows the node saw
+//     the sticky cookie on the session's latest request (the client really sends it back).
+// --expect fail (round robin without stickiness, polling transports):
+//   * most clients do not complete: fewer than half got their echo ack, and
+//   * the nodes refused requests with "Session ID unknown" (N > 0).
+//
+// Prints one summary line and, for each broken expectation, a line starting with "FAIL".
+// Exit 0 when every expectation holds, 1 otherwise, 2 on bad arguments or unreadable input.
+"use strict";
+
+const fs = require("fs");
+
+const opt = { result: null, expect: null, ports: null, sessionUnknown: null, sticky: "no" };
+{
+  const a = process.argv.slice(2);
+  for (let i = 0; i < a.length; i += 2) {
+    const [k, v] = [a[i], a[i + 1]];
+    if (v === undefined) fail2(`${k} needs a value`);
+    if (k === "--result") opt.result = v;
+    else if (k === "--expect") opt.expect = v;
+    else if (k === "--ports") opt.ports = v.split(",").filter(Boolean).map(String);
+    else if (k === "--session-unknown") opt.sessionUnknown = Number(v);
+    else if (k === "--sticky") opt.sticky = v;
+    else fail2(`unknown flag ${k}`);
+  }
+}
+function fail2(msg) {
+  console.error(`check.js: ${msg}`);
+  process.exit(2);
+}
+if (!opt.result || !["pass", "fail"].includes(opt.expect) || !opt.ports) {
+  fail2("usage: --result FILE --expect pass|fail --ports P1,P2,... [--session-unknown N] [--sticky yes|no]");
+}
+
+let r;
+try {
+  r = JSON.parse(fs.readFileSync(opt.result, "utf8").trim().split("\n").pop());
+} catch (e) {
+  fail2(`cannot read a result from ${opt.result}: ${e.message}`);
+}
+
+const n = r.clients;
+const problems = [];
+const errCount = Object.values(r.errors || {}).reduce((a, b) => a + b, 0);
+
+if (opt.expect === "pass") {
+  if (r.connected !== n) problems.push(`connected ${r.connected}/${n}`);
+  if (r.acked !== n) problems.push(`echo acked ${r.acked}/${n}`);
+  if (r.broadcast_received !== n) problems.push(`broadcast received ${r.broadcast_received}/${n}`);
+  if (errCount) problems.push(`client errors: ${JSON.stringify(r.errors)}`);
+  if (opt.sessionUnknown !== null && opt.sessionUnknown !== 0) {
+    problems.push(`nodes answered "Session ID unknown" ${opt.sessionUnknown} time(s)`);
+  }
+  const share = n / opt.ports.length;
+  const lo = Math.floor(share * 0.9);
+  const hi = Math.ceil(share * 1.1);
+  for (const p of opt.ports) {
+    const got = r.per_server[p] || 0;
+    if (got < lo || got > hi) problems.push(`node ${p} has ${got} clients, allowed ${lo}..${hi}`);
+  }
+  for (const p of Object.keys(r.per_server)) {
+    if (!opt.ports.includes(p)) problems.push(`ack from unexpected port ${p}`);
+  }
+  const want = r.transport === "polling" ? "polling" : "websocket";
+  if ((r.final_transports[want] || 0) !== n) {
+    problems.push(`final transport ${want} for ${r.final_transports[want] || 0}/${n}: ${JSON.stringify(r.final_transports)}`);
+  }
+  if (opt.sticky === "yes" && r.transport !== "websocket" && r.cookie_sent !== n) {
+    problems.push(`sticky cookie seen by the node for ${r.cookie_sent}/${n} clients`);
+  }
+} else {
+  if (!(r.acked < n / 2)) problems.push(`expected most clients to fail without stickiness, but ${r.acked}/${n} completed`);
+  if (opt.sessionUnknown !== null && !(opt.sessionUnknown > 0)) {
+    problems.push(`expected "Session ID unknown" on the nodes, saw none`);
+  }
+}
+
+const spread = opt.ports.map((p) => r.per_server[p] || 0).join("/");
+const errs = Object.entries(r.errors || {})
+  .map(([k, v]) => `${v}× ${k}`)
+  .join("; ");
+console.log(
+  `${r.transport.padEnd(9)} connected ${String(r.connected).padStart(3)}/${n}  acked ${String(r.acked).padStart(3)}` +
+    `  broadcast ${String(r.broadcast_received).padStart(3)}  spread ${spread}  final ${JSON.stringify(r.final_transports)}` +
+    `  cookie ${r.cookie_sent}  session-unknown ${opt.sessionUnknown ?? "?"}  ${r.duration_ms} ms` +
+    (errs ? `\n          errors: ${errs}` : "")
+);
+for (const p of problems) console.log(`FAIL (expected ${opt.expect}): ${p}`);
+process.exit(problems.length ? 1 : 0);
