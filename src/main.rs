@@ -27,8 +27,12 @@ fn main() {
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let cfg: Config = match ringway::config::from_cli(cli, &given) {
         Ok((c, warnings)) => {
-            for w in warnings {
-                eprintln!("ringway: warning: {w}");
+            // Worker processes read the same file: only the master (or a thread-mode
+            // process) says what is wrong with it.
+            if std::env::var_os(ringway::master::WORKER_ENV).is_none() {
+                for w in warnings {
+                    eprintln!("ringway: warning: {w}");
+                }
             }
             c
         }

@@ -615,12 +615,57 @@ impl Worker {
             self.free_session(idx);
             return Ok(());
         }
+        // Shutting both sockets down completes every single-shot receive and send on them
+        // (and a multishot receive: it ends at end-of-stream); what stays armed by itself —
+        // multishot polls, a POLLOUT, a connect — is cancelled by its own token. (Cancelling
+        // by descriptor would scan every request in the ring: quadratic when thousands of
+        // tunnels close at once, as at shutdown.)
         let (client, upstream) = (s.client, s.upstream);
-        let tok = self.tok(Op::Cancel, Side::Client, idx);
-        self.ring.cancel_fd(client, tok)?;
-        self.sess(idx).inflight += 1;
+        sys::shutdown(client, libc::SHUT_RDWR);
         if upstream >= 0 {
-            self.ring.cancel_fd(upstream, tok)?;
+            sys::shutdown(upstream, libc::SHUT_RDWR);
+        }
+        self.cancel_armed(idx, true)
+    }
+
+    /// Cancel, by token, the operations of a session that would stay armed: multishot
+    /// POLLINs, POLLOUTs, a connect in flight. With `upstream_too` false only the client
+    /// side's (the client socket stays usable for an answer).
+    fn cancel_armed(&mut self, idx: u32, upstream_too: bool) -> io::Result<()> {
+        let mut targets: [Option<Token>; 6] = [None; 6];
+        let mut n = 0;
+        let gen = self.gen(idx);
+        let mut add = |op: Op, side: Side| {
+            targets[n] = Some(Token::session(op, side, idx, gen));
+            n += 1;
+        };
+        let s = self.sess(idx);
+        let connecting = matches!(&s.state, State::Upstream(up) if up.phase == Phase::Connecting);
+        let head = matches!(s.state, State::Head(_));
+        if let Some(t) = s.tunnel_mut() {
+            for (i, side) in [(0, Side::Client), (1, Side::Upstream)] {
+                let ours = i == 0 || upstream_too;
+                if ours && t.polling[i] {
+                    add(Op::PollIn, side);
+                }
+                if ours && t.dirs[i].recv_armed {
+                    add(Op::Recv, side);
+                }
+                // POLLOUT on socket `side` serves the direction flowing into it.
+                if ours && t.dirs[1 - i].pollout {
+                    add(Op::PollOut, side);
+                }
+            }
+        }
+        if connecting && upstream_too {
+            add(Op::Connect, Side::Upstream);
+        }
+        if head && !upstream_too {
+            add(Op::HeadRecv, Side::Client);
+        }
+        let cancel = self.tok(Op::Cancel, Side::Client, idx);
+        for t in targets.into_iter().flatten() {
+            self.ring.cancel_token(t, cancel)?;
             self.sess(idx).inflight += 1;
         }
         Ok(())
@@ -786,7 +831,16 @@ impl Worker {
         Ok(())
     }
 
+    /// Whether the session is exchanging heads with its backend in `phase`. Completions of
+    /// operations that a state change made moot (a timeout answered 504, say) are ignored.
+    fn in_phase(&mut self, idx: u32, phase: Phase) -> bool {
+        matches!(&self.sess(idx).state, State::Upstream(up) if up.phase == phase)
+    }
+
     fn on_head_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if !matches!(self.sess(idx).state, State::Head(_)) {
+            return Ok(());
+        }
         if res <= 0 {
             // Client closed or failed before sending a whole head: nothing to answer.
             return self.close_session(idx);
@@ -893,6 +947,9 @@ impl Worker {
     }
 
     fn on_connect(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if !self.in_phase(idx, Phase::Connecting) {
+            return Ok(());
+        }
         let s = self.sess(idx);
         let b = s.backend as usize;
         if res < 0 {
@@ -959,6 +1016,9 @@ impl Worker {
     }
 
     fn on_up_send(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if !self.in_phase(idx, Phase::SendingHead) {
+            return Ok(());
+        }
         if res < 0 {
             let b = self.sess(idx).backend as usize;
             self.log(format_args!(
@@ -1003,6 +1063,9 @@ impl Worker {
     }
 
     fn on_up_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if !self.in_phase(idx, Phase::ReadingResponse) {
+            return Ok(());
+        }
         let b = self.sess(idx).backend as usize;
         let id = self.ups.ids[b];
         let cfg = self.cfg.clone();
@@ -1139,9 +1202,8 @@ impl Worker {
     /// Answer the client with `msg`, then linger and close. Drops the upstream side.
     fn reply(&mut self, idx: u32, msg: &'static [u8]) -> io::Result<()> {
         self.errors += 1;
-        let tok = self.tok(Op::Cancel, Side::Client, idx);
         let s = self.sess(idx);
-        let (client, upstream) = (s.client, s.upstream);
+        let upstream = s.upstream;
         let busy = s.inflight > 0;
         if let Some(t) = s.tunnel_mut() {
             for d in t.dirs.iter_mut() {
@@ -1150,18 +1212,14 @@ impl Worker {
                 }
             }
         }
+        // The upstream side is done with: shutting it down completes its receives and
+        // sends. On the client side, what would stay armed is cancelled by token before
+        // our answer is queued (SQEs are issued in order, so the answer is not caught).
         if upstream >= 0 {
             sys::shutdown(upstream, libc::SHUT_RDWR);
         }
         if busy {
-            // Cancel whatever is in flight on either socket before our answer is queued
-            // (SQEs are issued in order, so the answer's send is not caught by this).
-            self.ring.cancel_fd(client, tok)?;
-            self.sess(idx).inflight += 1;
-            if upstream >= 0 {
-                self.ring.cancel_fd(upstream, tok)?;
-                self.sess(idx).inflight += 1;
-            }
+            self.cancel_armed(idx, false)?;
         }
         let s = self.sess(idx);
         let old = std::mem::replace(
@@ -1207,6 +1265,9 @@ impl Worker {
     }
 
     fn on_linger_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
+        if !matches!(self.sess(idx).state, State::Linger { .. }) {
+            return Ok(());
+        }
         if res > 0 {
             return self.submit_linger_recv(idx);
         }
