@@ -516,8 +516,9 @@ pub fn parse_ip_list(s: &str) -> Result<Vec<std::net::IpAddr>, String> {
 }
 
 /// `--upstream-bind auto`: when every backend is on loopback and one source address's
-/// ephemeral ports cannot carry a backend's share of the budget, use enough loopback
-/// source addresses (127.0.0.2 …) that they can, with a 10 % margin.
+/// ephemeral ports cannot comfortably carry a backend's share of the budget, use enough
+/// loopback source addresses (127.0.0.2 …) that each (source, backend) pair needs at most
+/// half the range.
 pub fn auto_upstream_bind(cfg: &Config) -> Vec<std::net::IpAddr> {
     use std::net::{IpAddr, Ipv4Addr};
     if cfg.upstreams.is_empty()
@@ -538,7 +539,10 @@ pub fn auto_upstream_bind(cfg: &Config) -> Vec<std::net::IpAddr> {
             Some((*v.first()?, *v.get(1)?))
         })
         .unwrap_or((32768, 60999));
-    let ports = (hi.saturating_sub(lo) + 1) * 9 / 10;
+    // Plan for half the range per (source, backend): as a range nears exhaustion every
+    // connect() scans it for a free port, which starves the whole box long before the last
+    // port is used (seen here: a run stalled at ~27,700 tunnels per source and backend).
+    let ports = hi.saturating_sub(lo).div_ceil(2);
     let total = (cfg.workers * crate::budget::clients_per_worker(cfg.worker_connections)) as u64;
     let per_backend = total.div_ceil(cfg.upstreams.len() as u64);
     if per_backend <= ports {

@@ -124,6 +124,13 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
             env,
         });
     }
+    if !cfg.upstream_bind.is_empty() {
+        println!(
+            "ringway: upstream connections bind {} source address(es) from {} (proxy_bind; IP_BIND_ADDRESS_NO_PORT)",
+            cfg.upstream_bind.len(),
+            cfg.upstream_bind[0]
+        );
+    }
     println!(
         "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
         std::process::id(),
@@ -184,14 +191,17 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                 nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGTERM);
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(10);
+    // Closing hundreds of thousands of sockets takes the kernel a while on a busy box.
+    let deadline = Instant::now() + Duration::from_secs(30);
     let mut worst = 0;
-    for p in &mut procs {
+    for (i, p) in procs.iter_mut().enumerate() {
         let Some(c) = p.child.as_mut() else { continue };
+        let pid = c.id();
         loop {
             match c.try_wait() {
                 Ok(Some(st)) => {
                     if st.code() != Some(0) {
+                        eprintln!("ringway: worker {i} (pid {pid}) ended with {st}");
                         worst = 1;
                     }
                     break;
@@ -200,6 +210,7 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 _ => {
+                    eprintln!("ringway: worker {i} (pid {pid}) did not stop within 30 s: killed");
                     let _ = c.kill();
                     let _ = c.wait();
                     worst = 1;

@@ -157,7 +157,7 @@ pub struct Worker {
     start: Instant,
     now: u64,
     rr: usize,
-    bind_rr: usize,
+    bind_rr: Vec<usize>,
     route: http::RouteSpec,
     accept_armed: bool,
     accept_retry_at: u64,
@@ -247,7 +247,7 @@ impl Worker {
             start: Instant::now(),
             now: 0,
             rr: init.index,
-            bind_rr: init.index,
+            bind_rr: vec![init.index; init.ups.addrs.len()],
             route: http::RouteSpec {
                 sticky_cookie: init.cfg.sticky_cookie.clone(),
                 hash_key: (init.cfg.balance == crate::config::Balance::Hash)
@@ -931,8 +931,11 @@ impl Worker {
         };
         sys::set_nodelay(fd);
         if !self.cfg.upstream_bind.is_empty() {
-            let src = self.cfg.upstream_bind[self.bind_rr % self.cfg.upstream_bind.len()];
-            self.bind_rr = self.bind_rr.wrapping_add(1);
+            // Rotate sources per backend: a shared cursor would advance in step with round
+            // robin and give each backend only some of the sources.
+            let cursor = &mut self.bind_rr[b];
+            let src = self.cfg.upstream_bind[*cursor % self.cfg.upstream_bind.len()];
+            *cursor = cursor.wrapping_add(1);
             if let Err(e) = sys::bind_source(fd, src) {
                 self.log(format_args!("cannot bind an upstream socket to {src}: {e}; connecting from the default address"));
             }

@@ -252,9 +252,17 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
         }
         phase.set(Phase::Probe);
         let _ = probe_tx.send(true);
-        let probe_deadline = Instant::now() + t.timeout + Duration::from_secs(5);
+        // Probes of many connections queue behind each other on this process's one thread
+        // (and the box's CPUs): allow 2 ms per connection on top of the timeout, at most
+        // 2 minutes more. A probe still unanswered at the deadline counts as a timeout.
+        let queueing = Duration::from_millis((2 * n).min(120_000));
+        let probe_deadline = Instant::now() + t.timeout + Duration::from_secs(5) + queueing;
         while st.done.get() < n && Instant::now() < probe_deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let unfinished = n.saturating_sub(st.done.get());
+        for _ in 0..unfinished {
+            st.probe_failed.borrow_mut().add(&Failure::Timeout);
         }
         if show {
             common::progress_done();
