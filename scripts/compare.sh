@@ -214,7 +214,8 @@ write_meta() {
     local duration=$1 commit dirty cpu_model cpu_count kernel rustc nginx_v ringway_v
     commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
     dirty=false
-    [[ -z $(git -C "$root" status --porcelain 2>/dev/null) ]] || dirty=true
+    # Only the code that was measured counts; the run's own (untracked) results folder does not.
+    [[ -z $(git -C "$root" status --porcelain -- src bench Cargo.toml Cargo.lock scripts 2>/dev/null) ]] || dirty=true
     cpu_model=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     cpu_count=$(grep -c '^processor' /proc/cpuinfo)
     kernel=$(uname -r)
@@ -565,3 +566,5 @@ write_meta "$dur"
 log "writing summary.md and plots (target/release/report $RUN)"
 "$BIN/report" "$RUN" || die "report failed; rerun: target/release/report $RUN"
 log "done in ${dur}s: $RUN/summary.md"
+# The ceiling comparison, on the terminal: section 1 of the summary.
+awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"

@@ -181,7 +181,9 @@ pub fn parse_request_routed(
         } else if eq(h.name, "content-length") {
             let v = std::str::from_utf8(h.value)
                 .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
+                .map(str::trim)
+                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .and_then(|s| s.parse::<u64>().ok())
                 .ok_or(ClientError::Malformed("bad Content-Length"))?;
             if cl.is_some_and(|c| c != v) {
                 return Err(ClientError::Malformed("differing Content-Length headers"));
@@ -216,6 +218,15 @@ pub fn parse_request_routed(
         return Err(ClientError::Malformed(
             "both Content-Length and Transfer-Encoding",
         ));
+    }
+    // `Connection` may name only hop-by-hop extensions: naming the framing or routing
+    // headers would make us drop them while the body still flows.
+    for name in ["content-length", "transfer-encoding", "host"] {
+        if named_in_connection(hs, name) {
+            return Err(ClientError::Malformed(
+                "Connection names a framing or routing header",
+            ));
+        }
     }
     let upgrade = version == 1
         && upgrade_val.is_some_and(|v| has_token(v, "websocket"))
@@ -275,6 +286,14 @@ pub fn parse_request_routed(
         out,
         "{client_ip}\r\nX-Real-IP: {client_ip}\r\nX-Forwarded-Proto: http\r\n\r\n"
     );
+    // A WebSocket client must wait for the 101 (RFC 6455 §4.1): bytes after an upgrade
+    // request are a pipelined request or early frames, and must never reach the backend
+    // before it has agreed to the upgrade.
+    if upgrade && buf.len() > head_len {
+        return Err(ClientError::Malformed(
+            "data after an upgrade request, before the 101",
+        ));
+    }
     Ok(Some(RequestInfo {
         head_len,
         upgrade,
@@ -413,12 +432,12 @@ mod tests {
 
     #[test]
     fn upgrade_request_is_rewritten_like_nginx() {
-        let req = b"GET /chat?x=1 HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nKeep-Alive: 5\r\nSec-WebSocket-Key: abc\r\nX-Forwarded-For: 1.1.1.1\r\n\r\nEARLY";
+        let req = b"GET /chat?x=1 HTTP/1.1\r\nHost: example\r\nUpgrade: websocket\r\nConnection: keep-alive, Upgrade\r\nKeep-Alive: 5\r\nSec-WebSocket-Key: abc\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n";
         let mut out = Vec::new();
         let info = parse_request(req, 8192, ip(), &mut out).unwrap().unwrap();
         assert!(info.upgrade);
         assert!(!info.has_body);
-        assert_eq!(&req[info.head_len..], b"EARLY");
+        assert_eq!(info.head_len, req.len());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("GET /chat?x=1 HTTP/1.1\r\n"));
         assert!(s.contains("Host: example\r\n"));
@@ -486,6 +505,9 @@ mod tests {
             b"GET / HTTP/1.1\r\nHost: a\r\nX: a\x00b\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
             b"GET /\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
+            b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /admin HTTP/1.1\r\n\r\n",
         ];
         for req in bad {
             assert!(

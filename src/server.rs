@@ -176,6 +176,7 @@ fn launch(
             inbox: slot.inbox,
         };
         let pin = cfg.pin;
+        let process_mode = cfg.process_mode;
         let tx = ready_tx.clone();
         let thread = std::thread::Builder::new()
             .name(format!("ringway-w{i}"))
@@ -184,9 +185,26 @@ fn launch(
                     let _ = sys::pin_to_cpu(i % ncpu);
                 }
                 match Worker::new(init) {
-                    Ok(w) => w.run(|| {
-                        let _ = tx.send((i, Ok(())));
-                    }),
+                    Ok(w) => {
+                        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                            w.run(|| {
+                                let _ = tx.send((i, Ok(())));
+                            })
+                        }));
+                        let r = match r {
+                            Ok(r) => r,
+                            Err(_) => Err(io::Error::other("the worker panicked")),
+                        };
+                        if let Err(e) = &r {
+                            eprintln!("ringway[w{i}]: worker stopped: {e}; its listener is closed");
+                            if process_mode {
+                                // A worker process without its worker is useless: exit so
+                                // that the master restarts it.
+                                std::process::exit(1);
+                            }
+                        }
+                        r
+                    }
                     Err(e) => {
                         sys::close(fd);
                         let msg = e.to_string();

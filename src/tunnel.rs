@@ -174,6 +174,8 @@ pub struct Tunnel {
     pub close_after_response: bool,
     /// Counted as an upgraded tunnel in the stats.
     pub upgraded: bool,
+    /// Idle deadline pushed out by every byte moved, in ms (0: none).
+    pub idle_ms: u64,
 }
 
 impl Tunnel {
@@ -184,6 +186,7 @@ impl Tunnel {
             polling: [false, false],
             close_after_response: false,
             upgraded: false,
+            idle_ms: 0,
         }
     }
     /// Whether the relay is finished.

@@ -172,6 +172,25 @@ pub struct Worker {
     errors: u64,
 }
 
+impl Drop for Worker {
+    /// Whatever way the worker ends (clean exit, error, panic), its listener leaves the
+    /// SO_REUSEPORT group and every socket it still holds is closed, so peers see the end
+    /// and no share of new connections is black-holed.
+    fn drop(&mut self) {
+        WorkerStats::set(&self.stats.running, 0);
+        sys::close(self.listener);
+        self.listener = -1;
+        for slot in &mut self.slab {
+            if let Some(s) = slot.s.as_mut() {
+                sys::close(s.client);
+                sys::close(s.upstream);
+                s.client = -1;
+                s.upstream = -1;
+            }
+        }
+    }
+}
+
 /// Double a full receive buffer, up to `max` bytes (the caller checks the limit by parsing).
 fn grow(buf: &mut Box<[u8]>, filled: usize, max: usize) {
     if filled == buf.len() && buf.len() < max {
@@ -299,6 +318,9 @@ impl Worker {
             }
             self.ring.give_back(batch);
             self.run_ready()?;
+            if !self.starved.is_empty() {
+                self.feed_starved()?;
+            }
             if self.shutting {
                 if self.sessions == 0 || self.now >= self.shutdown_deadline {
                     break;
@@ -309,8 +331,7 @@ impl Worker {
             self.publish();
         }
         self.publish();
-        sys::close(self.listener);
-        self.listener = -1;
+        WorkerStats::set(&self.stats.running, 0);
         Ok(())
     }
 
@@ -383,9 +404,10 @@ impl Worker {
                 && err != libc::ECONNABORTED
             {
                 self.log(format_args!(
-                    "accept failed: {}",
+                    "accept failed: {}; retrying shortly",
                     io::Error::from_raw_os_error(err)
                 ));
+                self.accept_retry_at = self.now + 100;
             }
             return Ok(());
         }
@@ -1185,13 +1207,21 @@ impl Worker {
             t.close_after_response = true;
         }
         let dir0_open = t.dirs[0].state == DirState::Open;
+        // An upgraded tunnel may idle for ever unless --tunnel-idle-timeout says otherwise;
+        // a plain response that stops flowing for the read timeout is cut (nginx's
+        // proxy_read_timeout between two reads).
+        t.idle_ms = if info.tunnel {
+            self.cfg.tunnel_idle_timeout.map(ms).unwrap_or(0)
+        } else {
+            ms(self.cfg.read_timeout)
+        };
+        let idle = t.idle_ms;
         self.sess(idx).state = State::Tunnel(t);
-        match self.cfg.tunnel_idle_timeout {
-            Some(d) if info.tunnel => {
-                let at = self.now + ms(d);
-                self.set_deadline(idx, at);
-            }
-            _ => self.clear_deadline(idx),
+        if idle != 0 {
+            let at = self.now + idle;
+            self.set_deadline(idx, at);
+        } else {
+            self.clear_deadline(idx);
         }
         self.arm_source(idx, 1)?;
         if dir0_open {
@@ -1291,7 +1321,9 @@ impl Worker {
                 let tok = self.tok(Op::PollIn, sd, idx);
                 let s = self.sess(idx);
                 let fd = s.fd(side);
-                let t = s.tunnel_mut().expect("relay");
+                let Some(t) = s.tunnel_mut() else {
+                    return Ok(());
+                };
                 if t.polling[side] {
                     return Ok(());
                 }
@@ -1304,7 +1336,9 @@ impl Worker {
                 let tok = self.tok(Op::Recv, sd, idx);
                 let s = self.sess(idx);
                 let fd = s.fd(side);
-                let t = s.tunnel_mut().expect("relay");
+                let Some(t) = s.tunnel_mut() else {
+                    return Ok(());
+                };
                 let d = &mut t.dirs[side];
                 if d.recv_armed || !d.live() || d.state == DirState::Eof {
                     return Ok(());
@@ -1317,12 +1351,14 @@ impl Worker {
         }
     }
 
+    /// Bytes moved: push the relay's idle deadline out (upgraded tunnels: the idle
+    /// timeout, if any; plain response relays: the read timeout).
     fn touch(&mut self, idx: u32) {
-        if let Some(d) = self.cfg.tunnel_idle_timeout {
-            let now = self.now;
-            let s = self.sess(idx);
-            if matches!(s.state, State::Tunnel(_)) && s.deadline != 0 {
-                s.deadline = now + ms(d);
+        let now = self.now;
+        let s = self.sess(idx);
+        if let State::Tunnel(t) = &s.state {
+            if t.idle_ms != 0 && s.deadline != 0 {
+                s.deadline = now + t.idle_ms;
             }
         }
     }
@@ -1545,13 +1581,11 @@ impl Worker {
             return self.close_session(idx);
         }
         d.sent += res as u32;
-        let mut recycled = false;
         if let Some(&(bid, len)) = d.bufs.front() {
             if d.sent >= len {
                 d.bufs.pop_front();
                 d.sent = 0;
                 self.ring.recycle_buffer(bid);
-                recycled = true;
             }
         }
         let more = !d.bufs.is_empty();
@@ -1571,28 +1605,27 @@ impl Worker {
         if rearm && !self.sess(idx).closing {
             self.arm_source(idx, i)?;
         }
-        if recycled {
-            self.feed_starved()?;
-        }
         Ok(())
     }
 
-    /// Buffers came back: re-arm receives that ran out of them.
+    /// Buffers came back (on any path): re-arm every receive that ran out of them. A
+    /// direction that runs dry again simply goes back on the list.
     fn feed_starved(&mut self) -> io::Result<()> {
-        if let Some((idx, gen, i)) = self.starved.pop_front() {
+        let waiting = std::mem::take(&mut self.starved);
+        for (idx, gen, i) in waiting {
             let slot = &mut self.slab[idx as usize];
             if slot.gen != gen {
-                return Ok(());
+                continue;
             }
-            let Some(s) = slot.s.as_mut() else {
-                return Ok(());
-            };
+            let Some(s) = slot.s.as_mut() else { continue };
             if s.closing {
-                return Ok(());
+                continue;
             }
-            if let Some(t) = s.tunnel_mut() {
-                t.dirs[i].starved = false;
+            let Some(t) = s.tunnel_mut() else { continue };
+            if !t.dirs[i].starved || !t.dirs[i].live() {
+                continue;
             }
+            t.dirs[i].starved = false;
             self.arm_source(idx, i)?;
         }
         Ok(())
@@ -1604,8 +1637,11 @@ impl Worker {
         self.shutting = true;
         self.shutdown_deadline = self.now + ms(SHUTDOWN_GRACE);
         if self.accept_armed {
-            // Shutting the listener down ends the (multishot) accept.
-            sys::shutdown(self.listener, libc::SHUT_RDWR);
+            // Cancel the accept by its token. Not shutdown(2) on the listener: in process
+            // mode the listening socket is shared with the master and a restarted worker,
+            // and shutting it down would close it for all of them.
+            self.ring
+                .cancel_token(Token::worker(Op::Accept), Token::worker(Op::Cancel))?;
         }
         let live: Vec<u32> = self
             .slab

@@ -193,3 +193,35 @@ async fn slow_head_times_out_and_frees_its_slots() {
     assert!(eventually(5, || p.stats().sessions() == 0).await);
     assert_eq!(p.stats().workers[0].slots_used, 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_response_body_is_cut_after_the_read_timeout() {
+    // A backend that sends a head and part of the body, then stalls with the socket open.
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut keep = Vec::new();
+        while let Ok((mut s, _)) = l.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = s.read(&mut buf).await;
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial")
+                .await;
+            keep.push(s);
+        }
+    });
+    let p = proxy(with(config(vec![a]), |c| {
+        c.read_timeout = Duration::from_millis(500)
+    }));
+    let t0 = std::time::Instant::now();
+    let r = raw(p.local_addr(), b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").await;
+    assert!(
+        r.starts_with("HTTP/1.1 200 OK") && r.ends_with("partial"),
+        "{r}"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "closed by the read timeout, not the test's"
+    );
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+}
