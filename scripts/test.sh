@@ -16,7 +16,9 @@ if ! command -v nginx >/dev/null 2>&1 && [ -x scripts/compare.sh ]; then
     fi
 fi
 
-cargo test --workspace --all-targets
+log=$(mktemp /tmp/ringway-test.XXXXXX)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --all-targets 2>&1 | tee "$log"
 cargo build --release -p ringway
 
 # The seed's cluster: 4 socket.io nodes + Redis behind ringway with cookie stickiness,
@@ -27,3 +29,6 @@ if [ -x scripts/compare.sh ]; then
     # Every step of the side-by-side comparison, at tiny sizes (< 60 s).
     scripts/compare.sh --smoke --out "$(mktemp -d /tmp/ringway-smoke.XXXXXX)"
 fi
+
+# One closing line for the whole run (cargo's per-binary lines are above).
+awk '/^test result:/ { p += $4; f += $6 } END { printf "Tests: %d passed, %d failed\n", p, f }' "$log"
