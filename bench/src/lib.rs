@@ -13,6 +13,7 @@
 
 pub mod client;
 pub mod cpu;
+pub mod fmt;
 pub mod net;
 pub mod server;
 pub mod stats;

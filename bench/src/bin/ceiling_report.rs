@@ -88,37 +88,9 @@ fn text<'a>(v: Option<&'a Value>, path: &str) -> &'a str {
         .unwrap_or("")
 }
 
-/// Numbers for humans: thousands separators from 1,000, three significant digits below.
+/// Numbers for humans (see `ringway_bench::fmt`).
 fn f(x: f64) -> String {
-    if !x.is_finite() {
-        return "–".into();
-    }
-    let a = x.abs();
-    if a >= 1000.0 {
-        let s = format!("{a:.0}");
-        let mut out = String::new();
-        for (i, c) in s.chars().enumerate() {
-            if i > 0 && (s.len() - i) % 3 == 0 {
-                out.push(',');
-            }
-            out.push(c);
-        }
-        if x < 0.0 {
-            format!("-{out}")
-        } else {
-            out
-        }
-    } else if a >= 100.0 {
-        format!("{x:.0}")
-    } else if a >= 10.0 {
-        format!("{x:.1}")
-    } else if a >= 1.0 {
-        format!("{x:.2}")
-    } else if a == 0.0 {
-        "0".into()
-    } else {
-        format!("{x:.3}")
-    }
+    ringway_bench::fmt::human(x)
 }
 /// Counts and parameters: thousands separators, no forced decimals (1, 0.5, 100,000).
 fn fi(x: Option<f64>) -> String {
