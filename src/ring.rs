@@ -263,10 +263,6 @@ impl Ring {
         Ok(())
     }
 
-    /// The bytes a provided buffer holds after a receive of `len` bytes.
-    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
-        self.bufs.as_ref().expect("buffer ring").slice(bid, len)
-    }
 
     /// Give a provided buffer back to the kernel.
     pub fn recycle_buffer(&mut self, bid: u16) {
@@ -409,13 +405,6 @@ impl Ring {
         self.push_pair(c, t)
     }
 
-    /// Cancel every operation in flight on `fd`.
-    pub fn cancel_fd(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
-        let e = opcode::AsyncCancel2::new(types::CancelBuilder::fd(types::Fd(fd)).all())
-            .build()
-            .user_data(tok.encode());
-        self.push(e)
-    }
 
     /// Cancel the operation whose user_data is `target`.
     pub fn cancel_token(&mut self, target: Token, tok: Token) -> io::Result<()> {
@@ -533,11 +522,6 @@ impl BufRing {
     fn recycle(&mut self, bid: u16) {
         self.add(bid);
         self.publish();
-    }
-
-    fn slice(&self, bid: u16, len: usize) -> &[u8] {
-        let start = bid as usize * self.size as usize;
-        &self.mem[start..start + len.min(self.size as usize)]
     }
 
     fn ptr(&self, bid: u16, off: usize) -> *const u8 {

@@ -89,20 +89,6 @@ pub fn set_nodelay(fd: RawFd) {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
 }
 
-/// SO_LINGER {on, 0}: close(2) sends RST at once (used for the nginx-style `reset` answer).
-pub fn set_linger_zero(fd: RawFd) {
-    let l = libc::linger {
-        l_onoff: 1,
-        l_linger: 0,
-    };
-    let _ = syscall!(setsockopt(
-        fd,
-        libc::SOL_SOCKET,
-        libc::SO_LINGER,
-        &l as *const libc::linger as *const libc::c_void,
-        std::mem::size_of::<libc::linger>() as libc::socklen_t
-    ));
-}
 
 /// The peer address of a connected socket (multishot accept does not return it).
 pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
@@ -168,16 +154,6 @@ pub fn eventfd_drain(fd: RawFd) {
     let _ = syscall!(read(fd, &mut v as *mut u64 as *mut libc::c_void, 8));
 }
 
-/// Read into `buf` without blocking; `Ok(0)` is end-of-stream.
-pub fn recv_nonblocking(fd: RawFd, buf: &mut [u8]) -> io::Result<usize> {
-    let n = syscall!(recv(
-        fd,
-        buf.as_mut_ptr() as *mut libc::c_void,
-        buf.len(),
-        libc::MSG_DONTWAIT
-    ))?;
-    Ok(n as usize)
-}
 
 /// RLIMIT_NOFILE as (soft, hard).
 pub fn nofile_limit() -> (u64, u64) {
