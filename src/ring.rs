@@ -263,7 +263,6 @@ impl Ring {
         Ok(())
     }
 
-
     /// Give a provided buffer back to the kernel.
     pub fn recycle_buffer(&mut self, bid: u16) {
         if let Some(b) = self.bufs.as_mut() {
@@ -404,7 +403,6 @@ impl Ring {
             .user_data(tok_timeout.encode());
         self.push_pair(c, t)
     }
-
 
     /// Cancel the operation whose user_data is `target`.
     pub fn cancel_token(&mut self, target: Token, tok: Token) -> io::Result<()> {

@@ -89,7 +89,6 @@ pub fn set_nodelay(fd: RawFd) {
     setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
 }
 
-
 /// The peer address of a connected socket (multishot accept does not return it).
 pub fn peer_addr(fd: RawFd) -> io::Result<SocketAddr> {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
@@ -153,7 +152,6 @@ pub fn eventfd_drain(fd: RawFd) {
     let mut v: u64 = 0;
     let _ = syscall!(read(fd, &mut v as *mut u64 as *mut libc::c_void, 8));
 }
-
 
 /// RLIMIT_NOFILE as (soft, hard).
 pub fn nofile_limit() -> (u64, u64) {

@@ -1447,11 +1447,36 @@ impl Worker {
     fn dir_finished(&mut self, idx: u32) -> io::Result<()> {
         let s = self.sess(idx);
         let finished = s.tunnel_mut().is_some_and(|t| t.finished());
+        let after_response = matches!(&s.state, State::Tunnel(t) if t.close_after_response);
         let is_tunnel_state = matches!(s.state, State::Tunnel(_));
+        if finished && after_response {
+            return self.linger_after_response(idx);
+        }
         if finished && is_tunnel_state {
             return self.close_session(idx);
         }
         Ok(())
+    }
+
+    /// A relayed plain response is complete (its end already shut our write half toward the
+    /// client). Closing now could reset the connection while the client still has request
+    /// bytes we never read — and a reset can destroy the response's tail at the client. So
+    /// stop the relay, drop the upstream, and drain the client until it closes (≤ 2 s).
+    fn linger_after_response(&mut self, idx: u32) -> io::Result<()> {
+        let upstream = self.sess(idx).upstream;
+        if upstream >= 0 {
+            sys::shutdown(upstream, libc::SHUT_RDWR);
+        }
+        self.cancel_armed(idx, true)?;
+        let s = self.sess(idx);
+        let old = std::mem::replace(&mut s.state, State::Linger { keep: None });
+        if let State::Linger { keep } = &mut s.state {
+            // Pipes and buffers of the relay are returned when the session is freed.
+            *keep = Some(Box::new(old));
+        }
+        let at = self.now + ms(LINGER);
+        self.set_deadline(idx, at);
+        self.submit_linger_recv(idx)
     }
 
     fn run_ready(&mut self) -> io::Result<()> {

@@ -225,3 +225,63 @@ async fn stalled_response_body_is_cut_after_the_read_timeout() {
     );
     assert!(eventually(5, || p.stats().sessions() == 0).await);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn early_response_to_a_large_upload_arrives_whole() {
+    // A backend that answers 413 after the head, without reading the body, then closes its
+    // write half and discards whatever still comes. The response must reach the client
+    // whole while the client is still sending its body (ringway then lingers, draining the
+    // client, rather than closing on unread bytes; on loopback a reset rarely wins the race,
+    // so this guards the relay more than it proves the linger).
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let a = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if s.read(&mut b).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(b[0]);
+                }
+                let _ = s
+                    .write_all(b"HTTP/1.1 413 Payload Too Large\r\nContent-Length: 5\r\n\r\nlarge")
+                    .await;
+                let _ = s.shutdown().await;
+                let mut sink = vec![0u8; 65536];
+                while s.read(&mut sink).await.unwrap_or(0) > 0 {}
+            });
+        }
+    });
+    let p = proxy(config(vec![a]));
+    for _ in 0..5 {
+        let s = tokio::net::TcpStream::connect(p.local_addr())
+            .await
+            .unwrap();
+        let (mut rd, mut wr) = s.into_split();
+        let writer = tokio::spawn(async move {
+            let body = vec![b'x'; 4 << 20];
+            let _ = wr
+                .write_all(
+                    format!(
+                        "POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: {}\r\n\r\n",
+                        body.len()
+                    )
+                    .as_bytes(),
+                )
+                .await;
+            let _ = wr.write_all(&body).await;
+        });
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out)).await;
+        let r = String::from_utf8_lossy(&out);
+        assert!(
+            r.starts_with("HTTP/1.1 413 ") && r.ends_with("large"),
+            "{r}"
+        );
+        writer.abort();
+    }
+    assert!(eventually(5, || p.stats().sessions() == 0).await);
+}
