@@ -434,10 +434,12 @@ fn summary(run: &Run) -> String {
     let _ = writeln!(o, "\n## 3. Raised ceiling (ramp, hold, memory)\n");
     let _ = writeln!(
         o,
-        "ringway runs its workers as threads of one process, so this machine's 20,000-fd limit per process caps it \
-         near 2 × 9,700 slots; nginx runs worker processes with 20,000 fds each. The first two rows use the same \
-         budget; the third is nginx's own largest here. RSS: the proxy's resident memory (nginx: master + workers) \
-         before the ramp and while held; MemFree: the whole box (clients and backends included).\n"
+        "Here ringway runs its workers as threads of one process (its default), so this machine's 20,000-fd limit \
+         per process caps it near 2 × 9,700 slots; nginx runs worker processes with 20,000 fds each. The first two \
+         rows use the same budget; the third is nginx's own largest here. ringway's `--worker-mode process` lifts \
+         the per-process cap: `scripts/ceiling.sh` compares both at 100,000 tunnels (13 worker processes each) and \
+         takes ringway to 500,000. RSS: the proxy's resident memory (nginx: master + workers) before the ramp and \
+         while held; MemFree: the whole box (clients and backends included).\n"
     );
     let _ = writeln!(
         o,
