@@ -23,12 +23,17 @@ impl Drop for Master {
 }
 
 fn start(backend: SocketAddr, workers: u32, wc: u32) -> Master {
+    start_with(&backend.to_string(), workers, wc, &[])
+}
+
+fn start_with(upstreams: &str, workers: u32, wc: u32, extra: &[&str]) -> Master {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(extra)
         .args([
             "--listen",
             "127.0.0.1:0",
             "--upstream",
-            &backend.to_string(),
+            upstreams,
             "--worker-mode",
             "process",
             "--worker-processes",
@@ -164,4 +169,28 @@ async fn killed_worker_is_restarted_others_stay_up_and_sigterm_ends_all() {
             "worker {k} ended"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn least_conn_is_exact_across_processes() {
+    // Clients land on either worker process (SO_REUSEPORT hash); least-conn reads the
+    // shared counters, so the spread is even over all backends whichever process picks.
+    let mut bs = Vec::new();
+    for _ in 0..4 {
+        bs.push(echo_backend().await.to_string());
+    }
+    let m = start_with(&bs.join(","), 4, 1024, &["--balance", "least-conn"]);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut count = std::collections::HashMap::new();
+    let mut held = Vec::new();
+    for _ in 0..40 {
+        let (w, banner) = ws(m.addr).await.unwrap();
+        *count.entry(banner).or_insert(0) += 1;
+        held.push(w);
+    }
+    assert_eq!(count.len(), 4, "{count:?}");
+    assert!(
+        count.values().all(|&n| n == 10),
+        "exact across processes: {count:?}"
+    );
 }
