@@ -84,19 +84,23 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
         rx.push(r);
         tx.push(t);
     }
-    for &fd in listeners
-        .iter()
-        .chain(&rx)
-        .chain(&tx)
-        .chain(std::iter::once(&shm))
-    {
-        sys::set_inheritable(fd)?;
+    // Every worker inherits the shared counters and every sibling's handoff send end; its
+    // own listener and handoff receive end are made inheritable just for its spawn (below),
+    // so a worker that is not running leaves no copy of its listener in its siblings.
+    for &fd in tx.iter().chain(std::iter::once(&shm)) {
+        sys::set_cloexec(fd, false)?;
     }
     let ups = Upstreams::new(&cfg.upstreams, cfg.balance, counters);
     set.add(Signal::SIGCHLD);
     set.thread_block().map_err(io::Error::from)?;
     let exe = std::env::current_exe()?;
-    let spawn = |env: &str| -> io::Result<Child> {
+    // Spawns happen one at a time on this thread, so toggling close-on-exec around each
+    // spawn hands worker `i` exactly its own listener and receive end.
+    let spawn = |i: usize, env: &str| -> io::Result<Child> {
+        for j in 0..w {
+            sys::set_cloexec(listeners[j], j != i)?;
+            sys::set_cloexec(rx[j], j != i)?;
+        }
         Command::new(&exe)
             .args(&args[1..])
             .env(WORKER_ENV, env)
@@ -117,7 +121,7 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
             })
             .collect();
         let env = format!("{i};{};{shm};{};{}", listeners[i], rx[i], outs.join(","));
-        let child = spawn(&env)?;
+        let child = spawn(i, &env)?;
         procs.push(WorkerProc {
             child: Some(child),
             started: Instant::now(),
@@ -166,7 +170,7 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                         if p.started.elapsed() < Duration::from_secs(1) {
                             std::thread::sleep(Duration::from_millis(500));
                         }
-                        match spawn(&p.env) {
+                        match spawn(i, &p.env) {
                             Ok(c) => {
                                 p.child = Some(c);
                                 p.started = Instant::now();

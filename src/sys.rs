@@ -276,7 +276,9 @@ pub fn handoff_pair() -> io::Result<(RawFd, RawFd)> {
     Ok((fds[0], fds[1]))
 }
 
-/// Let `fd` survive exec (clear FD_CLOEXEC): worker processes inherit it.
-pub fn set_inheritable(fd: RawFd) -> io::Result<()> {
-    syscall!(fcntl(fd, libc::F_SETFD, 0)).map(drop)
+/// Set or clear FD_CLOEXEC: a descriptor without it survives exec (worker processes
+/// inherit it).
+pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    let flag = if on { libc::FD_CLOEXEC } else { 0 };
+    syscall!(fcntl(fd, libc::F_SETFD, flag)).map(drop)
 }
