@@ -45,6 +45,8 @@ for a in "$@"; do
     esac
 done
 
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
 log() { printf '[socketio %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
 die() {
     printf '[socketio] error: %s\n' "$*" >&2
@@ -80,35 +82,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# Wait until file $1 has a line matching regex $2 (up to $3 s) while pid $4 lives.
-wait_for_line() {
-    local file=$1 re=$2 limit=$3 pid=$4 i
-    for ((i = 0; i < limit * 20; i++)); do
-        grep -Eq -- "$re" "$file" 2>/dev/null && return 0
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.05
-    done
-    return 1
-}
-
-# A loopback port nobody listens on, below the ephemeral range (so no outgoing connection
-# takes it meanwhile). Only redis needs this: the nodes and ringway bind port 0.
-free_port() {
-    local lo hi p tries
-    read -r lo hi </proc/sys/net/ipv4/ip_local_port_range
-    hi=$((lo - 1))
-    lo=10000
-    ((hi > lo + 100)) || { lo=$((hi + 1)); hi=65000; }
-    for ((tries = 0; tries < 200; tries++)); do
-        p=$((lo + (RANDOM * 32768 + RANDOM) % (hi - lo)))
-        if [[ -z $(ss -Htan "( sport = :$p )" 2>/dev/null) ]]; then
-            printf '%s' "$p"
-            return 0
-        fi
-    done
-    die "no free port found in $lo-$hi"
-}
-
+# free_port and wait_for_line are the comparison scripts' (their log/die/stop_pid are
+# replaced by this script's own definitions, which bash resolves at call time).
 # ---- 1. what we need ------------------------------------------------------------------------
 T0=$SECONDS
 if ! command -v redis-server >/dev/null 2>&1; then

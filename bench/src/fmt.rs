@@ -1,5 +1,8 @@
 //! Numbers for people in the reports: thousands separators from 1,000, three significant
-//! digits below (shared by `report` and `ceiling_report`).
+//! digits below; loadgen failure objects as one line (shared by `report` and
+//! `ceiling_report`).
+
+use serde_json::Value;
 
 /// Format `x` for a table cell.
 pub fn human(x: f64) -> String {
@@ -31,5 +34,32 @@ pub fn human(x: f64) -> String {
         "0".into()
     } else {
         format!("{x:.3}")
+    }
+}
+
+/// "HTTP 503 ×77, reset ×12" from a loadgen failure object.
+pub fn failure_kinds(v: Option<&Value>) -> String {
+    let Some(v) = v else { return "–".into() };
+    let mut parts = Vec::new();
+    if let Some(h) = v.get("http_status").and_then(Value::as_object) {
+        for (k, n) in h {
+            parts.push(format!("HTTP {k} ×{}", n.as_u64().unwrap_or(0)));
+        }
+    }
+    for k in ["reset", "eof", "refused", "timeout", "other"] {
+        let n = v.get(k).and_then(Value::as_u64).unwrap_or(0);
+        if n > 0 {
+            parts.push(format!("{k} ×{n}"));
+        }
+    }
+    if let Some(h) = v.get("other_errors").and_then(Value::as_object) {
+        for (k, n) in h {
+            parts.push(format!("“{k}” ×{}", n.as_u64().unwrap_or(0)));
+        }
+    }
+    if parts.is_empty() {
+        "none".into()
+    } else {
+        parts.join(", ")
     }
 }

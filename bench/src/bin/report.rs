@@ -208,29 +208,7 @@ fn med(s: Option<Spread>) -> Option<f64> {
 
 /// "HTTP 503 ×77, reset ×12" from a loadgen failure object.
 fn kinds(v: Option<&Value>) -> String {
-    let Some(v) = v else { return "–".into() };
-    let mut parts = Vec::new();
-    if let Some(h) = v.get("http_status").and_then(Value::as_object) {
-        for (k, n) in h {
-            parts.push(format!("HTTP {k} ×{}", n.as_u64().unwrap_or(0)));
-        }
-    }
-    for k in ["reset", "eof", "refused", "timeout", "other"] {
-        let n = v.get(k).and_then(Value::as_u64).unwrap_or(0);
-        if n > 0 {
-            parts.push(format!("{k} ×{n}"));
-        }
-    }
-    if let Some(h) = v.get("other_errors").and_then(Value::as_object) {
-        for (k, n) in h {
-            parts.push(format!("“{k}” ×{}", n.as_u64().unwrap_or(0)));
-        }
-    }
-    if parts.is_empty() {
-        "none".into()
-    } else {
-        parts.join(", ")
-    }
+    ringway_bench::fmt::failure_kinds(v)
 }
 
 fn failures_total(v: Option<&Value>) -> u64 {

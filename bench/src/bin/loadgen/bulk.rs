@@ -122,13 +122,7 @@ pub fn run(a: Args) -> Result<Value, RunError> {
         let per_mb = |cpu: f64| if mb > 0.0 { r3(cpu * 1e3 / mb) } else { 0.0 };
         let watched_json: Vec<Value> = watched
             .iter()
-            .map(|w| {
-                json!({
-                    "pid": w.pid, "comm": w.comm, "cpu_s": r3(w.cpu_s), "tree_cpu_s": r3(w.tree_cpu_s),
-                    "tree_procs": w.tree_procs, "cpu_ms_per_mb": per_mb(w.cpu_s),
-                    "tree_cpu_ms_per_mb": per_mb(w.tree_cpu_s),
-                })
-            })
+            .map(|w| w.to_json("ms_per_mb", per_mb))
             .collect();
         let errors = tot.errors.take();
         let sent_rate = tot.sent.get() as f64 / 1e6 / elapsed;

@@ -197,10 +197,7 @@ pub fn emit_json(v: &Value) {
     let _ = out.flush();
 }
 
-/// Rounds to 3 decimals for readable JSON.
-pub fn r3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
-}
+pub use ringway_bench::cpu::r3;
 
 /// Cancels every task after `grace` if they have not finished by then; returns how many were cut.
 pub async fn join_all_within(handles: Vec<tokio::task::JoinHandle<()>>, grace: Duration) -> u64 {

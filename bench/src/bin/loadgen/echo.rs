@@ -129,13 +129,7 @@ pub fn run(a: Args) -> Result<Value, RunError> {
         let per_msg = |cpu: f64| if n > 0 { r3(cpu * 1e6 / n as f64) } else { 0.0 };
         let watched_json: Vec<Value> = watched
             .iter()
-            .map(|w| {
-                json!({
-                    "pid": w.pid, "comm": w.comm, "cpu_s": r3(w.cpu_s), "tree_cpu_s": r3(w.tree_cpu_s),
-                    "tree_procs": w.tree_procs, "cpu_us_per_msg": per_msg(w.cpu_s),
-                    "tree_cpu_us_per_msg": per_msg(w.tree_cpu_s),
-                })
-            })
+            .map(|w| w.to_json("us_per_msg", per_msg))
             .collect();
         let lat = Percentiles::of(&hist.borrow(), 1000.0);
         let errors = errors.take();
