@@ -132,6 +132,25 @@ impl CpuWatch {
     }
 }
 
+impl WatchedCpu {
+    /// The JSON object loadgen reports for a watched process, with its CPU per unit of
+    /// work under `{unit}` and `tree_{unit}` (e.g. `cpu_us_per_msg`), `per` turning CPU
+    /// seconds into that unit.
+    pub fn to_json(&self, unit: &str, per: impl Fn(f64) -> f64) -> serde_json::Value {
+        serde_json::json!({
+            "pid": self.pid, "comm": self.comm, "cpu_s": r3(self.cpu_s), "tree_cpu_s": r3(self.tree_cpu_s),
+            "tree_procs": self.tree_procs,
+            format!("cpu_{unit}"): per(self.cpu_s),
+            format!("tree_cpu_{unit}"): per(self.tree_cpu_s),
+        })
+    }
+}
+
+/// Rounds to 3 decimals for readable JSON.
+pub fn r3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,23 +170,4 @@ mod tests {
         assert_eq!(v.len(), 1);
         assert!(own > 0.0);
     }
-}
-
-impl WatchedCpu {
-    /// The JSON object loadgen reports for a watched process, with its CPU per unit of
-    /// work under `{unit}` and `tree_{unit}` (e.g. `cpu_us_per_msg`), `per` turning CPU
-    /// seconds into that unit.
-    pub fn to_json(&self, unit: &str, per: impl Fn(f64) -> f64) -> serde_json::Value {
-        serde_json::json!({
-            "pid": self.pid, "comm": self.comm, "cpu_s": r3(self.cpu_s), "tree_cpu_s": r3(self.tree_cpu_s),
-            "tree_procs": self.tree_procs,
-            format!("cpu_{unit}"): per(self.cpu_s),
-            format!("tree_cpu_{unit}"): per(self.tree_cpu_s),
-        })
-    }
-}
-
-/// Rounds to 3 decimals for readable JSON.
-pub fn r3(x: f64) -> f64 {
-    (x * 1000.0).round() / 1000.0
 }
