@@ -529,16 +529,8 @@ pub fn auto_upstream_bind(cfg: &Config) -> Vec<std::net::IpAddr> {
     {
         return Vec::new();
     }
-    let (lo, hi) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-        .ok()
-        .and_then(|s| {
-            let v: Vec<u64> = s
-                .split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect();
-            Some((*v.first()?, *v.get(1)?))
-        })
-        .unwrap_or((32768, 60999));
+    let (lo, hi) = crate::sys::port_range();
+    let (lo, hi) = (lo as u64, hi as u64);
     // Plan for half the range per (source, backend): as a range nears exhaustion every
     // connect() scans it for a free port, which starves the whole box long before the last
     // port is used (seen here: a run stalled at ~27,700 tunnels per source and backend).

@@ -51,13 +51,7 @@ impl Env {
     /// Read this machine.
     pub fn read() -> Env {
         let (soft, hard) = crate::sys::nofile_limit();
-        let range = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
-            .ok()
-            .and_then(|s| {
-                let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
-                Some((it.next()??, it.next()??))
-            })
-            .unwrap_or((32768, 60999));
+        let range = crate::sys::port_range();
         let mem_free = std::fs::read_to_string("/proc/meminfo")
             .ok()
             .and_then(|s| {

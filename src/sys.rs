@@ -201,6 +201,17 @@ pub fn bind_source(fd: RawFd, ip: IpAddr) -> io::Result<()> {
     syscall!(bind(fd, sa.as_ptr() as *const libc::sockaddr, sa.len())).map(drop)
 }
 
+/// `net.ipv4.ip_local_port_range` as (low, high); the kernel default when unreadable.
+pub fn port_range() -> (u32, u32) {
+    std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| {
+            let mut it = s.split_whitespace().map(|x| x.parse::<u32>().ok());
+            Some((it.next()??, it.next()??))
+        })
+        .unwrap_or((32768, 60999))
+}
+
 /// Number of CPUs this process may run on.
 pub fn online_cpus() -> usize {
     std::thread::available_parallelism()

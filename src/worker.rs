@@ -1093,7 +1093,6 @@ impl Worker {
         }
         let b = self.sess(idx).backend as usize;
         let id = self.ups.ids[b];
-        let cfg = self.cfg.clone();
         let s = self.slab[idx as usize].s.as_mut().expect("live");
         if res <= 0 {
             let why = if res == 0 {
@@ -1113,7 +1112,8 @@ impl Worker {
         up.resp_len += res as usize;
         let mut out = std::mem::take(&mut up.out);
         // Sticky cookie: (re-)pin the client unless it already names this backend.
-        let set_cookie = cfg
+        let set_cookie = self
+            .cfg
             .sticky_cookie
             .as_deref()
             .filter(|_| up.info.sticky != Some(id))
