@@ -71,6 +71,14 @@ pub fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
+/// FNV-1a over an address's octets (4 or 16).
+pub fn fnv1a_ip(ip: IpAddr) -> u64 {
+    match ip {
+        IpAddr::V4(a) => fnv1a(&a.octets()),
+        IpAddr::V6(a) => fnv1a(&a.octets()),
+    }
+}
+
 /// What the worker needs to know about a parsed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
@@ -243,10 +251,7 @@ pub fn parse_request_routed(
     });
     let hash = match &route.hash_key {
         None => None,
-        Some(HashKey::RemoteAddr) => Some(match client_ip {
-            IpAddr::V4(a) => fnv1a(&a.octets()),
-            IpAddr::V6(a) => fnv1a(&a.octets()),
-        }),
+        Some(HashKey::RemoteAddr) => Some(fnv1a_ip(client_ip)),
         Some(HashKey::Uri) => Some(fnv1a(path.as_bytes())),
         Some(HashKey::Header(n)) => hs.iter().find(|h| eq(h.name, n)).map(|h| fnv1a(h.value)),
         Some(HashKey::Cookie(n)) => cookie(n).map(fnv1a),

@@ -108,7 +108,8 @@ impl Upstreams {
                 best
             }
             Balance::IpHash => (hash_ip(client) % n as u64) as usize,
-            Balance::Hash => self.ring_pick(crate::http::fnv1a(client.to_string().as_bytes())),
+            // The key `--hash-key remote_addr` yields when no request was parsed.
+            Balance::Hash => self.ring_pick(crate::http::fnv1a_ip(client)),
         }
     }
 
@@ -147,21 +148,7 @@ fn mix(mut h: u64) -> u64 {
 /// FNV-1a over the whole address (all 4 or 16 octets), then a final mix so nearby
 /// addresses spread. Stable across runs and processes.
 pub fn hash_ip(ip: IpAddr) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |b: u8| {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    };
-    match ip {
-        IpAddr::V4(v4) => v4.octets().iter().for_each(|&b| eat(b)),
-        IpAddr::V6(v6) => v6.octets().iter().for_each(|&b| eat(b)),
-    }
-    // splitmix64 finaliser
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
+    mix(crate::http::fnv1a_ip(ip))
 }
 
 #[cfg(test)]
