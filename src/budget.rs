@@ -11,6 +11,10 @@
 //! odd. Slots come back only when the kernel has finished every operation on the
 //! session's descriptors (the worker calls [`Budget::release`] at slot free time).
 //!
+//! Idle upstream connections in the keep-alive pool (`keepalive N`) take one slot each,
+//! only while a slot is free, and are closed first when a new client needs slots: an idle
+//! cache never refuses a client.
+//!
 //! `503` mode keeps a small reserve *outside* the budget (`--reserve-503`) that holds a
 //! refused client just long enough to read its request and answer 503; when the reserve
 //! is used up too, the client is closed as in `reset` mode.
@@ -126,6 +130,22 @@ impl Budget {
         }
     }
 
+    /// Take one slot for an idle upstream connection kept in the keep-alive pool; false
+    /// when none is free (the connection is closed instead).
+    pub fn take_one(&mut self) -> bool {
+        if self.free() == 0 {
+            return false;
+        }
+        self.used += 1;
+        true
+    }
+
+    /// Return a pooled connection's slot.
+    pub fn release_one(&mut self) {
+        debug_assert!(self.used > RESERVED);
+        self.used -= 1;
+    }
+
     /// Return a 503 reserve slot.
     pub fn release_reserve(&mut self) {
         debug_assert!(self.reserve_used > 0);
@@ -168,6 +188,21 @@ mod tests {
         // 2 free < max(16/8, 2)=2? equal → episode ends.
         assert_eq!(b.admit(true), (Admit::Admitted, false));
         assert_eq!(b.admit(true), (Admit::Reserve, true));
+    }
+
+    #[test]
+    fn pooled_connections_take_single_free_slots() {
+        let mut b = Budget::new(8, 0);
+        assert_eq!(b.admit(false).0, Admit::Admitted);
+        assert_eq!(b.admit(false).0, Admit::Admitted);
+        assert_eq!(b.free(), 2);
+        assert!(b.take_one());
+        assert!(!b.has_room(), "one free slot is not a client's two");
+        assert!(b.take_one());
+        assert!(!b.take_one());
+        b.release_one();
+        b.release_one();
+        assert!(b.has_room());
     }
 
     #[test]

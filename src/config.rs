@@ -128,6 +128,33 @@ pub struct Cli {
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
 
+    /// Seconds between two reads of a request body before 408 (nginx client_body_timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Seconds a kept-alive client connection may idle between requests (nginx
+    /// keepalive_timeout); 0 closes the client connection after every response.
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Idle upstream connections each worker keeps for reuse (nginx `keepalive N` in the
+    /// upstream block); each takes one budget slot and is closed first when slots run out.
+    /// 0 closes upstream connections after every response.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub keepalive: u32,
+
+    /// Seconds an idle pooled upstream connection is kept (nginx keepalive_timeout in the
+    /// upstream block).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub upstream_idle_timeout: Duration,
+
+    /// Set a header on every forwarded request, as nginx's proxy_set_header:
+    /// `--set-header 'X-Forwarded-Proto: https'`, with nginx variables ($remote_addr,
+    /// $proxy_add_x_forwarded_for, $scheme, $host, $request_uri, $http_NAME). An empty
+    /// value removes the header. Default: X-Forwarded-For, X-Real-IP and X-Forwarded-Proto.
+    #[arg(long = "set-header", value_name = "NAME: VALUE", value_parser = parse_set_header)]
+    pub set_headers: Vec<crate::http::SetHeader>,
+
     /// Close a tunnel idle in both directions for this long (default: never).
     #[arg(long, value_parser = parse_duration)]
     pub tunnel_idle_timeout: Option<Duration>,
@@ -185,6 +212,16 @@ pub struct Config {
     pub read_timeout: Duration,
     /// Idle tunnel timeout.
     pub tunnel_idle_timeout: Option<Duration>,
+    /// Request body timeout (between two reads).
+    pub body_timeout: Duration,
+    /// Client keep-alive idle timeout (zero: no client keep-alive).
+    pub keepalive_timeout: Duration,
+    /// Idle upstream connections kept per worker (0: none).
+    pub keepalive: usize,
+    /// Idle pooled upstream connection lifetime.
+    pub upstream_idle_timeout: Duration,
+    /// Headers set on forwarded requests (proxy_set_header).
+    pub set_headers: Vec<crate::http::SetHeader>,
     /// Pin workers to CPUs.
     pub pin: bool,
     /// `worker_rlimit_nofile` from nginx.conf: the soft RLIMIT_NOFILE to set.
@@ -218,6 +255,11 @@ impl Config {
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: None,
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive: 32,
+            upstream_idle_timeout: Duration::from_secs(60),
+            set_headers: crate::http::default_set_headers(),
             pin: false,
             rlimit_nofile: None,
             upstream_bind: Vec::new(),
@@ -315,6 +357,26 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     if take("tunnel_idle_timeout") {
         cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
     }
+    if take("body_timeout") {
+        cfg.body_timeout = cli.body_timeout;
+    }
+    if take("keepalive_timeout") {
+        cfg.keepalive_timeout = cli.keepalive_timeout;
+    }
+    if take("keepalive") {
+        cfg.keepalive = cli.keepalive as usize;
+    }
+    if take("upstream_idle_timeout") {
+        cfg.upstream_idle_timeout = cli.upstream_idle_timeout;
+    }
+    // --set-header adds to (or, by name, replaces) what the defaults or the file set.
+    for h in cli.set_headers {
+        cfg.set_headers
+            .retain(|o| !o.name.eq_ignore_ascii_case(&h.name));
+        if !h.value.is_empty() {
+            cfg.set_headers.push(h);
+        }
+    }
     cfg.pin = !cli.no_pin;
     if take("worker_mode") {
         cfg.process_mode = cli.worker_mode == WorkerMode::Process;
@@ -368,6 +430,8 @@ pub fn from_nginx(
     let mut balance = Balance::RoundRobin;
     let mut hash_key = None;
     let mut sticky = None;
+    // nginx keeps no upstream connection alive unless the upstream block says `keepalive N;`.
+    let mut keepalive = 0;
     if let Some(up) = conf.upstreams.iter().find(|u| u.name == target) {
         for s in &up.servers {
             if s.down {
@@ -402,9 +466,7 @@ pub fn from_nginx(
                 Balance::RoundRobin
             }
         };
-        if up.keepalive.is_some() {
-            warnings.push(format!("{file}:{}: upstream keepalive is not supported yet (ringway closes upstream connections after each response)", up.line));
-        }
+        keepalive = up.keepalive.unwrap_or(0);
     } else {
         upstreams.push(
             parse_addr(&target).map_err(|e| format!("{file}:{}: proxy_pass: {e}", loc.line))?,
@@ -413,21 +475,32 @@ pub fn from_nginx(
     if upstreams.is_empty() {
         return Err(format!("{file}: upstream '{target}' has no usable server"));
     }
-    let known = [
-        ("upgrade", "$http_upgrade"),
-        ("connection", "$connection_upgrade"),
-        ("connection", "upgrade"),
-        ("connection", "\"upgrade\""),
-        ("host", "$host"),
-        ("host", "$http_host"),
-        ("x-forwarded-for", "$proxy_add_x_forwarded_for"),
-    ];
+    // Upgrade and Connection are hop-by-hop: ringway applies nginx's WebSocket rules for
+    // them itself. Every other proxy_set_header is applied as nginx would (and, as in
+    // nginx, nothing else is added: no X-Forwarded-For unless the file asks for it).
+    let mut set_headers = Vec::new();
     for (name, value) in &loc.set_headers {
-        if !known
-            .iter()
-            .any(|(n, v)| name.eq_ignore_ascii_case(n) && value == v)
-        {
-            warnings.push(format!("{file}:{}: proxy_set_header {name} {value}: ringway applies nginx's WebSocket header rules itself and ignores this one", loc.line));
+        if name.eq_ignore_ascii_case("upgrade") || name.eq_ignore_ascii_case("connection") {
+            let standard = [
+                "$http_upgrade",
+                "$connection_upgrade",
+                "upgrade",
+                "\"upgrade\"",
+                "\"\"",
+                "",
+            ];
+            if !standard.contains(&value.as_str()) {
+                warnings.push(format!("{file}:{}: proxy_set_header {name} {value}: ringway sets Upgrade and Connection itself (WebSocket upgrade, keep-alive) and ignores this one", loc.line));
+            }
+            continue;
+        }
+        match crate::http::SetHeader::parse(name, value.trim_matches('"')) {
+            Ok(h) if h.value.is_empty() => {}
+            Ok(h) => set_headers.push(h),
+            Err(e) => warnings.push(format!(
+                "{file}:{}: proxy_set_header: {e}; ignored",
+                loc.line
+            )),
         }
     }
     if let Some(v) = &loc.proxy_http_version {
@@ -440,6 +513,8 @@ pub fn from_nginx(
     }
     let mut cfg = Config::new(listen_addr, upstreams);
     cfg.balance = balance;
+    cfg.keepalive = keepalive;
+    cfg.set_headers = set_headers;
     cfg.sticky_cookie = sticky;
     if let Some(k) = hash_key {
         cfg.hash_key = k;
@@ -464,6 +539,15 @@ pub fn from_nginx(
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
     cfg.process_mode = conf.process_mode.unwrap_or(false);
     Ok((cfg, warnings))
+}
+
+/// Parse `NAME: VALUE` (or `NAME VALUE`) for `--set-header`.
+pub fn parse_set_header(s: &str) -> Result<crate::http::SetHeader, String> {
+    let (name, value) = s
+        .split_once(':')
+        .or_else(|| s.trim().split_once(' '))
+        .unwrap_or((s, ""));
+    crate::http::SetHeader::parse(name.trim(), value.trim())
 }
 
 /// Parse a hash key as nginx's variable names: `remote_addr`, `request_uri`,
@@ -664,6 +748,54 @@ mod tests {
             Some(Duration::from_secs(90)),
             "nginx closes idle tunnels after proxy_read_timeout"
         );
+    }
+
+    #[test]
+    fn keepalive_and_proxy_set_header_from_the_file_and_flags() {
+        let (c, _) = from_nginx(&crate::nginx_conf::parse_str(SEED, "f").unwrap(), "f").unwrap();
+        assert_eq!(
+            c.keepalive, 0,
+            "nginx keeps no upstream connection without `keepalive`"
+        );
+        assert!(
+            c.set_headers.is_empty(),
+            "and adds no X-Forwarded-For unless told"
+        );
+        let conf = SEED
+            .replace("least_conn;", "least_conn; keepalive 16;")
+            .replace(
+                "proxy_read_timeout 90s;",
+                "proxy_read_timeout 90s; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Odd $upstream_addr;",
+            );
+        let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&conf, "f").unwrap(), "f").unwrap();
+        assert_eq!(c.keepalive, 16);
+        let names: Vec<&str> = c.set_headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["X-Forwarded-For", "X-Real-IP"]);
+        assert!(w.iter().any(|w| w.contains("$upstream_addr")), "{w:?}");
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--set-header",
+            "X-Forwarded-Proto: https",
+            "--set-header",
+            "X-Real-IP:",
+            "--keepalive",
+            "0",
+        ])
+        .unwrap();
+        let c = Config::try_from(cli).unwrap();
+        let names: Vec<&str> = c.set_headers.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["X-Forwarded-For", "X-Forwarded-Proto"]);
+        assert_eq!(c.keepalive, 0);
+        assert!(Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--set-header",
+            "X-A: $bogus"
+        ])
+        .is_err());
     }
 
     #[test]

@@ -3,11 +3,15 @@
 //! Requests are forwarded as nginx does with the seed configuration
 //! (`proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade;
 //! proxy_set_header Connection $connection_upgrade;`): hop-by-hop headers are dropped
-//! (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`, and every
-//! header named in `Connection`), `Upgrade: websocket` plus `Connection: upgrade` are sent
-//! when the client asked for an upgrade, otherwise `Connection: close`; `X-Forwarded-For`
-//! gets the client address appended. An incomplete head is `Ok(None)`, not an error.
+//! (`Connection`, `Keep-Alive`, `Proxy-Connection`, `TE`, `Trailer`, `Upgrade`, `Expect`,
+//! and every header named in `Connection`); `Upgrade: websocket` plus `Connection: upgrade`
+//! are sent when the client asked for an upgrade, otherwise nothing (upstream keep-alive)
+//! or `Connection: close`; the `proxy_set_header` rules ([`RequestRules::set_headers`],
+//! by default `X-Forwarded-For`, `X-Real-IP`, `X-Forwarded-Proto`) are applied. Heads are
+//! checked strictly (RFC 9112: framing, smuggling shapes) and give each message's body
+//! framing ([`Body`]). An incomplete head is `Ok(None)`, not an error.
 
+use crate::body::Body;
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -21,6 +25,8 @@ pub enum ClientError {
     Malformed(&'static str),
     /// Head larger than the limit, or too many headers → 431.
     TooLarge,
+    /// An `Expect` other than `100-continue` → 417.
+    Expectation,
 }
 
 /// A problem with what the backend sent → 502.
@@ -30,13 +36,20 @@ pub enum UpstreamError {
     BadResponse(&'static str),
 }
 
-/// Which parts of a request choose its backend (besides the policy itself).
+/// Which parts of a request choose its backend, and what ringway adds to the forwarded
+/// head (nginx's `proxy_set_header`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RouteSpec {
+pub struct RequestRules {
     /// Cookie that pins a client to a backend (`--sticky-cookie`), lower case not required.
     pub sticky_cookie: Option<String>,
     /// Key of the consistent hash (`--balance hash`).
     pub hash_key: Option<HashKey>,
+    /// Headers set on every forwarded request, replacing the client's of the same name;
+    /// an empty expansion sends none (nginx's rule).
+    pub set_headers: Vec<SetHeader>,
+    /// Upstream connections are kept alive (`--keepalive N` > 0): plain requests go out
+    /// without `Connection: close`.
+    pub upstream_keepalive: bool,
 }
 
 /// What the consistent hash hashes.
@@ -50,6 +63,112 @@ pub enum HashKey {
     Header(String),
     /// A cookie (`$cookie_name`), by name.
     Cookie(String),
+}
+
+/// A variable in a `proxy_set_header` value (nginx's names).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Var {
+    /// `$remote_addr`: the client's address.
+    RemoteAddr,
+    /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` values, then its address.
+    ProxyAddXff,
+    /// `$scheme`: `http`.
+    Scheme,
+    /// `$host` / `$http_host`: the request's Host header.
+    Host,
+    /// `$request_uri`: the request target.
+    RequestUri,
+    /// `$http_NAME`: a request header (`_` for `-`).
+    Header(String),
+}
+
+/// A piece of a header value template.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Literal text.
+    Lit(String),
+    /// A variable.
+    Var(Var),
+}
+
+/// One `proxy_set_header NAME VALUE`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetHeader {
+    /// Header name as written.
+    pub name: String,
+    /// Value template.
+    pub value: Vec<Part>,
+}
+
+impl SetHeader {
+    /// Parse `VALUE` with nginx's `$var` / `${var}` syntax. Unknown variables are an error
+    /// for a person to fix.
+    pub fn parse(name: &str, value: &str) -> Result<SetHeader, String> {
+        let bad = |c: u8| c <= b' ' || c == b':' || c >= 0x7f;
+        if name.is_empty() || name.bytes().any(bad) {
+            return Err(format!("header name {name:?} is not a valid token"));
+        }
+        if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
+            return Err(format!("header {name}: value contains CR, LF or NUL"));
+        }
+        let mut parts = Vec::new();
+        let mut lit = String::new();
+        let mut rest = value;
+        while let Some(pos) = rest.find('$') {
+            lit.push_str(&rest[..pos]);
+            rest = &rest[pos + 1..];
+            let (var, after) = if let Some(r) = rest.strip_prefix('{') {
+                let end = r
+                    .find('}')
+                    .ok_or_else(|| format!("header {name}: unclosed ${{ in {value:?}"))?;
+                (&r[..end], &r[end + 1..])
+            } else {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                (&rest[..end], &rest[end..])
+            };
+            let v = match var {
+                "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
+                "proxy_add_x_forwarded_for" => Var::ProxyAddXff,
+                "scheme" => Var::Scheme,
+                "host" | "http_host" => Var::Host,
+                "request_uri" => Var::RequestUri,
+                _ => match var.strip_prefix("http_").filter(|h| !h.is_empty()) {
+                    Some(h) => Var::Header(h.replace('_', "-")),
+                    None => return Err(format!(
+                        "header {name}: variable ${var} is not supported (supported: $remote_addr, $proxy_add_x_forwarded_for, $scheme, $host, $http_host, $request_uri, $http_NAME)"
+                    )),
+                },
+            };
+            if !lit.is_empty() {
+                parts.push(Part::Lit(std::mem::take(&mut lit)));
+            }
+            parts.push(Part::Var(v));
+            rest = after;
+        }
+        lit.push_str(rest);
+        if !lit.is_empty() {
+            parts.push(Part::Lit(lit));
+        }
+        Ok(SetHeader {
+            name: name.to_string(),
+            value: parts,
+        })
+    }
+}
+
+/// What ringway sets by default without a config file: `X-Forwarded-For`, `X-Real-IP`,
+/// `X-Forwarded-Proto` (the lines every nginx WebSocket guide adds).
+pub fn default_set_headers() -> Vec<SetHeader> {
+    [
+        ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+        ("X-Real-IP", "$remote_addr"),
+        ("X-Forwarded-Proto", "$scheme"),
+    ]
+    .iter()
+    .map(|(n, v)| SetHeader::parse(n, v).expect("valid default"))
+    .collect()
 }
 
 /// The value of cookie `name` in a `Cookie` header value, if present.
@@ -82,12 +201,24 @@ pub fn fnv1a_ip(ip: IpAddr) -> u64 {
 /// What the worker needs to know about a parsed request.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestInfo {
-    /// Bytes of the head (bytes after it are body or early tunnel data).
+    /// Bytes of the head (bytes after it are body, or the next pipelined request).
     pub head_len: usize,
     /// The client asked for a WebSocket upgrade.
     pub upgrade: bool,
-    /// The request declares a body (Content-Length > 0 or Transfer-Encoding).
-    pub has_body: bool,
+    /// The request's body framing.
+    pub body: Body,
+    /// HTTP/1.0 (1) or HTTP/1.1 (0 is never seen: HTTP/0.9 is rejected).
+    pub minor: u8,
+    /// The method is HEAD (the response has no body whatever it says).
+    pub head_method: bool,
+    /// The method is idempotent (RFC 9110 §9.2.2): safe to send again when a pooled
+    /// connection turns out to have been closed by the backend.
+    pub idempotent: bool,
+    /// The client may send another request on this connection after the response.
+    pub keep_alive: bool,
+    /// `Expect: 100-continue` with a body: ringway answers `100 Continue` itself once the
+    /// backend is connected (the header is not forwarded).
+    pub expect_continue: bool,
     /// The sticky cookie's value, parsed as a backend id (hex), when present and valid.
     pub sticky: Option<u32>,
     /// Hash of the consistent-hash key, when the policy is `hash` and the key is present.
@@ -103,6 +234,25 @@ pub struct ResponseInfo {
     pub status: u16,
     /// 101 with a matching `Upgrade: websocket`: start the tunnel.
     pub tunnel: bool,
+    /// The response's body framing (after the head).
+    pub body: Body,
+    /// The backend lets us reuse its connection after this response.
+    pub reusable: bool,
+    /// The client connection stays open after this response (the head says so).
+    pub client_keep: bool,
+}
+
+/// How the request whose response is being parsed was sent.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ResponseCtx {
+    /// An upgrade was requested.
+    pub upgrade: bool,
+    /// The request was HEAD.
+    pub head_method: bool,
+    /// The client speaks HTTP/1.0.
+    pub http10: bool,
+    /// ringway would keep the client connection open after this response.
+    pub client_keep: bool,
 }
 
 fn eq(a: &str, b: &str) -> bool {
@@ -138,6 +288,23 @@ fn named_in_connection(headers: &[httparse::Header<'_>], name: &str) -> bool {
         .any(|h| has_token(h.value, name))
 }
 
+/// The value of one `Content-Length` header: digits only.
+fn content_length(v: &[u8]) -> Option<u64> {
+    let s = std::str::from_utf8(v).ok()?.trim();
+    if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    s.parse().ok()
+}
+
+/// Whether the last coding of a Transfer-Encoding value is `chunked`.
+fn final_chunked(v: &[u8]) -> bool {
+    v.rsplit(|&b| b == b',')
+        .next()
+        .and_then(|t| std::str::from_utf8(t).ok())
+        .is_some_and(|t| eq(t.trim(), "chunked"))
+}
+
 /// Parse the client's request head in `buf` and, when complete, write the head to send
 /// upstream into `out`. `Ok(None)`: need more bytes (and `buf` is still under `max`).
 pub fn parse_request(
@@ -146,15 +313,20 @@ pub fn parse_request(
     client_ip: IpAddr,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
-    parse_request_routed(buf, max, client_ip, &RouteSpec::default(), out)
+    let rules = RequestRules {
+        set_headers: default_set_headers(),
+        ..RequestRules::default()
+    };
+    parse_request_routed(buf, max, client_ip, &rules, out)
 }
 
-/// [`parse_request`], also extracting the sticky cookie and the hash key of `route`.
+/// [`parse_request`] with the worker's rules: the sticky cookie and hash key are
+/// extracted, `rules.set_headers` applied.
 pub fn parse_request_routed(
     buf: &[u8],
     max: usize,
     client_ip: IpAddr,
-    route: &RouteSpec,
+    rules: &RequestRules,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -164,11 +336,26 @@ pub fn parse_request_routed(
         Ok(httparse::Status::Partial) => {
             return if buf.len() >= max {
                 Err(ClientError::TooLarge)
+            } else if buf.starts_with(b"PRI * HTTP/2") {
+                Err(ClientError::Malformed("HTTP/2 preface on an HTTP/1.1 port"))
             } else {
                 Ok(None)
             }
         }
         Err(httparse::Error::TooManyHeaders) => return Err(ClientError::TooLarge),
+        Err(httparse::Error::Version) if buf.starts_with(b"PRI * HTTP/2") => {
+            return Err(ClientError::Malformed("HTTP/2 preface on an HTTP/1.1 port"))
+        }
+        Err(httparse::Error::HeaderName) => {
+            return Err(ClientError::Malformed(
+                "bad header name (whitespace before the colon?)",
+            ))
+        }
+        Err(httparse::Error::HeaderValue) => {
+            return Err(ClientError::Malformed(
+                "bad header value (NUL, CR or obs-fold)",
+            ))
+        }
         Err(_) => return Err(ClientError::Malformed("unparseable request head")),
     };
     if head_len > max {
@@ -176,23 +363,19 @@ pub fn parse_request_routed(
     }
     let method = req.method.unwrap_or("GET");
     let path = req.path.unwrap_or("/");
-    let version = req.version.unwrap_or(1);
+    let minor = req.version.unwrap_or(1);
     let hs = &*req.headers;
 
     let mut host = 0;
     let mut cl: Option<u64> = None;
     let mut te = false;
     let mut upgrade_val: Option<&[u8]> = None;
+    let mut expect_continue = false;
     for h in hs {
         if eq(h.name, "host") {
             host += 1;
         } else if eq(h.name, "content-length") {
-            let v = std::str::from_utf8(h.value)
-                .ok()
-                .map(str::trim)
-                .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .and_then(|s| s.parse::<u64>().ok())
-                .ok_or(ClientError::Malformed("bad Content-Length"))?;
+            let v = content_length(h.value).ok_or(ClientError::Malformed("bad Content-Length"))?;
             if cl.is_some_and(|c| c != v) {
                 return Err(ClientError::Malformed("differing Content-Length headers"));
             }
@@ -200,14 +383,7 @@ pub fn parse_request_routed(
         } else if eq(h.name, "transfer-encoding") {
             // Only a final `chunked` frames a body we can relay safely; anything else is a
             // smuggling vector (RFC 9112 §6.3).
-            let last = h
-                .value
-                .rsplit(|&b| b == b',')
-                .next()
-                .and_then(|t| std::str::from_utf8(t).ok())
-                .map(str::trim)
-                .unwrap_or("");
-            if !eq(last, "chunked") || te {
+            if !final_chunked(h.value) || te || minor == 0 {
                 return Err(ClientError::Malformed(
                     "Transfer-Encoding other than a single final chunked",
                 ));
@@ -215,12 +391,20 @@ pub fn parse_request_routed(
             te = true;
         } else if eq(h.name, "upgrade") {
             upgrade_val = Some(h.value);
+        } else if eq(h.name, "expect") {
+            if !std::str::from_utf8(h.value).is_ok_and(|v| eq(v.trim(), "100-continue")) {
+                return Err(ClientError::Expectation);
+            }
+            expect_continue = true;
         }
     }
-    if version == 1 && host != 1 {
+    if minor == 1 && host != 1 {
         return Err(ClientError::Malformed(
             "HTTP/1.1 needs exactly one Host header",
         ));
+    }
+    if host > 1 {
+        return Err(ClientError::Malformed("more than one Host header"));
     }
     if te && cl.is_some() {
         return Err(ClientError::Malformed(
@@ -236,20 +420,43 @@ pub fn parse_request_routed(
             ));
         }
     }
-    let upgrade = version == 1
+    let body = if te {
+        Body::chunked()
+    } else {
+        match cl {
+            Some(n) if n > 0 => Body::Length(n),
+            _ => Body::None,
+        }
+    };
+    let upgrade = minor == 1
         && upgrade_val.is_some_and(|v| has_token(v, "websocket"))
         && named_in_connection(hs, "upgrade");
-    let has_body = te || cl.unwrap_or(0) > 0;
+    if upgrade && body != Body::None {
+        return Err(ClientError::Malformed("upgrade request with a body"));
+    }
+    // A WebSocket client must wait for the 101 (RFC 6455 §4.1): bytes after an upgrade
+    // request in the same read are early frames or a smuggled request, and must never
+    // reach the backend before it has agreed to the upgrade.
+    if upgrade && buf.len() > head_len {
+        return Err(ClientError::Malformed(
+            "data after an upgrade request, before the 101",
+        ));
+    }
+    let keep_alive = if minor == 1 {
+        !named_in_connection(hs, "close")
+    } else {
+        named_in_connection(hs, "keep-alive")
+    };
     let cookie = |name: &str| {
         hs.iter()
             .filter(|h| eq(h.name, "cookie"))
             .find_map(|h| cookie_value(h.value, name))
     };
-    let sticky = route.sticky_cookie.as_deref().and_then(|n| {
+    let sticky = rules.sticky_cookie.as_deref().and_then(|n| {
         let v = cookie(n)?;
         u32::from_str_radix(std::str::from_utf8(v).ok()?, 16).ok()
     });
-    let hash = match &route.hash_key {
+    let hash = match &rules.hash_key {
         None => None,
         Some(HashKey::RemoteAddr) => Some(fnv1a_ip(client_ip)),
         Some(HashKey::Uri) => Some(fnv1a(path.as_bytes())),
@@ -258,18 +465,13 @@ pub fn parse_request_routed(
     };
 
     out.clear();
-    let _ = write!(out, "{method} {path} HTTP/1.1\r\n");
-    let mut xff: Option<&[u8]> = None;
+    let _ = write!(out, "{method} {path} HTTP/1.{minor}\r\n");
     for h in hs {
-        if is_hop_by_hop(h.name) || named_in_connection(hs, h.name) {
-            continue;
-        }
-        if eq(h.name, "x-forwarded-for") {
-            xff = Some(h.value);
-            continue;
-        }
-        if eq(h.name, "x-real-ip") || eq(h.name, "x-forwarded-proto") {
-            // Set by us below (nginx: proxy_set_header X-Real-IP $remote_addr, ...).
+        if is_hop_by_hop(h.name)
+            || eq(h.name, "expect")
+            || named_in_connection(hs, h.name)
+            || rules.set_headers.iter().any(|s| eq(&s.name, h.name))
+        {
             continue;
         }
         out.extend_from_slice(h.name.as_bytes());
@@ -277,47 +479,79 @@ pub fn parse_request_routed(
         out.extend_from_slice(h.value);
         out.extend_from_slice(b"\r\n");
     }
+    for s in &rules.set_headers {
+        let mark = out.len();
+        out.extend_from_slice(s.name.as_bytes());
+        out.extend_from_slice(b": ");
+        let value_at = out.len();
+        for p in &s.value {
+            match p {
+                Part::Lit(l) => out.extend_from_slice(l.as_bytes()),
+                Part::Var(Var::RemoteAddr) => {
+                    let _ = write!(out, "{client_ip}");
+                }
+                Part::Var(Var::ProxyAddXff) => {
+                    for h in hs.iter().filter(|h| eq(h.name, "x-forwarded-for")) {
+                        out.extend_from_slice(h.value.trim_ascii());
+                        out.extend_from_slice(b", ");
+                    }
+                    let _ = write!(out, "{client_ip}");
+                }
+                Part::Var(Var::Scheme) => out.extend_from_slice(b"http"),
+                Part::Var(Var::RequestUri) => out.extend_from_slice(path.as_bytes()),
+                Part::Var(Var::Host) => {
+                    if let Some(h) = hs.iter().find(|h| eq(h.name, "host")) {
+                        out.extend_from_slice(h.value);
+                    }
+                }
+                Part::Var(Var::Header(n)) => {
+                    if let Some(h) = hs.iter().find(|h| eq(h.name, n)) {
+                        out.extend_from_slice(h.value);
+                    }
+                }
+            }
+        }
+        if out.len() == value_at {
+            out.truncate(mark); // nginx: an empty value sends no header
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
     if upgrade {
-        out.extend_from_slice(b"Upgrade: websocket\r\nConnection: upgrade\r\n");
+        out.extend_from_slice(b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n");
+    } else if rules.upstream_keepalive && minor == 1 {
+        out.extend_from_slice(b"\r\n");
     } else {
-        out.extend_from_slice(b"Connection: close\r\n");
-    }
-    out.extend_from_slice(b"X-Forwarded-For: ");
-    if let Some(v) = xff {
-        out.extend_from_slice(v);
-        out.extend_from_slice(b", ");
-    }
-    let _ = write!(
-        out,
-        "{client_ip}\r\nX-Real-IP: {client_ip}\r\nX-Forwarded-Proto: http\r\n\r\n"
-    );
-    // A WebSocket client must wait for the 101 (RFC 6455 §4.1): bytes after an upgrade
-    // request are a pipelined request or early frames, and must never reach the backend
-    // before it has agreed to the upgrade.
-    if upgrade && buf.len() > head_len {
-        return Err(ClientError::Malformed(
-            "data after an upgrade request, before the 101",
-        ));
+        out.extend_from_slice(b"Connection: close\r\n\r\n");
     }
     Ok(Some(RequestInfo {
         head_len,
         upgrade,
-        has_body,
+        body,
+        minor,
+        head_method: method == "HEAD",
+        idempotent: matches!(
+            method,
+            "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
+        ),
+        keep_alive,
+        expect_continue: expect_continue && body != Body::None,
         sticky,
         hash,
     }))
 }
 
 /// Parse the backend's response head(s) in `buf`. Interim 1xx responses (other than 101)
-/// are copied through and parsing goes on. When the final head is complete, the head to
-/// send to the client is in `out`. `Ok(None)`: need more bytes.
+/// are copied through (a `100 Continue` is dropped: ringway answers `Expect` itself) and
+/// parsing goes on. When the final head is complete, the head to send to the client is in
+/// `out`. `Ok(None)`: need more bytes.
 pub fn parse_response(
     buf: &[u8],
     max: usize,
-    upgrade_requested: bool,
+    ctx: ResponseCtx,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseInfo>, UpstreamError> {
-    parse_response_sticky(buf, max, upgrade_requested, None, out)
+    parse_response_sticky(buf, max, ctx, None, out)
 }
 
 /// [`parse_response`], adding `Set-Cookie: NAME=ID` to the final head when `set_cookie`
@@ -325,7 +559,7 @@ pub fn parse_response(
 pub fn parse_response_sticky(
     buf: &[u8],
     max: usize,
-    upgrade_requested: bool,
+    ctx: ResponseCtx,
     set_cookie: Option<(&str, u32)>,
     out: &mut Vec<u8>,
 ) -> Result<Option<ResponseInfo>, UpstreamError> {
@@ -347,21 +581,67 @@ pub fn parse_response_sticky(
         };
         let code = resp.code.unwrap_or(0);
         let reason = resp.reason.unwrap_or("");
+        let minor = resp.version.unwrap_or(1);
         let hs = &*resp.headers;
         if (100..200).contains(&code) && code != 101 {
-            out.extend_from_slice(&buf[pos..pos + n]);
+            if code != 100 && !ctx.http10 {
+                out.extend_from_slice(&buf[pos..pos + n]);
+            }
             pos += n;
             continue;
         }
         let upgrade_ok = hs
             .iter()
             .any(|h| eq(h.name, "upgrade") && has_token(h.value, "websocket"));
-        let tunnel = code == 101 && upgrade_requested && upgrade_ok;
+        let tunnel = code == 101 && ctx.upgrade && upgrade_ok;
         if code == 101 && !tunnel {
             return Err(UpstreamError::BadResponse(
                 "101 without a requested, matching WebSocket upgrade",
             ));
         }
+        let mut cl: Option<u64> = None;
+        let mut te: Option<bool> = None;
+        for h in hs {
+            if eq(h.name, "content-length") {
+                let v = content_length(h.value)
+                    .ok_or(UpstreamError::BadResponse("bad Content-Length"))?;
+                if cl.is_some_and(|c| c != v) {
+                    return Err(UpstreamError::BadResponse(
+                        "differing Content-Length headers",
+                    ));
+                }
+                cl = Some(v);
+            } else if eq(h.name, "transfer-encoding") {
+                te = Some(final_chunked(h.value) && te.is_none());
+            }
+        }
+        if te.is_some() && cl.is_some() {
+            return Err(UpstreamError::BadResponse(
+                "both Content-Length and Transfer-Encoding",
+            ));
+        }
+        let body = if tunnel
+            || ctx.head_method
+            || code == 204
+            || code == 304
+            || (100..200).contains(&code)
+        {
+            Body::None
+        } else {
+            match (te, cl) {
+                (Some(true), _) => Body::chunked(),
+                (Some(false), _) => Body::Close,
+                (None, Some(0)) => Body::None,
+                (None, Some(n)) => Body::Length(n),
+                (None, None) => Body::Close,
+            }
+        };
+        let reusable = !tunnel
+            && minor == 1
+            && !ctx.http10
+            && body != Body::Close
+            && !named_in_connection(hs, "close");
+        let client_keep = ctx.client_keep && !tunnel && body != Body::Close;
         let _ = write!(out, "HTTP/1.1 {code} {reason}\r\n");
         for h in hs {
             if is_hop_by_hop(h.name) || named_in_connection(hs, h.name) {
@@ -377,13 +657,20 @@ pub fn parse_response_sticky(
         }
         if tunnel {
             out.extend_from_slice(b"Upgrade: websocket\r\nConnection: upgrade\r\n\r\n");
-        } else {
+        } else if !client_keep {
             out.extend_from_slice(b"Connection: close\r\n\r\n");
+        } else if ctx.http10 {
+            out.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+        } else {
+            out.extend_from_slice(b"\r\n");
         }
         return Ok(Some(ResponseInfo {
             head_len: pos + n,
             status: code,
             tunnel,
+            body,
+            reusable,
+            client_keep,
         }));
     }
 }
@@ -398,6 +685,12 @@ pub mod reply {
     pub const BAD_GATEWAY: &[u8] = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad gateway\n";
     /// 503 at the limit.
     pub const UNAVAILABLE: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 34\r\nConnection: close\r\n\r\nworker_connections are not enough\n";
+    /// 408 Request Timeout (the request body stopped arriving).
+    pub const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\nrequest timeout\n";
+    /// 417 Expectation Failed (an `Expect` other than `100-continue`).
+    pub const EXPECTATION_FAILED: &[u8] = b"HTTP/1.1 417 Expectation Failed\r\nContent-Type: text/plain\r\nContent-Length: 19\r\nConnection: close\r\n\r\nexpectation failed\n";
+    /// Interim answer to `Expect: 100-continue`.
+    pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
     /// 504 Gateway Timeout.
     pub const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\ngateway timeout\n";
 }
@@ -410,6 +703,20 @@ mod tests {
         "10.1.2.3".parse().unwrap()
     }
 
+    fn up() -> ResponseCtx {
+        ResponseCtx {
+            upgrade: true,
+            ..ResponseCtx::default()
+        }
+    }
+
+    fn keep() -> ResponseCtx {
+        ResponseCtx {
+            client_keep: true,
+            ..ResponseCtx::default()
+        }
+    }
+
     #[test]
     fn canned_replies_have_right_lengths() {
         for r in [
@@ -418,6 +725,8 @@ mod tests {
             reply::BAD_GATEWAY,
             reply::UNAVAILABLE,
             reply::GATEWAY_TIMEOUT,
+            reply::REQUEST_TIMEOUT,
+            reply::EXPECTATION_FAILED,
         ] {
             let mut h = [httparse::EMPTY_HEADER; 8];
             let mut resp = httparse::Response::new(&mut h);
@@ -441,7 +750,7 @@ mod tests {
         let mut out = Vec::new();
         let info = parse_request(req, 8192, ip(), &mut out).unwrap().unwrap();
         assert!(info.upgrade);
-        assert!(!info.has_body);
+        assert_eq!(info.body, Body::None);
         assert_eq!(info.head_len, req.len());
         let s = String::from_utf8(out).unwrap();
         assert!(s.starts_with("GET /chat?x=1 HTTP/1.1\r\n"));
@@ -460,7 +769,7 @@ mod tests {
         let mut out = Vec::new();
         let info = parse_request(req, 8192, ip(), &mut out).unwrap().unwrap();
         assert!(!info.upgrade, "h2c is never an upgrade");
-        assert!(info.has_body);
+        assert!(info.body != Body::None);
         let s = String::from_utf8(out).unwrap();
         assert!(s.contains("Connection: close\r\n"));
         assert!(!s.contains("X-Secret"));
@@ -526,7 +835,7 @@ mod tests {
         }
         let ok = b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nX-Real-IP: 6.6.6.6\r\n\r\n";
         let info = parse_request(ok, 8192, ip(), &mut out).unwrap().unwrap();
-        assert!(info.has_body);
+        assert!(info.body != Body::None);
         let s = String::from_utf8(out.clone()).unwrap();
         assert!(
             s.contains("X-Real-IP: 10.1.2.3\r\n") && !s.contains("6.6.6.6"),
@@ -538,9 +847,10 @@ mod tests {
     #[test]
     fn sticky_cookie_and_hash_keys() {
         let mut out = Vec::new();
-        let route = RouteSpec {
+        let route = RequestRules {
             sticky_cookie: Some("srv".into()),
             hash_key: Some(HashKey::Cookie("sid".into())),
+            ..RequestRules::default()
         };
         let req = b"GET /socket.io/?EIO=4 HTTP/1.1\r\nHost: a\r\nCookie: a=1; srv=0000beef ; sid=xyz\r\n\r\n";
         let info = parse_request_routed(req, 8192, ip(), &route, &mut out)
@@ -555,9 +865,15 @@ mod tests {
         assert_eq!(info.sticky, None, "garbage cookie is ignored");
         assert_eq!(info.hash, None);
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
-        parse_response_sticky(r, 16384, false, Some(("srv", 0xbeef)), &mut out)
-            .unwrap()
-            .unwrap();
+        parse_response_sticky(
+            r,
+            16384,
+            ResponseCtx::default(),
+            Some(("srv", 0xbeef)),
+            &mut out,
+        )
+        .unwrap()
+        .unwrap();
         assert!(String::from_utf8_lossy(&out)
             .contains("Set-Cookie: srv=0000beef; Path=/; HttpOnly\r\n"));
     }
@@ -566,7 +882,7 @@ mod tests {
     fn responses() {
         let mut out = Vec::new();
         let r = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: k\r\n\r\nDATA";
-        let info = parse_response(r, 16384, true, &mut out).unwrap().unwrap();
+        let info = parse_response(r, 16384, up(), &mut out).unwrap().unwrap();
         assert!(info.tunnel);
         assert_eq!(&r[info.head_len..], b"DATA");
         let s = String::from_utf8(out.clone()).unwrap();
@@ -574,21 +890,173 @@ mod tests {
         assert!(s.ends_with("Upgrade: websocket\r\nConnection: upgrade\r\n\r\n"));
 
         assert!(
-            parse_response(r, 16384, false, &mut out).is_err(),
+            parse_response(r, 16384, ResponseCtx::default(), &mut out).is_err(),
             "unrequested 101"
         );
 
-        let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
-        let info = parse_response(r, 16384, false, &mut out).unwrap().unwrap();
+        let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n";
+        let info = parse_response(r, 16384, ResponseCtx::default(), &mut out)
+            .unwrap()
+            .unwrap();
         assert_eq!(info.status, 404);
         assert!(!info.tunnel);
         assert_eq!(info.head_len, r.len());
         let s = String::from_utf8(out.clone()).unwrap();
-        assert!(s.starts_with("HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 404 Not Found\r\n"));
+        assert!(
+            s.starts_with(
+                "HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 404 Not Found\r\n"
+            ),
+            "100 Continue is ringway's to send; other interim answers pass: {s}"
+        );
         assert!(s.ends_with("Connection: close\r\n\r\n"));
         assert_eq!(
-            parse_response(b"HTTP/1.1 200 OK\r\n", 16384, false, &mut out),
+            parse_response(
+                b"HTTP/1.1 200 OK\r\n",
+                16384,
+                ResponseCtx::default(),
+                &mut out
+            ),
             Ok(None)
+        );
+    }
+
+    #[test]
+    fn response_framing_and_reuse() {
+        let mut out = Vec::new();
+        let mut parse = |r: &[u8], ctx| parse_response(r, 16384, ctx, &mut out).unwrap().unwrap();
+        let i = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
+            keep(),
+        );
+        assert_eq!(i.body, Body::chunked());
+        assert!(i.reusable && i.client_keep);
+        let i = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 20\r\n\r\n",
+            ResponseCtx {
+                head_method: true,
+                ..keep()
+            },
+        );
+        assert_eq!(i.body, Body::None, "HEAD: no body whatever the length says");
+        for r in [
+            &b"HTTP/1.1 204 No Content\r\nContent-Length: 5\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modified\r\n\r\n",
+        ] {
+            assert_eq!(parse(r, keep()).body, Body::None);
+        }
+        let i = parse(b"HTTP/1.1 200 OK\r\n\r\n", keep());
+        assert_eq!(i.body, Body::Close);
+        assert!(
+            !i.reusable && !i.client_keep,
+            "close-delimited ends both connections"
+        );
+        let i = parse(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\n",
+            keep(),
+        );
+        assert!(
+            !i.reusable && i.client_keep,
+            "the backend's close is its own hop"
+        );
+        let i = parse(b"HTTP/1.0 200 OK\r\nContent-Length: 3\r\n\r\n", keep());
+        assert!(!i.reusable);
+        let i = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
+            keep(),
+        );
+        assert_eq!(i.body, Body::Close, "unknown coding: read to the end");
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(s.ends_with("Connection: close\r\n\r\n"), "{s}");
+        for bad in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+        ] {
+            assert!(parse_response(bad, 16384, keep(), &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn keep_alive_expect_and_versions() {
+        let mut out = Vec::new();
+        let mut req = |r: &[u8]| parse_request(r, 8192, ip(), &mut out);
+        assert!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(
+            !req(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                .unwrap()
+                .unwrap()
+                .keep_alive
+        );
+        assert!(!req(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().keep_alive);
+        let i = req(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .unwrap()
+            .unwrap();
+        assert!(i.keep_alive);
+        assert_eq!(i.minor, 0);
+        let i =
+            req(b"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-Continue\r\nContent-Length: 2\r\n\r\n")
+                .unwrap()
+                .unwrap();
+        assert!(i.expect_continue);
+        assert_eq!(i.body, Body::Length(2));
+        assert_eq!(
+            req(b"GET / HTTP/1.1\r\nHost: a\r\nExpect: x\r\n\r\n"),
+            Err(ClientError::Expectation)
+        );
+        assert!(req(b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n").is_err());
+        let s = String::from_utf8(out.clone()).unwrap();
+        assert!(!s.to_ascii_lowercase().contains("expect"), "{s}");
+    }
+
+    #[test]
+    fn set_header_templates() {
+        let h = SetHeader::parse("X-A", "pre-${remote_addr}-$http_x_user_id").unwrap();
+        assert_eq!(
+            h.value,
+            vec![
+                Part::Lit("pre-".into()),
+                Part::Var(Var::RemoteAddr),
+                Part::Lit("-".into()),
+                Part::Var(Var::Header("x-user-id".into())),
+            ]
+        );
+        assert!(SetHeader::parse("X-A", "$nope").is_err());
+        assert!(SetHeader::parse("X A", "v").is_err());
+        assert!(SetHeader::parse("X-A", "a\r\nX-Evil: 1").is_err());
+        let rules = RequestRules {
+            set_headers: vec![
+                SetHeader::parse("X-User", "$http_x_user_id").unwrap(),
+                SetHeader::parse("Host", "backend.internal").unwrap(),
+            ],
+            upstream_keepalive: true,
+            ..RequestRules::default()
+        };
+        let mut out = Vec::new();
+        parse_request_routed(
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            8192,
+            ip(),
+            &rules,
+            &mut out,
+        )
+        .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            !s.contains("X-User"),
+            "empty expansion sends no header: {s}"
+        );
+        assert!(
+            s.contains("Host: backend.internal\r\n") && !s.contains("Host: a"),
+            "{s}"
+        );
+        assert!(
+            !s.contains("Connection"),
+            "keep-alive upstream: no Connection header: {s}"
         );
     }
 }

@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod body;
 pub mod budget;
 pub mod config;
 pub mod conn;

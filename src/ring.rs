@@ -29,11 +29,11 @@ pub enum Op {
     Connect = 6,
     /// The linked timeout of a connect.
     ConnectTimeout = 7,
-    /// Send the rewritten request head to the upstream.
+    /// Send the rewritten request head, or request body bytes, to the upstream.
     UpSend = 8,
-    /// Receive (part of) the upstream's response head.
+    /// Receive (part of) the upstream's response head or body.
     UpRecv = 9,
-    /// Send bytes we built (response head, error reply) to the client.
+    /// Send to the client: `100 Continue`, a response head or body bytes, an error reply.
     ClientSend = 10,
     /// Tunnel: readiness of a socket for reading (multishot). Side in the token.
     PollIn = 11,
@@ -45,6 +45,8 @@ pub enum Op {
     Send = 14,
     /// Lingering close: drain what the client still sends after our final answer.
     LingerRecv = 15,
+    /// Receive (part of) a request body from the client.
+    BodyRecv = 16,
 }
 
 impl Op {
@@ -66,6 +68,7 @@ impl Op {
             13 => Recv,
             14 => Send,
             15 => LingerRecv,
+            16 => BodyRecv,
             _ => return None,
         })
     }

@@ -24,6 +24,8 @@ pub struct WorkerStats {
     pub pipes_in_use: AtomicU64,
     /// Pipes idle in the pool.
     pub pipes_idle: AtomicU64,
+    /// Idle upstream connections in the keep-alive pool.
+    pub pooled: AtomicU64,
     /// Clients accepted (admitted or not).
     pub accepted: AtomicU64,
     /// Clients refused at the limit (503, reset, or closed).
@@ -50,6 +52,7 @@ impl WorkerStats {
             &self.tunnels,
             &self.pipes_in_use,
             &self.pipes_idle,
+            &self.pooled,
             &self.running,
         ] {
             f.store(0, Ordering::Relaxed);
@@ -76,6 +79,8 @@ pub struct WorkerSnapshot {
     pub pipes_in_use: u64,
     /// Pipes idle in the pool.
     pub pipes_idle: u64,
+    /// Idle upstream connections pooled.
+    pub pooled: u64,
     /// Clients accepted.
     pub accepted: u64,
     /// Clients refused at the limit.
@@ -128,6 +133,7 @@ impl Snapshot {
                     tunnels: g(&w.tunnels),
                     pipes_in_use: g(&w.pipes_in_use),
                     pipes_idle: g(&w.pipes_idle),
+                    pooled: g(&w.pooled),
                     accepted: g(&w.accepted),
                     refused: g(&w.refused),
                     errors: g(&w.errors),
@@ -166,7 +172,7 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
@@ -176,6 +182,7 @@ impl Snapshot {
                 w.tunnels,
                 w.pipes_in_use,
                 w.pipes_idle,
+                w.pooled,
                 w.accepted,
                 w.handed_off,
                 w.refused,

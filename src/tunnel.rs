@@ -170,8 +170,6 @@ pub struct Tunnel {
     pub dirs: [Dir; 2],
     /// Multishot POLLIN armed on socket 0 (client) / 1 (upstream) — splice mode.
     pub polling: [bool; 2],
-    /// Plain HTTP response relay: the session ends when upstream → client is done.
-    pub close_after_response: bool,
     /// Counted as an upgraded tunnel in the stats.
     pub upgraded: bool,
     /// Idle deadline pushed out by every byte moved, in ms (0: none).
@@ -184,7 +182,6 @@ impl Tunnel {
         Tunnel {
             dirs: [Dir::new(DirState::Off), Dir::new(DirState::Off)],
             polling: [false, false],
-            close_after_response: false,
             upgraded: false,
             idle_ms: 0,
         }
@@ -192,11 +189,7 @@ impl Tunnel {
     /// Whether the relay is finished.
     pub fn finished(&self) -> bool {
         let done = |d: &Dir| matches!(d.state, DirState::Done | DirState::Off);
-        if self.close_after_response {
-            self.dirs[1].state == DirState::Done
-        } else {
-            done(&self.dirs[0]) && done(&self.dirs[1])
-        }
+        done(&self.dirs[0]) && done(&self.dirs[1])
     }
 }
 

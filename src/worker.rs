@@ -7,18 +7,22 @@
 //!
 //! Timers: the worker has one periodic timeout (`TICK`). Sessions carry a deadline; a
 //! min-heap of `(deadline, slot, generation)` with lazy re-insertion turns per-connection
-//! deadlines (request head, upstream response, idle tunnel, lingering close) into work
-//! done only at ticks — no timer per connection. Connects use io_uring's linked timeout.
+//! deadlines (request head, keep-alive idle, request body, upstream read, idle tunnel,
+//! pooled connection, lingering close) into work done only at ticks — no timer per
+//! connection. Connects use io_uring's linked timeout.
+//!
+//! The HTTP path (heads, exchanges, keep-alive) is in `worker/exchange.rs`, the upstream
+//! keep-alive pool in `worker/pool.rs`; tunnels and the rest are here.
 
 use crate::budget::{Admit, Budget};
 use crate::config::{AtLimit, Config, TunnelMode};
-use crate::conn::{Admission, Head, Phase, Session, State, Up, NO_BACKEND};
+use crate::conn::{Admission, Exchange, Head, ReqPhase, RespPhase, Session, State, NO_BACKEND};
 use crate::http::{self, reply, ClientError};
 use crate::ring::{Completion, Op, Ring, Side, Token, GEN_MASK};
 use crate::shm::Counters;
 use crate::stats::WorkerStats;
 use crate::sys;
-use crate::tunnel::{self, DirState, PipePool, Pump, Tunnel, COPY_QUEUE_MAX};
+use crate::tunnel::{self, DirState, PipePool, Pump, COPY_QUEUE_MAX};
 use crate::upstream::Upstreams;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, VecDeque};
@@ -28,6 +32,9 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+mod exchange;
+mod pool;
 
 /// Period of the worker's one timer.
 const TICK: Duration = Duration::from_millis(250);
@@ -45,6 +52,10 @@ const COPY_BUFS: u16 = 512;
 const COPY_BUF_SIZE: u32 = 16 * 1024;
 /// Idle pipes a worker keeps.
 const PIPE_POOL_IDLE: usize = 64;
+/// Request body buffer: body bytes stream through it in pieces of at most this size.
+const BODY_BUF: usize = 16 * 1024;
+/// Recycled exchanges (with their buffers) a worker keeps.
+const SPARE_MAX: usize = 256;
 /// Shutdown waits this long for sessions to drain their in-flight operations.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
@@ -158,7 +169,12 @@ pub struct Worker {
     now: u64,
     rr: usize,
     bind_rr: Vec<usize>,
-    route: http::RouteSpec,
+    rules: http::RequestRules,
+    // Boxes on purpose: a session state holds a `Box<Exchange>`, recycled as is.
+    #[allow(clippy::vec_box)]
+    spare: Vec<Box<Exchange>>,
+    pool: Vec<VecDeque<(u32, u32)>>,
+    pooled: usize,
     accept_armed: bool,
     accept_retry_at: u64,
     shutting: bool,
@@ -254,6 +270,7 @@ impl Worker {
             slab: Vec::with_capacity(
                 crate::budget::clients_per_worker(init.cfg.worker_connections)
                     + init.cfg.reserve_503
+                    + init.cfg.keepalive.min(init.cfg.worker_connections)
                     + 1,
             ),
             free: Vec::new(),
@@ -267,11 +284,16 @@ impl Worker {
             now: 0,
             rr: init.index,
             bind_rr: vec![init.index; init.ups.addrs.len()],
-            route: http::RouteSpec {
+            rules: http::RequestRules {
                 sticky_cookie: init.cfg.sticky_cookie.clone(),
                 hash_key: (init.cfg.balance == crate::config::Balance::Hash)
                     .then(|| init.cfg.hash_key.clone()),
+                set_headers: init.cfg.set_headers.clone(),
+                upstream_keepalive: init.cfg.keepalive > 0,
             },
+            spare: Vec::new(),
+            pool: vec![VecDeque::new(); init.ups.addrs.len()],
+            pooled: 0,
             accept_armed: false,
             accept_retry_at: 0,
             shutting: false,
@@ -354,6 +376,7 @@ impl Worker {
         WorkerStats::set(&st.tunnels, self.tunnels as u64);
         WorkerStats::set(&st.pipes_in_use, self.pipes.in_use as u64);
         WorkerStats::set(&st.pipes_idle, self.pipes.idle() as u64);
+        WorkerStats::set(&st.pooled, self.pooled as u64);
         WorkerStats::set(&st.accepted, self.accepted);
         WorkerStats::set(&st.refused, self.refused);
         WorkerStats::set(&st.errors, self.errors);
@@ -370,7 +393,7 @@ impl Worker {
         if self.accept_armed || self.shutting {
             return Ok(());
         }
-        if self.pause_mode() && !self.budget.has_room() && self.sibling_with_room().is_none() {
+        if self.pause_mode() && !self.room_for_client() && self.sibling_with_room().is_none() {
             return Ok(());
         }
         self.ring
@@ -416,7 +439,7 @@ impl Worker {
             sys::close(fd);
             return Ok(());
         }
-        if !self.budget.has_room() {
+        if !self.room_for_client() {
             if let Some(j) = self.sibling_with_room() {
                 // SO_REUSEPORT hashed this client to us although we are full: hand it to
                 // a sibling with room, as nginx's shared accept queue would have.
@@ -426,6 +449,12 @@ impl Worker {
             }
         }
         self.admit_fd(fd)
+    }
+
+    /// Whether a client can be admitted here, closing idle pooled upstream connections to
+    /// make room if need be.
+    fn room_for_client(&self) -> bool {
+        self.budget.free() + self.pooled >= crate::budget::PER_CLIENT
     }
 
     /// The sibling worker with the most room, if any has room for a client.
@@ -492,6 +521,10 @@ impl Worker {
     /// Admit an accepted client against this worker's budget, or give the at-limit answer.
     fn admit_fd(&mut self, fd: RawFd) -> io::Result<()> {
         self.accepted += 1;
+        // Idle pooled upstream connections are the first to go when slots run out.
+        while !self.budget.has_room() && self.pooled > 0 {
+            self.evict_oldest()?;
+        }
         let (admit, new_episode) = self.budget.admit(self.cfg.at_limit == AtLimit::Reply503);
         if new_episode {
             self.log(format_args!(
@@ -525,10 +558,11 @@ impl Worker {
                     Admission::Reserve
                 };
                 let cap = HEAD_FIRST.min(self.cfg.max_head);
-                let head = Box::new(Head {
+                let head = Head {
                     buf: vec![0u8; cap].into_boxed_slice(),
                     len: 0,
-                });
+                    idle: false,
+                };
                 let idx = self.alloc(Session {
                     client: fd,
                     upstream: -1,
@@ -591,7 +625,18 @@ impl Worker {
         self.free.push(idx);
         self.sessions -= 1;
         debug_assert_eq!(s.inflight, 0);
-        if let Some(mut t) = s.state.into_tunnel() {
+        let state = match s.state {
+            State::Exchange(mut ex) => {
+                // Nothing is in flight: its buffers can serve another request.
+                if self.spare.len() < SPARE_MAX {
+                    ex.cin = Box::default();
+                    self.spare.push(ex);
+                }
+                None
+            }
+            other => Some(other),
+        };
+        if let Some(mut t) = state.and_then(State::into_tunnel) {
             for d in t.dirs.iter_mut() {
                 if let Some(p) = d.pipe.take() {
                     if d.pending > 0 {
@@ -623,6 +668,8 @@ impl Worker {
         match s.admission {
             Admission::Budget => self.budget.release(),
             Admission::Reserve => self.budget.release_reserve(),
+            Admission::Pooled => self.budget.release_one(),
+            Admission::Released => {}
         }
     }
 
@@ -662,7 +709,9 @@ impl Worker {
             n += 1;
         };
         let s = self.sess(idx);
-        let connecting = matches!(&s.state, State::Upstream(up) if up.phase == Phase::Connecting);
+        let connecting = matches!(&s.state, State::Exchange(ex) if ex.req == ReqPhase::Connecting);
+        let body_recv = matches!(&s.state, State::Exchange(ex) if ex.req == ReqPhase::ReadingBody);
+        let pooled = matches!(s.state, State::Pooled { .. });
         let head = matches!(s.state, State::Head(_));
         if let Some(t) = s.tunnel_mut() {
             for (i, side) in [(0, Side::Client), (1, Side::Upstream)] {
@@ -681,6 +730,12 @@ impl Worker {
         }
         if connecting && upstream_too {
             add(Op::Connect, Side::Upstream);
+        }
+        if body_recv {
+            add(Op::BodyRecv, Side::Client);
+        }
+        if pooled && upstream_too {
+            add(Op::PollIn, Side::Upstream);
         }
         if head && !upstream_too {
             add(Op::HeadRecv, Side::Client);
@@ -737,31 +792,20 @@ impl Worker {
 
     fn on_timeout(&mut self, idx: u32) -> io::Result<()> {
         let s = self.sess(idx);
-        let (peer, admission, backend) = (s.peer, s.admission, s.backend);
-        enum What {
-            Head,
-            Response,
-            Close,
-        }
-        let what = match &s.state {
-            State::Head(_) => What::Head,
-            State::Upstream(up) if up.phase != Phase::SendingResponse => What::Response,
-            _ => What::Close,
-        };
-        match what {
-            What::Head if admission == Admission::Reserve => self.reply(idx, reply::UNAVAILABLE),
-            What::Head => {
+        let (peer, admission) = (s.peer, s.admission);
+        match &s.state {
+            State::Head(_) if admission == Admission::Reserve => {
+                self.reply(idx, reply::UNAVAILABLE)
+            }
+            // A kept-alive client that sent nothing more: the normal end of a connection.
+            State::Head(h) if h.idle => self.close_session(idx),
+            State::Head(_) => {
                 self.log(format_args!("client {peer}: request head timeout, closing"));
                 self.close_session(idx)
             }
-            What::Response => {
-                self.log(format_args!(
-                    "upstream {}: timed out waiting for the response head; answering 504",
-                    self.ups.addrs[backend as usize]
-                ));
-                self.reply(idx, reply::GATEWAY_TIMEOUT)
-            }
-            What::Close => self.close_session(idx),
+            State::Exchange(_) => self.exchange_timeout(idx),
+            State::Pooled { .. } => self.pool_drop(idx),
+            _ => self.close_session(idx),
         }
     }
 
@@ -824,6 +868,10 @@ impl Worker {
         match tok.op {
             Op::Cancel | Op::ConnectTimeout => Ok(()),
             Op::HeadRecv => self.on_head_recv(idx, c.res),
+            Op::BodyRecv => self.on_body_recv(idx, c.res),
+            Op::PollIn if matches!(self.sess(idx).state, State::Pooled { .. }) => {
+                self.pool_drop(idx)
+            }
             Op::Connect => self.on_connect(idx, c.res),
             Op::UpSend => self.on_up_send(idx, c.res),
             Op::UpRecv => self.on_up_recv(idx, c.res),
@@ -835,399 +883,6 @@ impl Worker {
             Op::Send => self.on_send(idx, tok.side, c.res),
             Op::Accept | Op::Tick | Op::Control => Ok(()),
         }
-    }
-
-    // ----- request head -------------------------------------------------------------
-
-    fn submit_head_recv(&mut self, idx: u32) -> io::Result<()> {
-        let tok = self.tok(Op::HeadRecv, Side::Client, idx);
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        let State::Head(h) = &mut s.state else {
-            return Ok(());
-        };
-        // The buffer is the session's heap memory; the session (and so the buffer) lives
-        // until this receive has completed.
-        grow(&mut h.buf, h.len, self.cfg.max_head);
-        self.ring.recv(s.client, &mut h.buf[h.len..], tok)?;
-        s.inflight += 1;
-        Ok(())
-    }
-
-    /// Whether the session is exchanging heads with its backend in `phase`. Completions of
-    /// operations that a state change made moot (a timeout answered 504, say) are ignored.
-    fn in_phase(&mut self, idx: u32, phase: Phase) -> bool {
-        matches!(&self.sess(idx).state, State::Upstream(up) if up.phase == phase)
-    }
-
-    fn on_head_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        if !matches!(self.sess(idx).state, State::Head(_)) {
-            return Ok(());
-        }
-        if res <= 0 {
-            // Client closed or failed before sending a whole head: nothing to answer.
-            return self.close_session(idx);
-        }
-        let max = self.cfg.max_head;
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        let peer = s.peer;
-        let admission = s.admission;
-        let State::Head(h) = &mut s.state else {
-            return Ok(());
-        };
-        h.len += res as usize;
-        if admission == Admission::Reserve {
-            return self.reply(idx, reply::UNAVAILABLE);
-        }
-        let mut out = std::mem::take(&mut self.head_scratch);
-        let parsed = http::parse_request_routed(&h.buf[..h.len], max, peer, &self.route, &mut out);
-        match parsed {
-            Ok(None) => {
-                self.head_scratch = out;
-                self.submit_head_recv(idx)
-            }
-            Err(e) => {
-                self.head_scratch = out;
-                let (msg, why) = match e {
-                    ClientError::TooLarge => (reply::TOO_LARGE, "request head too large"),
-                    ClientError::Malformed(w) => (reply::BAD_REQUEST, w),
-                };
-                self.log(format_args!(
-                    "client {peer}: {why}; answering {}",
-                    &String::from_utf8_lossy(&msg[9..12])
-                ));
-                self.reply(idx, msg)
-            }
-            Ok(Some(info)) => {
-                let mut req = Vec::with_capacity(out.len() + h.len - info.head_len);
-                req.extend_from_slice(&out);
-                req.extend_from_slice(&h.buf[info.head_len..h.len]);
-                self.head_scratch = out;
-                let up = Box::new(Up {
-                    phase: Phase::Connecting,
-                    attempts: 0,
-                    timed_out: false,
-                    info,
-                    req,
-                    req_sent: 0,
-                    resp: Box::default(),
-                    resp_len: 0,
-                    rinfo: None,
-                    out: Vec::new(),
-                    out_sent: 0,
-                    tunnel: Tunnel::new(),
-                });
-                let s = self.sess(idx);
-                s.state = State::Upstream(up);
-                let b = self.ups.pick_for(&mut self.rr, peer, &info);
-                self.clear_deadline(idx);
-                self.start_connect(idx, b)
-            }
-        }
-    }
-
-    // ----- upstream -----------------------------------------------------------------
-
-    fn start_connect(&mut self, idx: u32, b: usize) -> io::Result<()> {
-        self.bctr(b).active.fetch_add(1, Ordering::Relaxed);
-        let v6 = self.ups.addrs[b].is_ipv6();
-        let prev = self.sess(idx).backend;
-        if prev != NO_BACKEND {
-            self.bctr(prev as usize)
-                .active
-                .fetch_sub(1, Ordering::Relaxed);
-        }
-        let s = self.sess(idx);
-        s.backend = b as u16;
-        if let State::Upstream(up) = &mut s.state {
-            up.attempts += 1;
-            up.phase = Phase::Connecting;
-        }
-        let fd = match sys::tcp_socket(v6) {
-            Ok(fd) => fd,
-            Err(e) => {
-                self.log(format_args!(
-                    "cannot create an upstream socket: {e} (raise `ulimit -n`); answering 502"
-                ));
-                return self.reply(idx, reply::BAD_GATEWAY);
-            }
-        };
-        sys::set_nodelay(fd);
-        if !self.cfg.upstream_bind.is_empty() {
-            // Rotate sources per backend: a shared cursor would advance in step with round
-            // robin and give each backend only some of the sources.
-            let cursor = &mut self.bind_rr[b];
-            let src = self.cfg.upstream_bind[*cursor % self.cfg.upstream_bind.len()];
-            *cursor = cursor.wrapping_add(1);
-            if let Err(e) = sys::bind_source(fd, src) {
-                self.log(format_args!("cannot bind an upstream socket to {src}: {e}; connecting from the default address"));
-            }
-        }
-        self.sess(idx).upstream = fd;
-        let t1 = self.tok(Op::Connect, Side::Upstream, idx);
-        let t2 = self.tok(Op::ConnectTimeout, Side::Upstream, idx);
-        self.ring
-            .connect_with_timeout(fd, &self.backend_addrs[b], &self.connect_ts, t1, t2)?;
-        self.sess(idx).inflight += 2;
-        Ok(())
-    }
-
-    fn on_connect(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        if !self.in_phase(idx, Phase::Connecting) {
-            return Ok(());
-        }
-        let s = self.sess(idx);
-        let b = s.backend as usize;
-        if res < 0 {
-            let timed_out = -res == libc::ECANCELED || -res == libc::ETIMEDOUT;
-            let fd = s.upstream;
-            s.upstream = -1;
-            sys::close(fd);
-            let attempts = match &mut s.state {
-                State::Upstream(up) => {
-                    up.timed_out = timed_out;
-                    up.attempts
-                }
-                _ => return Ok(()),
-            };
-            self.bctr(b).failures_total.fetch_add(1, Ordering::Relaxed);
-            let be_addr = self.ups.addrs[b];
-            let why = if timed_out {
-                "connect timed out".to_string()
-            } else if -res == libc::EADDRNOTAVAIL {
-                "no free local port toward it (not a backend failure: add source addresses with --upstream-bind or widen ip_local_port_range)".to_string()
-            } else {
-                io::Error::from_raw_os_error(-res).to_string()
-            };
-            if (attempts as usize) < 2 && self.ups.len() > 1 {
-                let next = self.ups.next_after(b);
-                self.log(format_args!(
-                    "upstream {}: {why}; trying {}",
-                    be_addr, self.ups.addrs[next]
-                ));
-                return self.start_connect(idx, next);
-            }
-            self.log(format_args!(
-                "upstream {}: {why}; answering {}",
-                be_addr,
-                if timed_out { 504 } else { 502 }
-            ));
-            return self.reply(
-                idx,
-                if timed_out {
-                    reply::GATEWAY_TIMEOUT
-                } else {
-                    reply::BAD_GATEWAY
-                },
-            );
-        }
-        self.bctr(b).requests_total.fetch_add(1, Ordering::Relaxed);
-        if let State::Upstream(up) = &mut self.sess(idx).state {
-            up.phase = Phase::SendingHead;
-        }
-        let at = self.now + ms(self.cfg.read_timeout);
-        self.set_deadline(idx, at);
-        self.submit_up_send(idx)
-    }
-
-    fn submit_up_send(&mut self, idx: u32) -> io::Result<()> {
-        let tok = self.tok(Op::UpSend, Side::Upstream, idx);
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        let State::Upstream(up) = &s.state else {
-            return Ok(());
-        };
-        self.ring.send(s.upstream, &up.req[up.req_sent..], tok)?;
-        s.inflight += 1;
-        Ok(())
-    }
-
-    fn on_up_send(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        if !self.in_phase(idx, Phase::SendingHead) {
-            return Ok(());
-        }
-        if res < 0 {
-            let b = self.sess(idx).backend as usize;
-            self.log(format_args!(
-                "upstream {}: sending the request failed: {}; answering 502",
-                self.ups.addrs[b],
-                io::Error::from_raw_os_error(-res)
-            ));
-            return self.reply(idx, reply::BAD_GATEWAY);
-        }
-        let s = self.sess(idx);
-        let State::Upstream(up) = &mut s.state else {
-            return Ok(());
-        };
-        up.req_sent += res as usize;
-        if up.req_sent < up.req.len() {
-            return self.submit_up_send(idx);
-        }
-        up.phase = Phase::ReadingResponse;
-        up.req = Vec::new();
-        up.resp = vec![0u8; HEAD_FIRST * 2].into_boxed_slice();
-        let body = up.info.has_body && !up.info.upgrade;
-        if body {
-            // Stream the request body while waiting for the response head.
-            up.tunnel.dirs[0].state = DirState::Open;
-            self.arm_source(idx, 0)?;
-        }
-        self.submit_up_recv(idx)
-    }
-
-    fn submit_up_recv(&mut self, idx: u32) -> io::Result<()> {
-        let tok = self.tok(Op::UpRecv, Side::Upstream, idx);
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        let fd = s.upstream;
-        let State::Upstream(up) = &mut s.state else {
-            return Ok(());
-        };
-        // Session-owned heap buffer, alive until this receive completes.
-        grow(&mut up.resp, up.resp_len, RESP_MAX);
-        self.ring.recv(fd, &mut up.resp[up.resp_len..], tok)?;
-        s.inflight += 1;
-        Ok(())
-    }
-
-    fn on_up_recv(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        if !self.in_phase(idx, Phase::ReadingResponse) {
-            return Ok(());
-        }
-        let b = self.sess(idx).backend as usize;
-        let id = self.ups.ids[b];
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        if res <= 0 {
-            let why = if res == 0 {
-                "closed the connection before a complete response head".to_string()
-            } else {
-                io::Error::from_raw_os_error(-res).to_string()
-            };
-            self.log(format_args!(
-                "upstream {}: {why}; answering 502",
-                self.ups.addrs[b]
-            ));
-            return self.reply(idx, reply::BAD_GATEWAY);
-        }
-        let State::Upstream(up) = &mut s.state else {
-            return Ok(());
-        };
-        up.resp_len += res as usize;
-        let mut out = std::mem::take(&mut up.out);
-        // Sticky cookie: (re-)pin the client unless it already names this backend.
-        let set_cookie = self
-            .cfg
-            .sticky_cookie
-            .as_deref()
-            .filter(|_| up.info.sticky != Some(id))
-            .map(|name| (name, id));
-        match http::parse_response_sticky(
-            &up.resp[..up.resp_len],
-            RESP_MAX,
-            up.info.upgrade,
-            set_cookie,
-            &mut out,
-        ) {
-            Ok(None) => {
-                up.out = out;
-                self.submit_up_recv(idx)
-            }
-            Err(http::UpstreamError::BadResponse(why)) => {
-                self.log(format_args!(
-                    "upstream {}: {why}; answering 502",
-                    self.ups.addrs[b]
-                ));
-                self.reply(idx, reply::BAD_GATEWAY)
-            }
-            Ok(Some(info)) => {
-                out.extend_from_slice(&up.resp[info.head_len..up.resp_len]);
-                up.out = out;
-                up.out_sent = 0;
-                up.rinfo = Some(info);
-                up.resp = Box::default();
-                up.phase = Phase::SendingResponse;
-                self.submit_client_send(idx)
-            }
-        }
-    }
-
-    fn submit_client_send(&mut self, idx: u32) -> io::Result<()> {
-        let tok = self.tok(Op::ClientSend, Side::Client, idx);
-        let s = self.slab[idx as usize].s.as_mut().expect("live");
-        let fd = s.client;
-        match &s.state {
-            State::Upstream(up) => self.ring.send(fd, &up.out[up.out_sent..], tok)?,
-            State::Reply { msg, sent, .. } => self.ring.send(fd, &msg[*sent..], tok)?,
-            _ => return Ok(()),
-        }
-        s.inflight += 1;
-        Ok(())
-    }
-
-    fn on_client_send(&mut self, idx: u32, res: i32) -> io::Result<()> {
-        if res < 0 {
-            return self.close_session(idx);
-        }
-        let s = self.sess(idx);
-        match &mut s.state {
-            State::Reply { msg, sent, .. } => {
-                *sent += res as usize;
-                if *sent < msg.len() {
-                    return self.submit_client_send(idx);
-                }
-                self.start_linger(idx)
-            }
-            State::Upstream(up) => {
-                up.out_sent += res as usize;
-                if up.out_sent < up.out.len() {
-                    return self.submit_client_send(idx);
-                }
-                self.start_relay(idx)
-            }
-            _ => Ok(()),
-        }
-    }
-
-    /// The response head is delivered: relay the rest (a tunnel after 101, else the body).
-    fn start_relay(&mut self, idx: u32) -> io::Result<()> {
-        let s = self.sess(idx);
-        let b = s.backend as usize;
-        let State::Upstream(up) = std::mem::replace(&mut s.state, State::Linger { keep: None })
-        else {
-            return Ok(());
-        };
-        let info = up.rinfo.expect("response parsed");
-        let mut t = up.tunnel;
-        t.dirs[1].state = DirState::Open;
-        if info.tunnel {
-            t.upgraded = true;
-            t.dirs[0].state = DirState::Open;
-            self.tunnels += 1;
-            let be = self.bctr(b);
-            be.tunnels.fetch_add(1, Ordering::Relaxed);
-            be.tunnels_total.fetch_add(1, Ordering::Relaxed);
-        } else {
-            t.close_after_response = true;
-        }
-        let dir0_open = t.dirs[0].state == DirState::Open;
-        // An upgraded tunnel may idle for ever unless --tunnel-idle-timeout says otherwise;
-        // a plain response that stops flowing for the read timeout is cut (nginx's
-        // proxy_read_timeout between two reads).
-        t.idle_ms = if info.tunnel {
-            self.cfg.tunnel_idle_timeout.map(ms).unwrap_or(0)
-        } else {
-            ms(self.cfg.read_timeout)
-        };
-        let idle = t.idle_ms;
-        self.sess(idx).state = State::Tunnel(t);
-        if idle != 0 {
-            let at = self.now + idle;
-            self.set_deadline(idx, at);
-        } else {
-            self.clear_deadline(idx);
-        }
-        self.arm_source(idx, 1)?;
-        if dir0_open {
-            self.arm_source(idx, 0)?;
-        }
-        Ok(())
     }
 
     // ----- our own answers ----------------------------------------------------------
@@ -1351,8 +1006,7 @@ impl Worker {
         }
     }
 
-    /// Bytes moved: push the relay's idle deadline out (upgraded tunnels: the idle
-    /// timeout, if any; plain response relays: the read timeout).
+    /// Bytes moved: push the tunnel's idle deadline out (`--tunnel-idle-timeout`, if any).
     fn touch(&mut self, idx: u32) {
         let now = self.now;
         let s = self.sess(idx);
@@ -1447,36 +1101,11 @@ impl Worker {
     fn dir_finished(&mut self, idx: u32) -> io::Result<()> {
         let s = self.sess(idx);
         let finished = s.tunnel_mut().is_some_and(|t| t.finished());
-        let after_response = matches!(&s.state, State::Tunnel(t) if t.close_after_response);
         let is_tunnel_state = matches!(s.state, State::Tunnel(_));
-        if finished && after_response {
-            return self.linger_after_response(idx);
-        }
         if finished && is_tunnel_state {
             return self.close_session(idx);
         }
         Ok(())
-    }
-
-    /// A relayed plain response is complete (its end already shut our write half toward the
-    /// client). Closing now could reset the connection while the client still has request
-    /// bytes we never read — and a reset can destroy the response's tail at the client. So
-    /// stop the relay, drop the upstream, and drain the client until it closes (≤ 2 s).
-    fn linger_after_response(&mut self, idx: u32) -> io::Result<()> {
-        let upstream = self.sess(idx).upstream;
-        if upstream >= 0 {
-            sys::shutdown(upstream, libc::SHUT_RDWR);
-        }
-        self.cancel_armed(idx, true)?;
-        let s = self.sess(idx);
-        let old = std::mem::replace(&mut s.state, State::Linger { keep: None });
-        if let State::Linger { keep } = &mut s.state {
-            // Pipes and buffers of the relay are returned when the session is freed.
-            *keep = Some(Box::new(old));
-        }
-        let at = self.now + ms(LINGER);
-        self.set_deadline(idx, at);
-        self.submit_linger_recv(idx)
     }
 
     fn run_ready(&mut self) -> io::Result<()> {

@@ -47,19 +47,19 @@ async fn upgrade_echo_and_close_in_both_modes() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn plain_http_is_relayed_and_closed() {
+async fn plain_http_is_relayed_and_closed_when_the_client_asks() {
     let b = echo_backend().await;
     let p = proxy(config(vec![b]));
     let r = raw(
         p.local_addr(),
-        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: keep-alive\r\n\r\n",
+        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
     )
     .await;
     assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
     assert!(r.contains("Connection: close\r\n"), "{r}");
     assert!(r.ends_with(&format!("backend:{}\n", b.port())), "{r}");
     // A head larger than the first receive buffer (1 KiB) but under the limit is fine.
-    let mut req = b"GET /big HTTP/1.1\r\nHost: a\r\nCookie: ".to_vec();
+    let mut req = b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\nCookie: ".to_vec();
     req.extend(std::iter::repeat_n(b'c', 5000));
     req.extend_from_slice(b"\r\n\r\n");
     let r = raw(p.local_addr(), &req).await;

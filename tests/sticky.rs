@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn get(addr: SocketAddr, extra: &str) -> String {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
     s.write_all(
-        format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\n{extra}\r\n")
+        format!("GET /socket.io/?EIO=4&transport=polling HTTP/1.1\r\nHost: t\r\nConnection: close\r\n{extra}\r\n")
             .as_bytes(),
     )
     .await
