@@ -347,7 +347,9 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         cfg.backlog = cli.backlog;
     }
     cfg.max_head = cli.max_head as usize;
-    cfg.head_timeout = cli.head_timeout;
+    if take("head_timeout") {
+        cfg.head_timeout = cli.head_timeout;
+    }
     if take("connect_timeout") {
         cfg.connect_timeout = cli.connect_timeout;
     }
@@ -432,6 +434,7 @@ pub fn from_nginx(
     let mut sticky = None;
     // nginx keeps no upstream connection alive unless the upstream block says `keepalive N;`.
     let mut keepalive = 0;
+    let mut upstream_idle_ms = None;
     if let Some(up) = conf.upstreams.iter().find(|u| u.name == target) {
         for s in &up.servers {
             if s.down {
@@ -467,6 +470,7 @@ pub fn from_nginx(
             }
         };
         keepalive = up.keepalive.unwrap_or(0);
+        upstream_idle_ms = up.keepalive_timeout_ms;
     } else {
         upstreams.push(
             parse_addr(&target).map_err(|e| format!("{file}:{}: proxy_pass: {e}", loc.line))?,
@@ -536,6 +540,12 @@ pub fn from_nginx(
     // nginx applies proxy_read_timeout to upgraded connections too: an idle tunnel closes.
     cfg.tunnel_idle_timeout = Some(cfg.read_timeout);
     cfg.connect_timeout = Duration::from_millis(loc.connect_timeout_ms.unwrap_or(60_000));
+    // nginx's defaults: keepalive_timeout 75s, client_body_timeout and
+    // client_header_timeout 60s, an upstream's keepalive_timeout 60s.
+    cfg.keepalive_timeout = Duration::from_millis(loc.keepalive_timeout_ms.unwrap_or(75_000));
+    cfg.body_timeout = Duration::from_millis(loc.client_body_timeout_ms.unwrap_or(60_000));
+    cfg.head_timeout = Duration::from_millis(loc.client_header_timeout_ms.unwrap_or(60_000));
+    cfg.upstream_idle_timeout = Duration::from_millis(upstream_idle_ms.unwrap_or(60_000));
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
     cfg.process_mode = conf.process_mode.unwrap_or(false);
     Ok((cfg, warnings))
@@ -762,16 +772,33 @@ mod tests {
             "and adds no X-Forwarded-For unless told"
         );
         let conf = SEED
-            .replace("least_conn;", "least_conn; keepalive 16;")
+            .replace("least_conn;", "least_conn; keepalive 16; keepalive_timeout 5s;")
+            .replace("server { listen", "client_body_timeout 7s; server { client_header_timeout 3s; listen")
             .replace(
                 "proxy_read_timeout 90s;",
                 "proxy_read_timeout 90s; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for; proxy_set_header X-Real-IP $remote_addr; proxy_set_header X-Odd $upstream_addr;",
             );
         let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&conf, "f").unwrap(), "f").unwrap();
         assert_eq!(c.keepalive, 16);
+        assert_eq!(
+            c.keepalive_timeout,
+            Duration::from_secs(75),
+            "nginx's default"
+        );
         let names: Vec<&str> = c.set_headers.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["X-Forwarded-For", "X-Real-IP"]);
         assert!(w.iter().any(|w| w.contains("$upstream_addr")), "{w:?}");
+        assert_eq!(c.upstream_idle_timeout, Duration::from_secs(5));
+        assert_eq!(
+            c.body_timeout,
+            Duration::from_secs(7),
+            "inherited from http"
+        );
+        assert_eq!(
+            c.head_timeout,
+            Duration::from_secs(3),
+            "inherited from server"
+        );
         let cli = Cli::try_parse_from([
             "ringway",
             "--upstream",

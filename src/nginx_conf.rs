@@ -8,16 +8,18 @@
 //! * `http`: `map $src $var { key value; default value; }`, `upstream NAME { }`, `server { }`
 //! * `upstream`: `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup] [down];`,
 //!   one balancing method out of `least_conn;`, `ip_hash;`, `hash KEY [consistent];` and the
-//!   ringway-specific `sticky cookie NAME;` (default: round robin), and `keepalive N;`
+//!   ringway-specific `sticky cookie NAME;` (default: round robin), `keepalive N;` and
+//!   `keepalive_timeout TIME;` (idle pooled connections)
 //! * `server`: `listen [HOST:]PORT [reuseport] [backlog=N] [default_server];`, `location PATH { }`
 //! * `location` (and, inherited the way nginx does it, `server`/`http`): `proxy_pass`,
 //!   `proxy_http_version`, `proxy_set_header`, `proxy_read_timeout`, `proxy_connect_timeout`,
-//!   `proxy_send_timeout`
+//!   `proxy_send_timeout`, `keepalive_timeout` (the client side's), `client_body_timeout`,
+//!   and (`http`/`server`) `client_header_timeout`
 //!
 //! Some directives are accepted but have no effect on ringway ("harmless"; each one produces a
 //! warning in [`NginxConf::warnings`]): `user`, `pid`, `daemon`, `master_process`, `error_log`,
 //! `access_log`, `log_format`, `server_name`, `sendfile`, `tcp_nopush`, `tcp_nodelay`,
-//! `keepalive_timeout`, `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
+//! `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
 //! `client_max_body_size`, `multi_accept`, `use`, `proxy_buffering`, `proxy_buffer_size`,
 //! the `*_temp_path` directives,
 //! `proxy_buffers`, `proxy_redirect` and `proxy_cache_bypass`.
@@ -96,6 +98,9 @@ pub struct Upstream {
     pub balance: Balance,
     /// `keepalive N;`: idle upstream connections cached per worker.
     pub keepalive: Option<usize>,
+    /// `keepalive_timeout TIME;` inside the upstream: how long a cached connection may idle,
+    /// in milliseconds.
+    pub keepalive_timeout_ms: Option<u64>,
     /// Line of the `upstream` directive.
     pub line: usize,
 }
@@ -188,6 +193,12 @@ pub struct Location {
     pub connect_timeout_ms: Option<u64>,
     /// `proxy_send_timeout` in milliseconds.
     pub send_timeout_ms: Option<u64>,
+    /// `keepalive_timeout` (client connections) in milliseconds.
+    pub keepalive_timeout_ms: Option<u64>,
+    /// `client_body_timeout` in milliseconds.
+    pub client_body_timeout_ms: Option<u64>,
+    /// `client_header_timeout` in milliseconds (from `server` or `http`).
+    pub client_header_timeout_ms: Option<u64>,
     /// Line of the `location` directive.
     pub line: usize,
 }
@@ -648,6 +659,7 @@ const HSL: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location];
 const HSLU: &[Ctx] = &[Ctx::Http, Ctx::Server, Ctx::Location, Ctx::Upstream];
 const MHSL: &[Ctx] = &[Ctx::Main, Ctx::Http, Ctx::Server, Ctx::Location];
 const HTTP_UPSTREAM: &[Ctx] = &[Ctx::Http, Ctx::Upstream];
+const HS: &[Ctx] = &[Ctx::Http, Ctx::Server];
 
 fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
     let known = |ctxs, args, block| Spec {
@@ -685,6 +697,9 @@ fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "proxy_read_timeout" | "proxy_connect_timeout" | "proxy_send_timeout" => {
             known(HSL, Exact(1), false)
         }
+        "keepalive_timeout" => known(HSLU, Range(1, 2), false),
+        "client_body_timeout" => known(HSL, Exact(1), false),
+        "client_header_timeout" => known(HS, Exact(1), false),
         // Harmless: accepted, warned about, otherwise ignored.
         "user" => harmless(MAIN, Range(1, 2)),
         "pid" => harmless(MAIN, Exact(1)),
@@ -701,7 +716,6 @@ fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         | "default_type"
         | "client_max_body_size"
         | "proxy_buffer_size" => harmless(HSL, Exact(1)),
-        "keepalive_timeout" => harmless(HSLU, Range(1, 2)),
         "proxy_buffers" => harmless(HSL, Exact(2)),
         "proxy_redirect" => harmless(HSL, Range(1, 2)),
         "proxy_cache_bypass" => harmless(HSL, AtLeast(1)),
@@ -882,6 +896,9 @@ struct Proxy {
     read: Option<u64>,
     connect: Option<u64>,
     send: Option<u64>,
+    keepalive: Option<u64>,
+    body: Option<u64>,
+    header: Option<u64>,
 }
 
 impl Proxy {
@@ -897,6 +914,9 @@ impl Proxy {
         self.read = self.read.or(parent.read);
         self.connect = self.connect.or(parent.connect);
         self.send = self.send.or(parent.send);
+        self.keepalive = self.keepalive.or(parent.keepalive);
+        self.body = self.body.or(parent.body);
+        self.header = self.header.or(parent.header);
     }
 }
 
@@ -1019,11 +1039,6 @@ impl Builder<'_> {
             "proxy_buffers" => {
                 self.number(d, d.arg(0))?;
                 self.size(d, d.arg(1))?;
-            }
-            "keepalive_timeout" => {
-                for a in &d.args {
-                    self.time(d, a)?;
-                }
             }
             _ => {}
         }
@@ -1219,6 +1234,9 @@ impl Builder<'_> {
                     read_timeout_ms: rl.proxy.read,
                     connect_timeout_ms: rl.proxy.connect,
                     send_timeout_ms: rl.proxy.send,
+                    keepalive_timeout_ms: rl.proxy.keepalive,
+                    client_body_timeout_ms: rl.proxy.body,
+                    client_header_timeout_ms: rl.proxy.header,
                     line: rl.line,
                 });
             }
@@ -1286,6 +1304,7 @@ impl Builder<'_> {
             servers: Vec::new(),
             balance: Balance::RoundRobin,
             keepalive: None,
+            keepalive_timeout_ms: None,
             line: d.line,
         };
         let mut balance_line: Option<usize> = None;
@@ -1305,6 +1324,13 @@ impl Builder<'_> {
                         return Err(self.duplicate(c));
                     }
                     u.keepalive = Some(self.positive(c, c.arg(0))?);
+                    continue;
+                }
+                "keepalive_timeout" => {
+                    if u.keepalive_timeout_ms.is_some() {
+                        return Err(self.duplicate(c));
+                    }
+                    u.keepalive_timeout_ms = Some(self.time(c, c.arg(0))?);
                     continue;
                 }
                 "least_conn" => Balance::LeastConn,
@@ -1598,6 +1624,23 @@ impl Builder<'_> {
                 dup(p.send.is_some())?;
                 p.send = Some(self.time(d, d.arg(0))?);
             }
+            "keepalive_timeout" => {
+                // The optional second argument (a Keep-Alive response header) is checked
+                // and not sent.
+                dup(p.keepalive.is_some())?;
+                p.keepalive = Some(self.time(d, d.arg(0))?);
+                if let Some(h) = d.args.get(1) {
+                    self.time(d, h)?;
+                }
+            }
+            "client_body_timeout" => {
+                dup(p.body.is_some())?;
+                p.body = Some(self.time(d, d.arg(0))?);
+            }
+            "client_header_timeout" => {
+                dup(p.header.is_some())?;
+                p.header = Some(self.time(d, d.arg(0))?);
+            }
             _ => {}
         }
         Ok(())
@@ -1766,6 +1809,7 @@ http {
                 ],
                 balance: Balance::LeastConn,
                 keepalive: Some(32),
+                keepalive_timeout_ms: None,
                 line: 6,
             }],
             servers: vec![Server {
@@ -1786,6 +1830,9 @@ http {
                     read_timeout_ms: Some(60_000),
                     connect_timeout_ms: Some(5_000),
                     send_timeout_ms: Some(60_000),
+                    keepalive_timeout_ms: None,
+                    client_body_timeout_ms: None,
+                    client_header_timeout_ms: None,
                     line: 15,
                 }],
                 line: 12,
@@ -2146,7 +2193,6 @@ http {
             (11, "sendfile"),
             (12, "tcp_nopush"),
             (13, "tcp_nodelay"),
-            (14, "keepalive_timeout"),
             (15, "types_hash_max_size"),
             (16, "default_type"),
             (17, "gzip"),
@@ -2175,6 +2221,11 @@ http {
         );
         err_at("http {\n client_max_body_size 10q;\n}", 2, "invalid size");
         err_at("http {\n keepalive_timeout 5x;\n}", 2, "invalid time");
+        err_at(
+            "http {\n server {\n location / {\n client_header_timeout 5s;\n }\n }\n}",
+            4,
+            "not allowed",
+        );
     }
 
     #[test]
