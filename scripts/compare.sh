@@ -15,7 +15,10 @@
 #      separate row; ramp time series, proxy RSS and MemFree before/while held;
 #   3. echo 64 B at 100 and 1000 connections, bulk 1 MiB at 1 and 10 connections, for
 #      ringway (splice), ringway (copy), nginx and direct (loadgen straight at one
-#      backend), repetitions interleaved; proxy CPU from /proc via loadgen --watch-pid.
+#      backend), repetitions interleaved; proxy CPU from /proc via loadgen --watch-pid;
+#      in the same sessions, small keep-alive HTTP GETs at 50 (and 500) connections for
+#      ringway, nginx and direct: requests/s and proxy CPU per request (this conf has
+#      `keepalive 32;` upstream and an empty Connection header for non-upgrade requests).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
 # (bench/src/bin/report.rs) writes summary.md and plots/*.svg from raw/.
@@ -34,7 +37,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/common.sh"
 
 usage() {
-    sed -n '2,27s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cmdline="$0${*:+ $*}"
@@ -95,17 +98,27 @@ case $mode in
 esac
 CEIL_RATE=1000
 SRC_IPS=127.0.0.2-127.0.0.9
-# Echo and bulk workloads: name, loadgen subcommand and options.
-WORKLOADS=(echo64-c100 echo64-c1000 bulk1m-c1 bulk1m-c10)
+# Echo, bulk and HTTP workloads: name, loadgen subcommand and options.
+WORKLOADS=(echo64-c100 echo64-c1000 bulk1m-c1 bulk1m-c10 http-c50)
+[[ $mode == smoke ]] || WORKLOADS+=(http-c500)
 workload_args() {
     case $1 in
         echo64-c100) echo "echo --conns 100 --size 64" ;;
         echo64-c1000) echo "echo --conns 1000 --size 64" ;;
         bulk1m-c1) echo "bulk --conns 1 --bytes 1048576" ;;
         bulk1m-c10) echo "bulk --conns 10 --bytes 1048576" ;;
+        http-c50) echo "http --conns 50 --pipeline 1" ;;
+        http-c500) echo "http --conns 500 --pipeline 1" ;;
     esac
 }
+# Plain HTTP never reaches the tunnel relay, so ringway runs it once (as ringway-splice).
+workload_applies() {
+    [[ $2 != http-* || $1 != ringway-copy ]]
+}
 PERF_TARGETS=(ringway-splice ringway-copy nginx direct)
+# Idle upstream connections each nginx worker keeps for the HTTP workloads (`keepalive N;`);
+# ringway reads the same line (its --keepalive pool, sized the same).
+HTTP_UPSTREAM_KEEPALIVE=32
 
 # ---------------------------------------------------------------------------------------
 # Preconditions
@@ -251,8 +264,8 @@ write_meta() {
             "$RAISED_WP" "$RAISED_WC" "$RAISED_CONNS" "$NGXMAX_WP" "$NGXMAX_WC" "$NGXMAX_CONNS"
         printf ' "raised_rate": %s, "raised_hold_s": %s, "src_ips": %s,' "$RAISED_RATE" "$RAISED_HOLD" "$(json_str "$SRC_IPS")"
         printf ' "perf_budget": [1, %s], "reps": %s, "duration_s": %s, "warmup_s": %s,' "$PERF_WC" "$REPS" "$DURATION" "$WARMUP"
-        printf ' "perf_targets": ["ringway-splice", "ringway-copy", "nginx", "direct"],'
-        printf ' "workloads": ["echo64-c100", "echo64-c1000", "bulk1m-c1", "bulk1m-c10"]}\n'
+        printf ' "perf_targets": [%s],' "$(json_list "${PERF_TARGETS[@]}")"
+        printf ' "workloads": [%s], "http_upstream_keepalive": %s}\n' "$(json_list "${WORKLOADS[@]}")" "$HTTP_UPSTREAM_KEEPALIVE"
         printf '}\n'
     } >"$RUN/meta.json"
 }
@@ -282,18 +295,35 @@ start_backends() {
 # ---------------------------------------------------------------------------------------
 # Configuration: the seed with our ports and budget (one file for both proxies)
 # ---------------------------------------------------------------------------------------
-# gen_conf NAME WORKERS WORKER_CONNECTIONS: writes conf/NAME.conf, prints its path.
+# gen_conf NAME WORKERS WORKER_CONNECTIONS [KEEPALIVE]: writes conf/NAME.conf, prints its
+# path. With KEEPALIVE (a number) the upstream block gets `keepalive KEEPALIVE;` and the
+# $connection_upgrade map gives non-upgrade requests an empty Connection header instead of
+# `close` (nginx's recipe for upstream keep-alive; the seed uses proxy_http_version 1.1).
 gen_conf() {
-    local name=$1 wp=$2 wc=$3 port file
+    local name=$1 wp=$2 wc=$3 keepalive=${4:-} port file
     port=$(free_port)
     file=$RUN/conf/$name.conf
-    awk -v wp="$wp" -v wc="$wc" -v port="$port" -v servers="${BACKEND_PORTS[*]}" '
+    awk -v wp="$wp" -v wc="$wc" -v port="$port" -v servers="${BACKEND_PORTS[*]}" -v ka="$keepalive" -v q="'" '
         BEGIN { n = split(servers, s, " ") }
+        ka != "" && /^[[:space:]]*map[[:space:]].*\$connection_upgrade[[:space:]]*{/ { in_map = 1 }
+        in_map && $0 ~ "^[[:space:]]*" q q "[[:space:]]+close;" {
+            print "        # compare.sh: no Connection: close upstream, so nginx can keep the connection alive."
+            sub(q q "[[:space:]]+close;", q q "      " q q ";")
+            did_map = 1
+        }
+        in_map && /}/ { in_map = 0 }
         /^[[:space:]]*worker_processes[[:space:]]/ { sub(/worker_processes[[:space:]]+[^;]*;/, "worker_processes " wp ";"); did_wp = 1 }
         /^[[:space:]]*worker_connections[[:space:]]/ { sub(/worker_connections[[:space:]]+[^;]*;/, "worker_connections " wc ";"); did_wc = 1 }
         /^[[:space:]]*listen[[:space:]]/ { sub(/listen[[:space:]]+[^;]*;/, "listen 127.0.0.1:" port ";"); did_listen = 1 }
         in_up && /^[[:space:]]*server[[:space:]]/ { next }
-        in_up && /}/ { in_up = 0 }
+        in_up && ka != "" && /^[[:space:]]*keepalive[[:space:]]/ { next }
+        in_up && /}/ {
+            in_up = 0
+            if (ka != "") {
+                print "        # compare.sh: idle upstream connections kept per worker (HTTP workloads)."
+                printf "        keepalive %s;\n", ka
+            }
+        }
         { print }
         /^[[:space:]]*upstream[[:space:]].*{/ {
             in_up = 1
@@ -307,9 +337,16 @@ gen_conf() {
             print "            # compare.sh: idle tunnels stay open through the holds (nginx default 60s)."
             print "            proxy_read_timeout 3600s;"
         }
-        END { if (!did_wp || !did_wc || !did_listen) exit 3 }
-    ' "$root/scripts/nginx.conf" >"$file" || die "scripts/nginx.conf lacks worker_processes, worker_connections or listen"
+        END { if (!did_wp || !did_wc || !did_listen) exit 3; if (ka != "" && !did_map) exit 4 }
+    ' "$root/scripts/nginx.conf" >"$file" || case $? in
+        4) die "scripts/nginx.conf has no \`'' close;\` line in its \$connection_upgrade map (needed for upstream keepalive)" ;;
+        *) die "scripts/nginx.conf lacks worker_processes, worker_connections or listen" ;;
+    esac
     grep -q 'proxy_read_timeout 3600s' "$file" || die "could not add proxy_read_timeout to $file (no 'proxy_set_header Host' line)"
+    if [[ -n $keepalive ]]; then
+        grep -Eq '^[[:space:]]*proxy_http_version[[:space:]]+1\.1;' "$file" ||
+            die "scripts/nginx.conf has no 'proxy_http_version 1.1;' (nginx needs it for upstream keepalive)"
+    fi
     "$BIN/ringway" -t -c "$file" >"$RUN/logs/$name.ringway-t.out" 2>&1 ||
         die "ringway -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.ringway-t.out")"
     nginx_cmd run "$file" -t >"$RUN/logs/$name.nginx-t.out" 2>&1 ||
@@ -526,9 +563,9 @@ end_session
 log "  nginx: $(summary_line "nginxmax__nginx__ceiling")"
 sleep 1
 
-# 3. Echo and bulk, interleaved repetitions.
-conf=$(gen_conf perf 1 "$PERF_WC")
-log "echo/bulk: 1 x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
+# 3. Echo, bulk and HTTP, interleaved repetitions (one conf, upstream keepalive for HTTP).
+conf=$(gen_conf perf 1 "$PERF_WC" "$HTTP_UPSTREAM_KEEPALIVE")
+log "echo/bulk/http: 1 x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
 for ((rep = 1; rep <= REPS; rep++)); do
     for target in "${PERF_TARGETS[@]}"; do
         case $target in
@@ -543,6 +580,7 @@ for ((rep = 1; rep <= REPS; rep++)); do
             watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
         fi
         for wl in "${WORKLOADS[@]}"; do
+            workload_applies "$target" "$wl" || continue
             read -r -a wargs <<<"$(workload_args "$wl")"
             run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
                 --warmup "$WARMUP" --watch-pid "${watch[@]}"
@@ -566,5 +604,6 @@ write_meta "$dur"
 log "writing summary.md and plots (target/release/report $RUN)"
 "$BIN/report" "$RUN" || die "report failed; rerun: target/release/report $RUN"
 log "done in ${dur}s: $RUN/summary.md"
-# The ceiling comparison, on the terminal: section 1 of the summary.
+# On the terminal: the ceiling comparison (section 1 of the summary) and the HTTP table.
 awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"
+awk '/^## /{p=0} /^## 6\./{p=1} p' "$RUN/summary.md"

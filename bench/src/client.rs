@@ -119,7 +119,19 @@ impl FrameReader {
         }
     }
 
-    async fn fill_required<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<()> {
+    /// Consumes `n` pending bytes (at most what is pending).
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+    }
+
+    /// Drops every pending byte (the connection they came from is gone); keeps the buffer.
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    /// Reads more bytes; an EOF is an `UnexpectedEof` error.
+    pub async fn fill_required<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> io::Result<()> {
         if self.fill(r).await? == 0 {
             return Err(eof());
         }

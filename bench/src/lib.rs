@@ -3,18 +3,27 @@
 //! | file | concern |
 //! |---|---|
 //! | `ws.rs` | WebSocket frame headers, masking, handshake strings |
-//! | `server.rs` | wsecho's per-connection upgrade, banner and in-place echo |
+//! | `http.rs` | HTTP/1.1 framing: request and response heads, body length, chunked decoding |
+//! | `server.rs` | wsecho's per-connection request loop: keep-alive `200` answers, pipelining, bodies |
+//! | `echo.rs` | wsecho's WebSocket side: `101`, banner and in-place echo |
+//! | `pool.rs` | wsecho's per-thread pools of read and output buffers |
 //! | `client.rs` | loadgen's client: connect, upgrade, banner, frame reading, failure kinds |
+//! | `http_client.rs` | loadgen's keep-alive HTTP/1.1 client: requests, response framing |
 //! | `net.rs` | loopback-only targets, source-address ranges, fd limit, SO_REUSEPORT |
 //! | `stats.rs` | failure counters, distribution keys, percentiles |
 //! | `cpu.rs` | CPU time of watched processes and of the generator itself |
+//! | `fmt.rs` | numbers and failure kinds for the reports |
 //! | `bin/wsecho.rs` | the echo backend (and its multi-process supervisor) |
 //! | `bin/loadgen/` | the load generator, one file per subcommand |
 
 pub mod client;
 pub mod cpu;
+pub mod echo;
 pub mod fmt;
+pub mod http;
+pub mod http_client;
 pub mod net;
+pub mod pool;
 pub mod server;
 pub mod stats;
 pub mod ws;

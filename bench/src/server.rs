@@ -1,9 +1,13 @@
-//! wsecho's connection handling: upgrade (or a plain `200 OK` for non-upgrade requests), the
-//! `backend:<port>` banner, then an in-place streaming echo.
+//! wsecho's connection handling: a keep-alive HTTP/1.1 request loop. Every plain request gets
+//! `200 OK` with the body `backend:<port>\n` (headers only for `HEAD`), in order, however many
+//! arrive in one read (pipelining); request bodies (Content-Length or chunked) are read and
+//! dropped. The connection stays open unless the request says otherwise (`Connection: close`,
+//! HTTP/1.0 without keep-alive) or is malformed (`400`/`431`/`501`, then close). A WebSocket
+//! upgrade, first or after plain requests, hands the connection to `echo.rs`.
 //!
-//! Memory: an idle connection holds no buffer. A connection borrows a buffer from a per-thread pool
-//! when bytes arrive and gives it back as soon as no partial frame is pending, so 10k+ idle
-//! connections cost little more than their sockets and task state.
+//! Memory: an idle connection holds no buffer. Input goes through a 64 KiB buffer and answers
+//! through an output buffer, both borrowed from per-thread pools (`pool.rs`) while bytes are
+//! pending and given back as soon as the connection idles.
 
 use std::cell::RefCell;
 use std::io;
@@ -11,245 +15,326 @@ use std::io;
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
-use crate::ws;
+use crate::http::{self, Body, Chunked, HeadError};
+use crate::pool;
 
-/// Size of a pooled read buffer; large frames stream through it in pieces.
-const BUF_SIZE: usize = 64 * 1024;
-/// Longest request head accepted.
+/// Longest request head accepted (longer is answered `431`).
 const MAX_HEAD: usize = 16 * 1024;
-/// Pooled buffers kept per thread when connections give them back.
-const POOL_MAX: usize = 64;
+/// Answers are written once this many bytes are queued, even mid-batch.
+const OUT_FLUSH: usize = 32 * 1024;
+
+const TOO_LARGE: &[u8] =
+    b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+const BAD_REQUEST: &[u8] =
+    b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+const NOT_IMPLEMENTED: &[u8] =
+    b"HTTP/1.1 501 Not Implemented\r\nConnection: close\r\nContent-Length: 0\r\n\r\n";
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+
+/// What the `Connection` header of an answer says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Persist {
+    /// HTTP/1.1 keep-alive: no header.
+    Keep,
+    /// `Connection: keep-alive` (an HTTP/1.0 client that asked for it).
+    KeepAlive10,
+    /// `Connection: close`, then close.
+    Close,
+}
+
+/// The answer owed to a request whose body is still arriving.
+#[derive(Debug, Clone, Copy)]
+struct Answer {
+    head_only: bool,
+    persist: Persist,
+}
+
+/// The `200 OK` answers of one backend port, built once per thread.
+struct Answers {
+    port: u16,
+    keep: Vec<u8>,
+    keep10: Vec<u8>,
+    close: Vec<u8>,
+    body_len: usize,
+}
+
+impl Answers {
+    fn new(port: u16) -> Self {
+        let body = format!("backend:{port}\n");
+        let make = |conn: &str| {
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{conn}\r\n{body}",
+                body.len()
+            )
+            .into_bytes()
+        };
+        Answers {
+            port,
+            keep: make(""),
+            keep10: make("Connection: keep-alive\r\n"),
+            close: make("Connection: close\r\n"),
+            body_len: body.len(),
+        }
+    }
+}
 
 thread_local! {
-    static POOL: RefCell<Vec<Box<[u8]>>> = const { RefCell::new(Vec::new()) };
+    static ANSWERS: RefCell<Option<Answers>> = const { RefCell::new(None) };
 }
 
-fn take_buf() -> Box<[u8]> {
-    POOL.with(|p| p.borrow_mut().pop())
-        .unwrap_or_else(|| vec![0u8; BUF_SIZE].into_boxed_slice())
-}
-
-fn give_buf(b: Box<[u8]>) {
-    POOL.with(|p| {
-        let mut p = p.borrow_mut();
-        if p.len() < POOL_MAX {
-            p.push(b);
+/// Appends the `200 OK` answer for `a` to `out` (no allocation once `out` has room).
+fn push_answer(out: &mut Vec<u8>, port: u16, a: Answer) {
+    ANSWERS.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|x| x.port != port) {
+            *cell = Some(Answers::new(port));
         }
+        let x = cell.as_ref().expect("answers built");
+        let full = match a.persist {
+            Persist::Keep => &x.keep,
+            Persist::KeepAlive10 => &x.keep10,
+            Persist::Close => &x.close,
+        };
+        let n = if a.head_only {
+            full.len() - x.body_len
+        } else {
+            full.len()
+        };
+        out.extend_from_slice(&full[..n]);
     });
 }
 
-/// Serves one accepted connection until it closes. `port` names this backend in the banner.
+/// What follows the request loop.
+enum After {
+    Close,
+    Upgrade { key: String, rest: Vec<u8> },
+}
+
+/// Where the request being read is.
+enum Req {
+    /// Between requests: the next bytes start a head.
+    Head,
+    /// Dropping a Content-Length body (bytes left), then answering.
+    Body(u64, Answer),
+    /// Dropping a chunked body, then answering.
+    Chunked(Chunked, Answer),
+}
+
+/// One connection's buffers; gives them back to the pools when dropped (on every exit path,
+/// task abort included).
+struct Conn<'a> {
+    stream: &'a mut TcpStream,
+    port: u16,
+    buf: Option<Box<[u8]>>,
+    /// `buf[start..end]` is received and not yet consumed.
+    start: usize,
+    end: usize,
+    out: Vec<u8>,
+}
+
+impl Drop for Conn<'_> {
+    fn drop(&mut self) {
+        if let Some(b) = self.buf.take() {
+            pool::give_buf(b);
+        }
+        pool::give_out(std::mem::take(&mut self.out));
+    }
+}
+
+/// Serves one accepted connection until it closes. `port` names this backend in the banner and
+/// in the body of plain answers.
 pub async fn serve(mut stream: TcpStream, port: u16) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    // Read the request head into a small growable buffer.
-    let mut head = Vec::with_capacity(1024);
-    let end = loop {
-        if let Some(e) = ws::head_end(&head) {
-            break e;
-        }
-        if head.len() > MAX_HEAD {
-            stream
-                .write_all(b"HTTP/1.1 431 Request Header Fields Too Large\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")
-                .await?;
-            return Ok(());
-        }
-        stream.readable().await?;
-        let mut chunk = [0u8; 2048];
-        match stream.try_read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(e) => return Err(e),
-        }
+    let mut c = Conn {
+        stream: &mut stream,
+        port,
+        buf: None,
+        start: 0,
+        end: 0,
+        out: Vec::new(),
     };
-    let text = String::from_utf8_lossy(&head[..end]);
-    let upgrade = ws::header_value(&text, "upgrade").is_some_and(|v| ws::has_token(v, "websocket"));
-    let key = ws::header_value(&text, "sec-websocket-key");
-    let banner = format!("backend:{port}");
-    let (Some(key), true) = (key, upgrade) else {
-        let body = format!("{banner}\n");
-        let resp = format!(
-            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(resp.as_bytes()).await?;
-        let _ = stream.shutdown().await;
-        return Ok(());
-    };
-    let mut out = format!(
-        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        ws::accept_key(key)
-    )
-    .into_bytes();
-    out.extend_from_slice(&ws::build_frame(ws::OP_TEXT, banner.as_bytes(), None));
-    stream.write_all(&out).await?;
-    drop(out);
-    drop(text);
-    let leftover = head[end..].to_vec();
-    drop(head);
-    echo(stream, &leftover).await
-}
-
-/// Where the echo loop is within the incoming frame stream.
-enum State {
-    /// Expecting a frame header.
-    Header,
-    /// Streaming a data frame's payload: bytes left, its mask, and the offset into the payload.
-    Payload {
-        left: u64,
-        mask: Option<[u8; 4]>,
-        offset: usize,
-    },
-}
-
-/// Echoes frames in place: a data frame's payload is unmasked inside the read buffer and written
-/// back behind a server header placed just before it (the unmasked header is 4 bytes shorter than
-/// the client's, so it fits where the client's header was). One write per piece, no copies.
-async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
-    let mut buf: Option<Box<[u8]>> = None;
-    // buf[out..start] is output not yet written (a header), buf[start..end] is unparsed input.
-    let (mut out, mut start, mut end) = (0usize, 0usize, 0usize);
-    if !leftover.is_empty() {
-        let mut b = take_buf();
-        b[..leftover.len()].copy_from_slice(leftover);
-        end = leftover.len();
-        buf = Some(b);
+    let after = c.requests().await?;
+    drop(c);
+    match after {
+        After::Close => Ok(()),
+        After::Upgrade { key, rest } => crate::echo::upgrade(stream, port, &key, &rest).await,
     }
-    let mut state = State::Header;
-    loop {
-        // Process what is buffered.
-        if let Some(b) = buf.as_mut() {
-            loop {
-                match state {
-                    State::Header => {
-                        let h = match ws::parse_header(&b[start..end]) {
-                            Ok(Some(h)) => h,
-                            Ok(None) => break,
-                            Err(_) => {
-                                let f = ws::build_frame(ws::OP_CLOSE, &1002u16.to_be_bytes(), None);
-                                let _ = stream.write_all(&f).await;
-                                return Ok(());
-                            }
-                        };
-                        if h.opcode >= ws::OP_CLOSE {
-                            let total = h.header_len + h.len as usize;
-                            if end - start < total {
-                                break;
-                            }
-                            let p = &mut b[start + h.header_len..start + total];
-                            if let Some(m) = h.mask {
-                                ws::apply_mask(p, m, 0);
-                            }
-                            match h.opcode {
-                                ws::OP_PING => {
-                                    stream
-                                        .write_all(&ws::build_frame(ws::OP_PONG, p, None))
-                                        .await?;
-                                }
-                                ws::OP_CLOSE => {
-                                    let code = if p.len() >= 2 { &p[..2] } else { &[] };
-                                    stream
-                                        .write_all(&ws::build_frame(ws::OP_CLOSE, code, None))
-                                        .await?;
-                                    let _ = stream.shutdown().await;
-                                    give_buf(buf.take().expect("buffer present"));
-                                    return Ok(());
-                                }
-                                _ => {}
-                            }
-                            start += total;
-                            out = start;
-                        } else {
-                            let shl = ws::header_len(h.len, false);
-                            let at = start + h.header_len - shl;
-                            ws::encode_header(&mut b[at..], h.fin, h.opcode, h.len, None);
-                            out = at;
-                            start += h.header_len;
-                            state = State::Payload {
-                                left: h.len,
-                                mask: h.mask,
-                                offset: 0,
-                            };
-                        }
-                    }
-                    State::Payload {
-                        ref mut left,
-                        mask,
-                        ref mut offset,
-                    } => {
-                        let n = (*left).min((end - start) as u64) as usize;
-                        if let Some(m) = mask {
-                            ws::apply_mask(&mut b[start..start + n], m, *offset);
-                        }
-                        start += n;
-                        *left -= n as u64;
-                        *offset += n;
-                        if start > out {
-                            stream.write_all(&b[out..start]).await?;
-                            out = start;
-                        }
-                        if *left == 0 {
-                            state = State::Header;
-                        } else {
-                            break;
-                        }
-                    }
-                }
-            }
-            // Make room: drop consumed bytes, keep pending output and unparsed input.
-            if out == end {
-                out = 0;
-                start = 0;
-                end = 0;
-                if matches!(state, State::Header) {
-                    give_buf(buf.take().expect("buffer present"));
-                }
-            } else if end == BUF_SIZE {
-                b.copy_within(out..end, 0);
-                start -= out;
-                end -= out;
-                out = 0;
-            }
+}
+
+impl Conn<'_> {
+    /// Queues bytes for the client (borrowing an output buffer when none is held).
+    fn queue(&mut self, bytes: &[u8]) {
+        if self.out.capacity() == 0 {
+            self.out = pool::take_out();
         }
-        // Read more. Without a buffer, wait for readability first so idle connections hold none.
-        let b = match buf.as_mut() {
-            Some(b) => b,
-            None => {
-                stream.readable().await?;
-                buf.insert(take_buf())
-            }
+        self.out.extend_from_slice(bytes);
+    }
+
+    fn queue_answer(&mut self, a: Answer) {
+        if self.out.capacity() == 0 {
+            self.out = pool::take_out();
+        }
+        push_answer(&mut self.out, self.port, a);
+    }
+
+    /// Writes what is queued and gives the output buffer back.
+    async fn flush(&mut self) -> io::Result<()> {
+        if !self.out.is_empty() {
+            self.stream.write_all(&self.out).await?;
+        }
+        pool::give_out(std::mem::take(&mut self.out));
+        Ok(())
+    }
+
+    /// Consumes what is buffered: bodies, heads, answers. Returns `Some` when the loop ends
+    /// (close or upgrade) and `None` when more input is needed.
+    async fn process(&mut self, req: &mut Req) -> io::Result<Option<After>> {
+        let Some(b) = self.buf.take() else {
+            return Ok(None);
         };
-        let space = b.len() - end;
-        match stream.try_read(&mut b[end..]) {
-            Ok(0) => break,
-            Ok(n) => {
-                end += n;
-                if n < space {
-                    // A short read drained the socket: drop tokio's cached readiness now (before
-                    // any await lets the driver record newer events) rather than paying a read(2)
-                    // that returns EAGAIN later. Bytes arriving after this raise a new edge event.
-                    let _ = stream.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
+        let r = self.process_in(&b, req).await;
+        self.buf = Some(b);
+        r
+    }
+
+    async fn process_in(&mut self, b: &[u8], req: &mut Req) -> io::Result<Option<After>> {
+        loop {
+            // Finish the current request's body, then answer it.
+            let done = match req {
+                Req::Head => None,
+                Req::Body(left, a) => {
+                    let n = (*left).min((self.end - self.start) as u64);
+                    self.start += n as usize;
+                    *left -= n;
+                    (*left == 0).then_some(*a)
                 }
+                Req::Chunked(dec, a) => match dec.feed(&b[self.start..self.end]) {
+                    Ok((n, fin)) => {
+                        self.start += n;
+                        fin.then_some(*a)
+                    }
+                    Err(_) => {
+                        self.queue(BAD_REQUEST);
+                        return Ok(Some(After::Close));
+                    }
+                },
+            };
+            match (&*req, done) {
+                (Req::Head, _) => {}
+                (_, Some(a)) => {
+                    *req = Req::Head;
+                    self.queue_answer(a);
+                    if a.persist == Persist::Close {
+                        return Ok(Some(After::Close));
+                    }
+                }
+                (_, None) => return Ok(None),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if end == 0 {
-                    give_buf(buf.take().expect("buffer present"));
-                } else {
-                    stream.readable().await?;
-                }
+            if self.out.len() >= OUT_FLUSH {
+                self.flush().await?;
             }
-            Err(e) => {
-                if let Some(b) = buf.take() {
-                    give_buf(b);
+            if self.start == self.end {
+                return Ok(None);
+            }
+            let head = match http::parse_request(&b[self.start..self.end]) {
+                Ok(Some(h)) if h.len <= MAX_HEAD => h,
+                Ok(None) if self.end - self.start <= MAX_HEAD => return Ok(None),
+                Ok(_) | Err(HeadError::TooManyHeaders) => {
+                    self.queue(TOO_LARGE);
+                    return Ok(Some(After::Close));
                 }
-                return Err(e);
+                Err(HeadError::Malformed(_)) => {
+                    self.queue(BAD_REQUEST);
+                    return Ok(Some(After::Close));
+                }
+                Err(HeadError::Unsupported(_)) => {
+                    self.queue(NOT_IMPLEMENTED);
+                    return Ok(Some(After::Close));
+                }
+            };
+            self.start += head.len;
+            if let Some(key) = head.upgrade_key {
+                return Ok(Some(After::Upgrade {
+                    key,
+                    rest: b[self.start..self.end].to_vec(),
+                }));
+            }
+            let a = Answer {
+                head_only: head.head_only,
+                persist: match (head.keep_alive, head.http10) {
+                    (false, _) => Persist::Close,
+                    (true, false) => Persist::Keep,
+                    (true, true) => Persist::KeepAlive10,
+                },
+            };
+            if head.expect_continue {
+                self.queue(CONTINUE);
+            }
+            *req = match head.body {
+                Body::None | Body::UntilClose => Req::Body(0, a),
+                Body::Length(n) => Req::Body(n, a),
+                Body::Chunked => Req::Chunked(Chunked::new(), a),
+            };
+        }
+    }
+
+    /// The request loop: read, answer, repeat until the client closes, a request asks for the
+    /// close, or an upgrade arrives.
+    async fn requests(&mut self) -> io::Result<After> {
+        let mut req = Req::Head;
+        loop {
+            let next = self.process(&mut req).await?;
+            self.flush().await?;
+            if let Some(after) = next {
+                if matches!(after, After::Close) {
+                    let _ = self.stream.shutdown().await;
+                }
+                return Ok(after);
+            }
+            // Make room: drop consumed bytes, keep a partial head at the front.
+            if self.start == self.end {
+                self.start = 0;
+                self.end = 0;
+                if let Some(b) = self.buf.take() {
+                    pool::give_buf(b);
+                }
+            } else if self.end == pool::BUF_SIZE {
+                let b = self.buf.as_mut().expect("buffer present");
+                b.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            // Read more. Without a buffer, wait for readability first so idle connections hold
+            // none.
+            if self.buf.is_none() {
+                self.stream.readable().await?;
+            }
+            let b = self.buf.get_or_insert_with(pool::take_buf);
+            let space = b.len() - self.end;
+            match self.stream.try_read(&mut b[self.end..]) {
+                Ok(0) => return Ok(After::Close),
+                Ok(n) => {
+                    self.end += n;
+                    if n < space {
+                        // A short read drained the socket: drop tokio's cached readiness now
+                        // rather than paying a read(2) that returns EAGAIN later (bytes arriving
+                        // after this raise a new edge event).
+                        let _ = self.stream.try_io(Interest::READABLE, || {
+                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
+                        });
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if self.end == 0 {
+                        if let Some(b) = self.buf.take() {
+                            pool::give_buf(b);
+                        }
+                    } else {
+                        self.stream.readable().await?;
+                    }
+                }
+                Err(e) => return Err(e),
             }
         }
     }
-    if let Some(b) = buf.take() {
-        give_buf(b);
-    }
-    Ok(())
 }

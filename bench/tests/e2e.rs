@@ -229,19 +229,208 @@ fn refuses_non_loopback_target() {
     }
 }
 
+/// Sends `req` on a fresh connection and reads until wsecho closes it.
+fn exchange(port: u16, req: &[u8]) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(req).unwrap();
+    let mut resp = Vec::new();
+    s.read_to_end(&mut resp)
+        .expect("wsecho closes after the last answer");
+    String::from_utf8(resp).unwrap()
+}
+
+/// wsecho's `200 OK` answer for `port`, with an optional Connection header line.
+fn ok(port: u16, conn: &str, head_only: bool) -> String {
+    let body = format!("backend:{port}\n");
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n{conn}\r\n{}",
+        body.len(),
+        if head_only { "" } else { &body }
+    )
+}
+
 #[test]
 fn plain_http_gets_200_with_banner() {
     let e = Echo::start(&[]);
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", e.port)).unwrap();
-    s.write_all(b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
+    let resp = exchange(
+        e.port,
+        b"GET /x HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n",
+    );
     assert!(resp.starts_with("HTTP/1.1 200"), "{resp}");
     assert!(resp.contains("Connection: close"));
     assert!(
         resp.ends_with(&format!("\r\n\r\nbackend:{}\n", e.port)),
         "{resp}"
     );
+    // HTTP/1.0 without keep-alive is closed too.
+    let resp = exchange(
+        e.port,
+        b"GET / HTTP/1.0\r\n\r\nGET /unanswered HTTP/1.0\r\n\r\n",
+    );
+    assert_eq!(resp, ok(e.port, "Connection: close\r\n", false));
+}
+
+#[test]
+fn plain_http_keeps_alive_and_answers_pipelined_requests_in_order() {
+    let e = Echo::start(&[]);
+    let req = b"GET /1 HTTP/1.1\r\nHost: a\r\n\r\n\
+        HEAD /2 HTTP/1.1\r\nHost: a\r\n\r\n\
+        POST /3 HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhello\
+        POST /4 HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n10;x=y\r\n0123456789abcdef\r\n0\r\nT: 1\r\n\r\n\
+        GET /5 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n\
+        GET /6 HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n\
+        GET /7 HTTP/1.1\r\nHost: a\r\n\r\n";
+    let resp = exchange(e.port, req);
+    let p = e.port;
+    let want = [
+        ok(p, "", false),
+        ok(p, "", true),
+        ok(p, "", false),
+        ok(p, "", false),
+        ok(p, "Connection: keep-alive\r\n", false),
+        ok(p, "Connection: close\r\n", false),
+    ]
+    .concat();
+    assert_eq!(resp, want);
+
+    // Requests in separate writes on one connection, a body split across them.
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", p)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let one = ok(p, "", false);
+    for part in [
+        &b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..],
+        b"POST / HTTP/1.1\r\nContent-Length: 10\r\nExpect: 100-continue\r\n\r\n01234",
+    ] {
+        s.write_all(part).unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut got = vec![0u8; one.len() + "HTTP/1.1 100 Continue\r\n\r\n".len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&got),
+        format!("{one}HTTP/1.1 100 Continue\r\n\r\n")
+    );
+    s.write_all(b"56789").unwrap();
+    let mut got = vec![0u8; one.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), one);
+}
+
+#[test]
+fn bad_requests_get_an_error_and_the_close() {
+    let e = Echo::start(&[]);
+    let resp = exchange(e.port, b"GET / HTTP/1.1\r\nBad Header\r\n\r\n");
+    assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+    let resp = exchange(
+        e.port,
+        b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 400 "), "{resp}");
+    let resp = exchange(
+        e.port,
+        b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+    );
+    assert!(resp.starts_with("HTTP/1.1 501 "), "{resp}");
+    let mut big = b"GET / HTTP/1.1\r\nCookie: ".to_vec();
+    big.extend(std::iter::repeat_n(b'c', 20_000));
+    big.extend_from_slice(b"\r\n\r\n");
+    let resp = exchange(e.port, &big);
+    assert!(resp.starts_with("HTTP/1.1 431 "), "{resp}");
+    // A good answer before the bad request is still sent first.
+    let resp = exchange(
+        e.port,
+        b"GET / HTTP/1.1\r\n\r\nPOST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    );
+    assert!(resp.starts_with(&ok(e.port, "", false)), "{resp}");
+    assert!(
+        resp.ends_with(
+            "HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n"
+        ),
+        "{resp}"
+    );
+}
+
+#[tokio::test]
+async fn upgrade_after_plain_requests_on_one_connection() {
+    let e = Echo::start(&[]);
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", e.port)).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let one = ok(e.port, "", false);
+    let mut got = vec![0u8; one.len()];
+    s.read_exact(&mut got).unwrap();
+    assert_eq!(String::from_utf8_lossy(&got), one);
+    s.set_nonblocking(true).unwrap();
+    let s = tokio::net::TcpStream::from_std(s).unwrap();
+    let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/", e.target()), s)
+        .await
+        .expect("upgrade on a kept-alive connection");
+    let banner = ws.next().await.unwrap().unwrap();
+    assert_eq!(banner, Message::Text(format!("backend:{}", e.port)));
+    ws.send(Message::Text("after keep-alive".into()))
+        .await
+        .unwrap();
+    assert_eq!(
+        ws.next().await.unwrap().unwrap(),
+        Message::Text("after keep-alive".into())
+    );
+}
+
+#[test]
+fn http_direct() {
+    let e = Echo::start(&[]);
+    let pid = e.child.id().to_string();
+    let o = loadgen(&[
+        "http",
+        "--target",
+        &e.target(),
+        "--conns",
+        "4",
+        "--pipeline",
+        "3",
+        "--duration",
+        "1",
+        "--warmup",
+        "0.2",
+        "--path",
+        "/ping",
+        "--watch-pid",
+        &pid,
+    ]);
+    let j = last_json(&o);
+    assert_eq!(j["subcommand"], "http");
+    assert_eq!(j["connected"], 4);
+    let n = j["requests"].as_u64().unwrap();
+    assert!(n > 100, "{j}");
+    assert!(j["requests_per_s"].as_f64().unwrap() > 100.0);
+    for k in ["p50", "p90", "p99", "p999", "max"] {
+        assert!(j["latency_us"][k].as_f64().unwrap() > 0.0, "latency {k}");
+    }
+    assert_eq!(j["distribution"][format!("backend:{}", e.port)], n, "{j}");
+    assert_eq!(j["reconnects"], 0, "wsecho keeps connections alive: {j}");
+    assert_eq!(j["connects_total"], 4, "{j}");
+    assert_eq!(j["stalled"], 0);
+    assert_eq!(j["errors"]["eof"], 0);
+    assert_eq!(j["errors"]["other"], 0);
+    assert_eq!(j["watched"][0]["pid"].as_u64().unwrap().to_string(), pid);
+    assert!(
+        j["watched"][0]["cpu_us_per_req"].as_f64().unwrap() > 0.0,
+        "{j}"
+    );
+    assert!(j["loadgen_cpu_us_per_req"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn http_usage_errors() {
+    for args in [
+        &["http", "--target", "127.0.0.1:80", "--pipeline", "0"][..],
+        &["http", "--target", "127.0.0.1:80", "--conns", "0"][..],
+        &["http", "--target", "127.0.0.1:80", "--path", "nope"][..],
+    ] {
+        let o = loadgen(args);
+        assert_eq!(o.status.code(), Some(2), "{args:?}");
+        assert!(o.stdout.is_empty());
+    }
 }
 
 #[tokio::test]

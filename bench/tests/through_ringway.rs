@@ -1,6 +1,7 @@
 //! loadgen through a real ringway (in-process, port 0) in front of real wsecho backends:
-//! the ceiling at 1 × 64 is exactly 31 and round robin spreads it; `echo` reports every
-//! field the comparison script reads.
+//! the ceiling at 1 × 64 is exactly 31 and round robin spreads it; `echo` and `http` report
+//! every field the comparison script reads (`http` whether or not ringway keeps client
+//! connections alive: a close is a reconnect, not an error).
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -119,4 +120,46 @@ fn echo_for_2s_reports_every_field() {
         "the proxy (this process) used CPU: {j}"
     );
     assert_eq!(j["errors"]["reset"], 0);
+}
+
+#[test]
+fn http_through_ringway_counts_closes_as_reconnects() {
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let p = proxy(&backends, 1024);
+    let target = p.local_addr().to_string();
+    let pid = std::process::id().to_string();
+    for pipeline in ["1", "3"] {
+        let j = loadgen(&[
+            "http",
+            "--target",
+            &target,
+            "--conns",
+            "8",
+            "--pipeline",
+            pipeline,
+            "--duration",
+            "1",
+            "--warmup",
+            "0.2",
+            "--watch-pid",
+            &pid,
+        ]);
+        assert_eq!(j["subcommand"], "http");
+        assert_eq!(j["connected"], 8, "{j}");
+        let n = j["requests"].as_u64().unwrap();
+        assert!(n > 50, "{j}");
+        assert!(j["reconnects"].as_u64().unwrap() <= n + 8, "{j}");
+        let dist = j["distribution"].as_object().unwrap();
+        assert_eq!(dist.len(), 2, "both backends answered: {j}");
+        assert_eq!(dist.values().filter_map(|v| v.as_u64()).sum::<u64>(), n);
+        assert!(j["latency_us"]["p99"].as_f64().unwrap() > 0.0);
+        assert!(
+            j["watched"][0]["cpu_us_per_req"].as_f64().unwrap() > 0.0,
+            "{j}"
+        );
+        assert_eq!(j["stalled"], 0, "{j}");
+        for k in ["eof", "reset", "timeout", "other"] {
+            assert_eq!(j["errors"][k], 0, "{k}: {j}");
+        }
+    }
 }

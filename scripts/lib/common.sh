@@ -2,7 +2,7 @@
 # scripts/lib/common.sh: helpers shared by scripts/compare.sh (sourced, not run).
 #
 # Process bookkeeping (every child is started through start_bg and killed by pid on exit,
-# never by name), free-port probing on loopback, JSON string escaping, and the memory
+# never by name), free-port probing on loopback, JSON string and list escaping, and the memory
 # sampler used during the raised-ceiling runs. Needs bash >= 5 ($EPOCHREALTIME).
 
 # Pids of everything we started, in start order; cleanup_children kills them newest first.
@@ -32,6 +32,15 @@ json_str() {
     # Remaining control characters are dropped: none of our values should contain them.
     s=$(printf '%s' "$s" | tr -d '\000-\037')
     printf '"%s"' "$s"
+}
+
+# The arguments as a JSON list of strings, without the brackets: "a", "b".
+json_list() {
+    local x out=""
+    for x in "$@"; do
+        out+="${out:+, }$(json_str "$x")"
+    done
+    printf '%s' "$out"
 }
 
 # Remember a pid so cleanup_children kills it.

@@ -8,7 +8,8 @@
 //!
 //! Session labels: `ceiling__{ringway,nginx}` (1 worker, seed budget), `raised__{ringway,nginx}`
 //! (same raised budget for both), `nginxmax__nginx` (nginx's own largest here) and
-//! `perf__rN__{ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo and bulk).
+//! `perf__rN__{ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo, bulk and
+//! HTTP; the `http-cN` workloads skip ringway-copy, since plain HTTP never reaches the relay).
 
 use plotters::prelude::*;
 use serde_json::Value;
@@ -19,6 +20,8 @@ use std::path::{Path, PathBuf};
 const PERF_TARGETS: [&str; 4] = ["ringway-splice", "ringway-copy", "nginx", "direct"];
 const ECHO_WL: [&str; 2] = ["echo64-c100", "echo64-c1000"];
 const BULK_WL: [&str; 2] = ["bulk1m-c1", "bulk1m-c10"];
+/// Targets of the HTTP workloads (`http-c<conns>`).
+const HTTP_TARGETS: [&str; 3] = ["ringway-splice", "nginx", "direct"];
 
 struct Run {
     dir: PathBuf,
@@ -196,10 +199,11 @@ fn spread(mut xs: Vec<f64>) -> Option<Spread> {
     })
 }
 fn fs(s: Option<Spread>, unit: &str) -> String {
+    let sep = if unit.is_empty() { "" } else { " " };
     match s {
         None => "–".into(),
-        Some(s) if s.n == 1 => format!("{} {unit}", f(s.med)),
-        Some(s) => format!("{} {unit} ({}–{})", f(s.med), f(s.min), f(s.max)),
+        Some(s) if s.n == 1 => format!("{}{sep}{unit}", f(s.med)),
+        Some(s) => format!("{}{sep}{unit} ({}–{})", f(s.med), f(s.min), f(s.max)),
     }
 }
 fn med(s: Option<Spread>) -> Option<f64> {
@@ -717,6 +721,9 @@ fn summary(run: &Run) -> String {
         let _ = writeln!(o);
     }
 
+    // 6. HTTP
+    http_section(run, &mut o, &mut problems, &mut nginx_wins);
+
     // Sessions: exits, notes
     for (s, v) in &run.sessions {
         if v.get("alive_at_stop").and_then(Value::as_bool) == Some(false) {
@@ -774,6 +781,178 @@ fn summary(run: &Run) -> String {
         run.dir.display()
     );
     o
+}
+
+/// The HTTP workloads present in the results (`http-c<conns>`), by connection count.
+fn http_workloads(run: &Run) -> Vec<String> {
+    let mut wls: Vec<String> = run
+        .results
+        .keys()
+        .filter(|(s, w)| s.starts_with("perf__r") && w.starts_with("http-"))
+        .map(|(_, w)| w.clone())
+        .collect();
+    wls.sort_by_key(|w| {
+        let conns = w.rsplit_once("-c").and_then(|x| x.1.parse::<u64>().ok());
+        (conns.unwrap_or(u64::MAX), w.clone())
+    });
+    wls.dedup();
+    wls
+}
+
+fn http_label(t: &str) -> &str {
+    if t == "ringway-splice" {
+        "ringway"
+    } else {
+        target_label(t)
+    }
+}
+
+/// Section 6: small keep-alive GETs, requests/s and proxy CPU per request.
+fn http_section(
+    run: &Run,
+    o: &mut String,
+    problems: &mut Vec<String>,
+    nginx_wins: &mut Vec<String>,
+) {
+    let m = &run.meta;
+    let wls = http_workloads(run);
+    let listed = at(m, "params.workloads")
+        .and_then(Value::as_array)
+        .is_some_and(|w| {
+            w.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.starts_with("http-")))
+        });
+    if wls.is_empty() && !listed {
+        return; // a run from before the HTTP workloads
+    }
+    let _ = writeln!(
+        o,
+        "\n## 6. HTTP, small keep-alive GETs, closed loop (1 worker × {} slots, upstream `keepalive {}`)\n",
+        fo(at(m, "params.perf_budget")
+            .and_then(|b| b.get(1))
+            .and_then(Value::as_f64)),
+        fi(num(m, "params.http_upstream_keepalive"))
+    );
+    let _ = writeln!(
+        o,
+        "`loadgen http`: each connection sends `GET /` and waits for the whole response before the next; wsecho \
+         answers `200` with a 14-byte body and keeps the connection open. Requests/s counts 2xx responses; latency \
+         runs from a request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
+         proxy's process tree per request. \"Client connections closed\": by the proxy (direct: the backend) after \
+         a response, per 1,000 requests; loadgen reconnects and goes on. Same sessions as echo and bulk (median over \
+         {} repetition(s) of {} s); ringway is the `--tunnel splice` session (plain HTTP never reaches the relay).\n",
+        fp(num(m, "params.reps")),
+        fp(num(m, "params.duration_s"))
+    );
+    for wl in &wls {
+        let wl = wl.as_str();
+        let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
+        let pipeline = run
+            .reps("nginx", wl)
+            .first()
+            .or(run.reps("direct", wl).first())
+            .and_then(|v| num(v, "params.pipeline"))
+            .unwrap_or(1.0);
+        let _ = writeln!(
+            o,
+            "### {conns} connections{}\n",
+            if pipeline > 1.0 {
+                format!(", {pipeline} pipelined")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            o,
+            "| target | requests/s | latency p50 | p90 | p99 | p99.9 | proxy CPU per req | backends CPU per req | client connections closed per 1,000 req | req/s vs nginx | proxy CPU/req vs nginx | p99 vs nginx | req/s vs direct |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let get = |t: &str, path: &'static str| run.metric(t, wl, move |v| num(v, path));
+        let cpu = |t: &str| run.metric(t, wl, |v| proxy_cpu(v, t, "tree_cpu_us_per_req"));
+        let closes = |t: &str| {
+            run.metric(t, wl, |v| {
+                let n = num(v, "requests")?;
+                (n > 0.0).then(|| num(v, "reconnects").unwrap_or(0.0) * 1000.0 / n)
+            })
+        };
+        let ng_rate = med(get("nginx", "requests_per_s"));
+        let ng_cpu = med(cpu("nginx"));
+        let ng_p99 = med(get("nginx", "latency_us.p99"));
+        let d_rate = med(get("direct", "requests_per_s"));
+        for t in HTTP_TARGETS {
+            let rate = get(t, "requests_per_s");
+            if rate.is_none() {
+                let _ = writeln!(o, "| {} | no result | | | | | | | | | | | |", http_label(t));
+                problems.push(format!("{wl} {t}: no result"));
+                continue;
+            }
+            let p99 = get(t, "latency_us.p99");
+            let c = cpu(t);
+            let be = run.metric(t, wl, |v| backend_cpu(v, t, "tree_cpu_us_per_req"));
+            let cl = closes(t);
+            let vs = |x: Option<f64>| if t == "direct" { "–".into() } else { fr(x) };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                http_label(t),
+                fs(rate, "req/s"),
+                fs(get(t, "latency_us.p50"), "µs"),
+                fs(get(t, "latency_us.p90"), "µs"),
+                fs(p99, "µs"),
+                fs(get(t, "latency_us.p999"), "µs"),
+                fs(c, "µs"),
+                fs(be, "µs"),
+                fs(cl, ""),
+                vs(ratio(med(rate), ng_rate)),
+                vs(ratio(med(c), ng_cpu)),
+                vs(ratio(med(p99), ng_p99)),
+                fr(ratio(med(rate), d_rate)),
+            );
+            // More than 1 % of responses followed by a close: the proxy does not keep client
+            // connections alive (nginx closes after keepalive_requests, 1,000 by default).
+            if let Some(cl) = med(cl).filter(|&x| x > 10.0) {
+                problems.push(format!(
+                    "{wl} {}: closed the client connection after {} of every 1,000 responses (no keep-alive to clients: each request paid a reconnect)",
+                    http_label(t),
+                    f(cl)
+                ));
+            }
+            if t.starts_with("ringway") {
+                let label = format!("{wl} (HTTP)");
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "req/s",
+                    rate,
+                    get("nginx", "requests_per_s"),
+                    true,
+                );
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "proxy CPU µs/req",
+                    c,
+                    cpu("nginx"),
+                    false,
+                );
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "p99 latency µs",
+                    p99,
+                    get("nginx", "latency_us.p99"),
+                    false,
+                );
+            }
+            for v in run.reps(t, wl) {
+                perf_health(wl, t, v, problems);
+            }
+        }
+        let _ = writeln!(o);
+    }
 }
 
 fn ceiling_row(run: &Run, s: &str, p: &str, o: &mut String, problems: &mut Vec<String>) {

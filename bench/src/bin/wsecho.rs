@@ -2,8 +2,10 @@
 //!
 //! Right after the upgrade it sends the text message `backend:<port>`, then echoes text and binary
 //! messages, answers pings and close. A request without an upgrade gets `200 OK` with the body
-//! `backend:<port>\n`. `--procs N` runs N single-threaded processes on one port with SO_REUSEPORT
-//! (each has its own fd limit); the parent only supervises. Prints `listening HOST:PORT` once ready.
+//! `backend:<port>\n`, keep-alive HTTP/1.1 style (pipelining, request bodies, `Connection: close`
+//! honoured; see `server.rs`). `--procs N` runs N single-threaded processes on one port with
+//! SO_REUSEPORT (each has its own fd limit); the parent only supervises. Prints
+//! `listening HOST:PORT` once ready.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
@@ -16,7 +18,7 @@ use ringway_bench::{net, server};
 #[derive(Parser, Debug)]
 #[command(
     name = "wsecho",
-    about = "WebSocket echo backend for ringway benchmarks"
+    about = "WebSocket echo and keep-alive HTTP backend for ringway benchmarks"
 )]
 struct Args {
     /// Port to listen on (0 = any free port; the chosen one is printed).

@@ -33,10 +33,11 @@ pub struct TargetArgs {
     /// IP_BIND_ADDRESS_NO_PORT, to go past one address's ephemeral ports.
     #[arg(long)]
     pub src_ips: Option<String>,
-    /// Request path of the upgrade.
+    /// Request path (of the upgrade; of every GET for `http`).
     #[arg(long, default_value = "/")]
     pub path: String,
-    /// Seconds allowed for a connection's setup (connect + upgrade + banner) and for a reply.
+    /// Seconds allowed for a connection's setup (connect + upgrade + banner) and for a reply
+    /// (`http`: for a connect and for each response).
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
 }

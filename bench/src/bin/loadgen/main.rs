@@ -1,8 +1,9 @@
-//! loadgen: WebSocket load generator for ringway benchmarks (loopback targets only).
+//! loadgen: WebSocket and HTTP load generator for ringway benchmarks (loopback targets only).
 //!
 //! Subcommands: `ceiling` (how many connections can be held), `echo` (closed-loop small messages:
 //! rate, latency, CPU per message), `bulk` (large messages: MB/s, CPU per MB), `churn` (connect,
-//! echo once, close: tunnels per second). Each prints a human summary on stderr and one JSON object
+//! echo once, close: tunnels per second), `http` (closed-loop keep-alive GETs: requests/s,
+//! latency, reconnects, CPU per request). Each prints a human summary on stderr and one JSON object
 //! as the last stdout line. Exit 0 when the run completed (failed connections are data), 2 on
 //! usage errors (including a non-loopback target), 1 on internal errors.
 
@@ -11,13 +12,14 @@ mod ceiling;
 mod churn;
 mod common;
 mod echo;
+mod http;
 
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "loadgen",
-    about = "WebSocket load generator for ringway benchmarks (127.0.0.0/8 only)"
+    about = "WebSocket and HTTP load generator for ringway benchmarks (127.0.0.0/8 only)"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -34,6 +36,8 @@ enum Cmd {
     Bulk(bulk::Args),
     /// Workers that connect, read the banner, echo once and close, K times each.
     Churn(churn::Args),
+    /// Closed-loop keep-alive HTTP GETs over C connections (K pipelined): requests/s.
+    Http(http::Args),
 }
 
 fn main() {
@@ -44,6 +48,7 @@ fn main() {
         Cmd::Echo(a) => echo::run(a),
         Cmd::Bulk(a) => bulk::run(a),
         Cmd::Churn(a) => churn::run(a),
+        Cmd::Http(a) => http::run(a),
     };
     match result {
         Ok(json) => {
