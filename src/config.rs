@@ -372,12 +372,11 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         cfg.upstream_idle_timeout = cli.upstream_idle_timeout;
     }
     // --set-header adds to (or, by name, replaces) what the defaults or the file set.
+    // An empty value stays as a rule: it removes the client's header of that name.
     for h in cli.set_headers {
         cfg.set_headers
             .retain(|o| !o.name.eq_ignore_ascii_case(&h.name));
-        if !h.value.is_empty() {
-            cfg.set_headers.push(h);
-        }
+        cfg.set_headers.push(h);
     }
     cfg.pin = !cli.no_pin;
     if take("worker_mode") {
@@ -489,8 +488,7 @@ pub fn from_nginx(
                 "$http_upgrade",
                 "$connection_upgrade",
                 "upgrade",
-                "\"upgrade\"",
-                "\"\"",
+                "close",
                 "",
             ];
             if !standard.contains(&value.as_str()) {
@@ -498,8 +496,8 @@ pub fn from_nginx(
             }
             continue;
         }
-        match crate::http::SetHeader::parse(name, value.trim_matches('"')) {
-            Ok(h) if h.value.is_empty() => {}
+        // An empty value removes the client's header, as in nginx.
+        match crate::http::SetHeader::parse(name, value) {
             Ok(h) => set_headers.push(h),
             Err(e) => warnings.push(format!(
                 "{file}:{}: proxy_set_header: {e}; ignored",
@@ -813,7 +811,11 @@ mod tests {
         .unwrap();
         let c = Config::try_from(cli).unwrap();
         let names: Vec<&str> = c.set_headers.iter().map(|h| h.name.as_str()).collect();
-        assert_eq!(names, ["X-Forwarded-For", "X-Forwarded-Proto"]);
+        assert_eq!(names, ["X-Forwarded-For", "X-Forwarded-Proto", "X-Real-IP"]);
+        assert!(
+            c.set_headers[2].value.is_empty(),
+            "an empty rule removes the header"
+        );
         assert_eq!(c.keepalive, 0);
         assert!(Cli::try_parse_from([
             "ringway",

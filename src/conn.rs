@@ -188,6 +188,8 @@ pub struct Session {
     pub closing: bool,
     /// Deadline in worker milliseconds (0: none). See `worker.rs` timers.
     pub deadline: u64,
+    /// Time of this session's live timer-heap entry (0: none).
+    pub timer_at: u64,
     /// The state and its data.
     pub state: State,
 }

@@ -108,6 +108,24 @@ impl SetHeader {
         if name.is_empty() || name.bytes().any(bad) {
             return Err(format!("header name {name:?} is not a valid token"));
         }
+        // Framing and hop-by-hop headers are ringway's own: setting one would desynchronise
+        // the message from its body, or the connection from its state.
+        let reserved = [
+            "content-length",
+            "transfer-encoding",
+            "connection",
+            "upgrade",
+            "keep-alive",
+            "te",
+            "trailer",
+            "proxy-connection",
+            "expect",
+        ];
+        if reserved.iter().any(|r| eq(r, name)) {
+            return Err(format!(
+                "header {name} cannot be set: ringway manages framing and hop-by-hop headers itself"
+            ));
+        }
         if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
             return Err(format!("header {name}: value contains CR, LF or NUL"));
         }
@@ -535,7 +553,8 @@ pub fn parse_request_routed(
             "GET" | "HEAD" | "PUT" | "DELETE" | "OPTIONS" | "TRACE"
         ),
         keep_alive,
-        expect_continue: expect_continue && body != Body::None,
+        // RFC 9110 §10.1.1: an HTTP/1.0 client's expectation is ignored.
+        expect_continue: expect_continue && body != Body::None && minor == 1,
         sticky,
         hash,
     }))
@@ -636,6 +655,16 @@ pub fn parse_response_sticky(
                 (None, None) => Body::Close,
             }
         };
+        // `Connection` naming a framing header would make us strip the very header the
+        // body is framed by.
+        if ["content-length", "transfer-encoding"]
+            .iter()
+            .any(|n| named_in_connection(hs, n))
+        {
+            return Err(UpstreamError::BadResponse(
+                "Connection names a framing header",
+            ));
+        }
         let reusable = !tunnel
             && minor == 1
             && !ctx.http10
@@ -971,6 +1000,8 @@ mod tests {
             &b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"[..],
             b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
             b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: content-length\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: Transfer-Encoding\r\n\r\n",
         ] {
             assert!(parse_response(bad, 16384, keep(), &mut out).is_err());
         }
@@ -1026,6 +1057,15 @@ mod tests {
             ]
         );
         assert!(SetHeader::parse("X-A", "$nope").is_err());
+        for reserved in [
+            "Content-Length",
+            "transfer-encoding",
+            "Connection",
+            "Upgrade",
+            "TE",
+        ] {
+            assert!(SetHeader::parse(reserved, "x").is_err(), "{reserved}");
+        }
         assert!(SetHeader::parse("X A", "v").is_err());
         assert!(SetHeader::parse("X-A", "a\r\nX-Evil: 1").is_err());
         let rules = RequestRules {

@@ -111,7 +111,9 @@ impl Peers {
         }
         let cap = st.slots_capacity.load(Ordering::Relaxed);
         let used = st.slots_used.load(Ordering::Relaxed);
-        cap.saturating_sub(used) / crate::budget::PER_CLIENT as u64
+        // Idle pooled upstream connections give their slots up for a new client.
+        let pooled = st.pooled.load(Ordering::Relaxed);
+        (cap.saturating_sub(used) + pooled) / crate::budget::PER_CLIENT as u64
     }
 }
 
@@ -173,7 +175,8 @@ pub struct Worker {
     // Boxes on purpose: a session state holds a `Box<Exchange>`, recycled as is.
     #[allow(clippy::vec_box)]
     spare: Vec<Box<Exchange>>,
-    pool: Vec<VecDeque<(u32, u32)>>,
+    /// Per backend: pooled sessions (slot, generation, pooled at), oldest first.
+    pool: Vec<VecDeque<(u32, u32, u64)>>,
     pooled: usize,
     accept_armed: bool,
     accept_retry_at: u64,
@@ -467,6 +470,12 @@ impl Worker {
             .map(|(_, j)| j)
     }
 
+    /// The cancel of the accept at shutdown: a slot index no session has, so its
+    /// completion can never be taken for session 0's.
+    fn accept_cancel_token() -> Token {
+        Token::session(Op::Cancel, Side::Upstream, u32::MAX, 0)
+    }
+
     fn inbox_token() -> Token {
         Token::session(Op::Control, Side::Upstream, 0, 0)
     }
@@ -572,6 +581,7 @@ impl Worker {
                     admission,
                     closing: false,
                     deadline: 0,
+                    timer_at: 0,
                     state: State::Head(head),
                 });
                 let t = if admission == Admission::Budget {
@@ -753,9 +763,10 @@ impl Worker {
     fn set_deadline(&mut self, idx: u32, at: u64) {
         let gen = self.gen(idx);
         let s = self.sess(idx);
-        let push = s.deadline == 0 || at < s.deadline;
+        let push = s.timer_at == 0 || at < s.timer_at;
         s.deadline = at;
         if push {
+            s.timer_at = at;
             self.timers.push(Reverse((at, idx, gen)));
         }
     }
@@ -766,6 +777,9 @@ impl Worker {
 
     fn on_tick(&mut self) -> io::Result<()> {
         self.ring.timeout(&self.tick_ts, Token::worker(Op::Tick))?;
+        if self.pooled > 0 {
+            self.pool_expire()?;
+        }
         while let Some(Reverse((at, idx, gen))) = self.timers.peek().copied() {
             if at > self.now {
                 break;
@@ -776,14 +790,21 @@ impl Worker {
                 continue;
             }
             let Some(s) = slot.s.as_ref() else { continue };
+            if at != s.timer_at {
+                // Superseded by an earlier entry for the same session.
+                continue;
+            }
             if s.closing || s.deadline == 0 {
+                self.sess(idx).timer_at = 0;
                 continue;
             }
             if s.deadline > self.now {
                 let d = s.deadline;
+                self.sess(idx).timer_at = d;
                 self.timers.push(Reverse((d, idx, gen)));
                 continue;
             }
+            self.sess(idx).timer_at = 0;
             self.sess(idx).deadline = 0;
             self.on_timeout(idx)?;
         }
@@ -1295,7 +1316,7 @@ impl Worker {
             // mode the listening socket is shared with the master and a restarted worker,
             // and shutting it down would close it for all of them.
             self.ring
-                .cancel_token(Token::worker(Op::Accept), Token::worker(Op::Cancel))?;
+                .cancel_token(Token::worker(Op::Accept), Self::accept_cancel_token())?;
         }
         let live: Vec<u32> = self
             .slab
@@ -1304,6 +1325,11 @@ impl Worker {
             .filter(|(_, sl)| sl.s.is_some())
             .map(|(i, _)| i as u32)
             .collect();
+        // Pooled connections close with everything else (their slots return when freed).
+        for q in &mut self.pool {
+            q.clear();
+        }
+        self.pooled = 0;
         for idx in live {
             self.close_session(idx)?;
         }

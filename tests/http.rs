@@ -521,10 +521,11 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_set() {
         c.set_headers = vec![
             ringway::http::SetHeader::parse("X-Forwarded-Proto", "https").unwrap(),
             ringway::http::SetHeader::parse("X-Client", "$remote_addr via $host").unwrap(),
+            ringway::http::SetHeader::parse("X-Drop", "").unwrap(),
         ];
     }));
     let mut c = Conn::connect(p2.local_addr()).await;
-    c.send(b"GET / HTTP/1.1\r\nHost: ex\r\nX-Forwarded-Proto: ftp\r\nX-Real-IP: 6.6.6.6\r\n\r\n")
+    c.send(b"GET / HTTP/1.1\r\nHost: ex\r\nX-Forwarded-Proto: ftp\r\nX-Real-IP: 6.6.6.6\r\nX-Drop: spoof\r\n\r\n")
         .await;
     response(&mut c, false).await.unwrap();
     let h = &b2.seen()[0].head;
@@ -536,6 +537,7 @@ async fn hop_by_hop_headers_are_stripped_and_forwarded_headers_set() {
         "not set: passed through"
     );
     assert!(header(h, "x-forwarded-for").is_none());
+    assert!(header(h, "x-drop").is_none(), "an empty value removes: {h}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -569,6 +571,19 @@ async fn http_timeouts() {
         .await;
     let r = response(&mut c, false).await.unwrap();
     assert_eq!(r.status, 408);
+    // An upload that takes longer than the read timeout is not a slow backend: the read
+    // timeout starts once the whole request is with the backend.
+    let mut c = Conn::connect(p.local_addr()).await;
+    c.send(b"POST /trickle HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\n\r\n")
+        .await;
+    for _ in 0..6 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        c.send(b"x").await;
+    }
+    assert_eq!(
+        response(&mut c, false).await.unwrap().text(),
+        "POST /trickle 6"
+    );
     // Keep-alive idle timeout: a quiet kept-alive connection is closed.
     let mut c = Conn::connect(p.local_addr()).await;
     c.send(b"GET /k HTTP/1.1\r\nHost: a\r\n\r\n").await;

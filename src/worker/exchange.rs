@@ -382,11 +382,15 @@ impl Worker {
         s.upstream = -1;
         sys::close(fd);
         let b = s.backend as usize;
+        // Counted once, when the pooled connection was taken.
+        self.bctr(b).requests_total.fetch_sub(1, Ordering::Relaxed);
         let ex = self.ex(idx).expect("exchange");
         ex.reused = false;
         ex.head_sent = 0;
         ex.resp = RespPhase::Waiting;
         ex.ulen = 0;
+        ex.resp_at = 0;
+        self.refresh_deadline(idx);
         self.start_connect(idx, b)
     }
 
@@ -429,6 +433,7 @@ impl Worker {
             return self.fail(idx, reply::BAD_GATEWAY);
         }
         let body_at = self.now + ms(self.cfg.body_timeout);
+        let read_at = self.now + ms(self.cfg.read_timeout);
         let ex = self.ex(idx).expect("exchange");
         let start_resp;
         if phase == ReqPhase::SendingHead {
@@ -454,12 +459,20 @@ impl Worker {
             start_resp = false;
         }
         let more_body = !ex.req_body.done();
+        let waiting_head = matches!(ex.resp, RespPhase::Waiting | RespPhase::ReadingHead);
         if more_body {
             ex.req = ReqPhase::ReadingBody;
             ex.req_at = body_at;
+            if waiting_head {
+                // The read timeout starts once the whole request is with the backend.
+                ex.resp_at = 0;
+            }
         } else {
             ex.req = ReqPhase::Done;
             ex.req_at = 0;
+            if waiting_head {
+                ex.resp_at = read_at;
+            }
         }
         self.refresh_deadline(idx);
         if start_resp {
@@ -581,7 +594,8 @@ impl Worker {
             upgrade: ex.info.upgrade,
             head_method: ex.info.head_method,
             http10: ex.info.minor == 0,
-            client_keep: client_keep && ex.info.keep_alive,
+            // An early answer to an unfinished request ends the connection: say so.
+            client_keep: client_keep && ex.info.keep_alive && ex.req == ReqPhase::Done,
         };
         let parsed =
             http::parse_response_sticky(&ex.uin[..ex.ulen], RESP_MAX, ctx, set_cookie, &mut ex.out);
@@ -769,6 +783,7 @@ impl Worker {
             return self.close_after_response(idx);
         }
         // Back to reading heads, with whatever pipelined bytes are already here.
+        let head_cap = HEAD_FIRST.max(self.cfg.max_head);
         let s = self.sess(idx);
         let State::Exchange(mut ex) = std::mem::replace(&mut s.state, State::Linger { keep: None })
         else {
@@ -776,7 +791,14 @@ impl Worker {
         };
         let mut buf = std::mem::take(&mut ex.cin);
         let len = ex.cin_len - ex.cin_pos;
-        buf.copy_within(ex.cin_pos..ex.cin_len, 0);
+        if buf.len() > head_cap && len <= HEAD_FIRST {
+            // The body buffer served its upload: an idle connection keeps a head-sized one.
+            let mut small = vec![0u8; HEAD_FIRST].into_boxed_slice();
+            small[..len].copy_from_slice(&buf[ex.cin_pos..ex.cin_len]);
+            buf = small;
+        } else {
+            buf.copy_within(ex.cin_pos..ex.cin_len, 0);
+        }
         s.state = State::Head(Head {
             buf,
             len,

@@ -6,7 +6,8 @@
 //! the pool is a deque: reuse takes the most recently returned connection (warmest), and
 //! eviction — when the pool is full, or a new client needs slots — closes the oldest.
 //! Handing a connection out or evicting it moves the socket out of the pooled session and
-//! returns its slot at once; the session itself ends when its POLLIN is cancelled.
+//! returns its slot at once; the session itself ends when its POLLIN is cancelled. Idle
+//! expiry is a sweep of the deques' fronts at each tick, not a timer per connection.
 
 use super::*;
 
@@ -34,23 +35,23 @@ impl Worker {
             admission: Admission::Pooled,
             closing: false,
             deadline: 0,
+            timer_at: 0,
             state: State::Pooled { backend: b as u16 },
         });
-        let at = self.now + ms(self.cfg.upstream_idle_timeout);
-        self.set_deadline(idx, at);
         let tok = self.tok(Op::PollIn, Side::Upstream, idx);
         self.ring
             .poll(fd, (libc::POLLIN | libc::POLLRDHUP) as u32, false, tok)?;
         self.sess(idx).inflight += 1;
         let gen = self.gen(idx);
-        self.pool[b].push_back((idx, gen));
+        let now = self.now;
+        self.pool[b].push_back((idx, gen, now));
         self.pooled += 1;
         Ok(())
     }
 
     /// Take the most recently pooled connection to backend `b`, if any.
     pub(super) fn pool_take(&mut self, b: usize) -> Option<RawFd> {
-        let (idx, _) = self.pool[b].pop_back()?;
+        let (idx, _, _) = self.pool[b].pop_back()?;
         Some(self.unpool(idx))
     }
 
@@ -60,7 +61,7 @@ impl Worker {
         let Some(b) = (0..self.pool.len()).max_by_key(|&b| self.pool[b].len()) else {
             return Ok(());
         };
-        let Some((idx, _)) = self.pool[b].pop_front() else {
+        let Some((idx, _, _)) = self.pool[b].pop_front() else {
             return Ok(());
         };
         let fd = self.unpool(idx);
@@ -84,15 +85,33 @@ impl Worker {
         fd
     }
 
-    /// A pooled connection's POLLIN fired (the backend closed it) or its idle time ran
-    /// out: drop it.
+    /// At each tick: close pooled connections idle longer than `--upstream-idle-timeout`.
+    /// Each deque is in pooling order, so the expired ones are at its front; pooled
+    /// connections need no timer-heap entry (thousands are pooled and taken per second).
+    pub(super) fn pool_expire(&mut self) -> io::Result<()> {
+        let idle = ms(self.cfg.upstream_idle_timeout);
+        for b in 0..self.pool.len() {
+            while let Some(&(idx, _, since)) = self.pool[b].front() {
+                if since + idle > self.now {
+                    break;
+                }
+                self.pool[b].pop_front();
+                let fd = self.unpool(idx);
+                sys::close(fd);
+            }
+        }
+        Ok(())
+    }
+
+    /// A pooled connection's POLLIN fired: the backend closed it (or sent bytes nobody
+    /// asked for). Drop it.
     pub(super) fn pool_drop(&mut self, idx: u32) -> io::Result<()> {
         let State::Pooled { backend } = self.sess(idx).state else {
             return Ok(());
         };
         let gen = self.gen(idx);
         let q = &mut self.pool[backend as usize];
-        if let Some(pos) = q.iter().position(|&e| e == (idx, gen)) {
+        if let Some(pos) = q.iter().position(|&(i, g, _)| (i, g) == (idx, gen)) {
             q.remove(pos);
             self.pooled -= 1;
         }
