@@ -62,6 +62,9 @@ pub enum ReqPhase {
     SendingBody,
     /// The whole request is with the backend.
     Done,
+    /// The backend stopped taking the body (it answered early and closed its read side):
+    /// the response half goes on; the client connection closes after it.
+    Aborted,
 }
 
 /// Where the response half of an exchange is.

@@ -424,6 +424,20 @@ impl Worker {
             if phase == ReqPhase::SendingHead && self.can_retry_fresh(idx) {
                 return self.retry_fresh(idx);
             }
+            if phase == ReqPhase::SendingBody {
+                // A backend that answers early (413, say) may stop reading the body; its
+                // answer may be on its way. Stop the request half, let the response half
+                // finish; the client connection closes after it.
+                let read_at = self.now + ms(self.cfg.read_timeout);
+                let ex = self.ex(idx).expect("exchange");
+                ex.req = ReqPhase::Aborted;
+                ex.req_at = 0;
+                if matches!(ex.resp, RespPhase::Waiting | RespPhase::ReadingHead) {
+                    ex.resp_at = read_at;
+                }
+                self.refresh_deadline(idx);
+                return Ok(());
+            }
             let b = self.sess(idx).backend as usize;
             self.log(format_args!(
                 "upstream {}: sending the request failed: {}; answering 502",
