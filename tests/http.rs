@@ -599,6 +599,30 @@ async fn http_timeouts() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pool_is_trimmed_to_keepalive_at_the_next_tick() {
+    let b = Backend::start().await;
+    let p = proxy(with(config(vec![b.addr]), |c| c.keepalive = 1));
+    // Three requests in flight at once need three upstream connections.
+    let mut cs = Vec::new();
+    for _ in 0..3 {
+        let mut c = Conn::connect(p.local_addr()).await;
+        c.send(b"POST /hold HTTP/1.1\r\nHost: a\r\nContent-Length: 2\r\n\r\nx")
+            .await;
+        cs.push(c);
+    }
+    assert!(eventually(5, || b.conns() == 3).await);
+    for c in cs.iter_mut() {
+        c.send(b"y").await;
+        assert_eq!(response(c, false).await.unwrap().text(), "POST /hold 2");
+    }
+    // All three come back idle; one tick later only `keepalive` (1) is left.
+    assert!(eventually(5, || p.stats().workers[0].pooled == 1).await);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(p.stats().workers[0].pooled, 1);
+    assert_eq!(p.stats().workers[0].slots_used, 2 + 3 * 2 + 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pooled_connections_count_in_the_budget_and_go_first() {
     let b = Backend::start().await;
     // 10 slots: 2 reserved → 4 clients.

@@ -19,9 +19,11 @@ impl Worker {
             sys::close(fd);
             return Ok(());
         }
-        if self.pooled >= self.cfg.keepalive {
-            self.evict_oldest()?;
-        }
+        // More than `keepalive` may be idle for a moment: the surplus is trimmed at the
+        // next tick. io_uring hands a worker its completions in batches, so a batch of
+        // finished exchanges returns many connections at once just before the next batch
+        // of requests takes them again; closing the surplus at once made ~1 request in 5
+        // open a new upstream connection at 50 busy clients with `keepalive 32`.
         if !self.budget.take_one() {
             sys::close(fd);
             return Ok(());
@@ -85,9 +87,10 @@ impl Worker {
         fd
     }
 
-    /// At each tick: close pooled connections idle longer than `--upstream-idle-timeout`.
-    /// Each deque is in pooling order, so the expired ones are at its front; pooled
-    /// connections need no timer-heap entry (thousands are pooled and taken per second).
+    /// At each tick: close pooled connections idle longer than `--upstream-idle-timeout`,
+    /// then the oldest until at most `keepalive` are left. Each deque is in pooling order,
+    /// so the expired ones are at its front; pooled connections need no timer-heap entry
+    /// (thousands are pooled and taken per second).
     pub(super) fn pool_expire(&mut self) -> io::Result<()> {
         let idle = ms(self.cfg.upstream_idle_timeout);
         for b in 0..self.pool.len() {
@@ -98,6 +101,13 @@ impl Worker {
                 self.pool[b].pop_front();
                 let fd = self.unpool(idx);
                 sys::close(fd);
+            }
+        }
+        while self.pooled > self.cfg.keepalive {
+            let before = self.pooled;
+            self.evict_oldest()?;
+            if self.pooled == before {
+                break;
             }
         }
         Ok(())
