@@ -95,23 +95,13 @@ pub fn run(a: Args) -> Result<Value, RunError> {
             .unwrap_or_else(|_| CpuWatch::start(&[]).expect("no pids"));
         tot.recording.set(true);
         let t_start = Instant::now();
-        if common::show_progress(false) {
-            let end = tokio::time::Instant::now() + duration;
-            while tokio::time::Instant::now() < end {
-                tokio::time::sleep(
-                    Duration::from_millis(500).min(end - tokio::time::Instant::now()),
-                )
-                .await;
-                let el = t_start.elapsed().as_secs_f64();
-                common::progress(&format!(
-                    "[bulk] {el:.1}s received {:.0} MB/s",
-                    tot.received.get() as f64 / 1e6 / el.max(1e-9)
-                ));
-            }
-            common::progress_done();
-        } else {
-            tokio::time::sleep(duration).await;
-        }
+        common::measure_window(duration, common::show_progress(false), |el| {
+            format!(
+                "[bulk] {el:.1}s received {:.0} MB/s",
+                tot.received.get() as f64 / 1e6 / el.max(1e-9)
+            )
+        })
+        .await;
         tot.recording.set(false);
         let elapsed = t_start.elapsed().as_secs_f64();
         let (watched, own) = watch.finish();

@@ -191,6 +191,22 @@ pub fn progress_done() {
     eprintln!();
 }
 
+/// Waits out a measured window of `duration`; with `show`, redraws `line(seconds elapsed)`
+/// as the progress line twice a second.
+pub async fn measure_window(duration: Duration, show: bool, line: impl Fn(f64) -> String) {
+    if !show {
+        tokio::time::sleep(duration).await;
+        return;
+    }
+    let t0 = Instant::now();
+    let end = tokio::time::Instant::now() + duration;
+    while tokio::time::Instant::now() < end {
+        tokio::time::sleep(Duration::from_millis(500).min(end - tokio::time::Instant::now())).await;
+        progress(&line(t0.elapsed().as_secs_f64()));
+    }
+    progress_done();
+}
+
 /// Prints the result as one JSON line (the last stdout line).
 pub fn emit_json(v: &Value) {
     let mut out = std::io::stdout().lock();

@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use ringway_bench::client::Failure;
 use ringway_bench::cpu::CpuWatch;
@@ -101,24 +101,14 @@ pub fn run(a: Args) -> Result<Value, RunError> {
             .unwrap_or_else(|_| CpuWatch::start(&[]).expect("no pids"));
         recording.set(true);
         let t_start = Instant::now();
-        if show {
-            let end = tokio::time::Instant::now() + duration;
-            while tokio::time::Instant::now() < end {
-                tokio::time::sleep(
-                    Duration::from_millis(500).min(end - tokio::time::Instant::now()),
-                )
-                .await;
-                let el = t_start.elapsed().as_secs_f64();
-                common::progress(&format!(
-                    "[echo] {el:.1}s msgs={} ({:.0}/s)",
-                    msgs.get(),
-                    msgs.get() as f64 / el.max(1e-9)
-                ));
-            }
-            common::progress_done();
-        } else {
-            tokio::time::sleep(duration).await;
-        }
+        common::measure_window(duration, show, |el| {
+            format!(
+                "[echo] {el:.1}s msgs={} ({:.0}/s)",
+                msgs.get(),
+                msgs.get() as f64 / el.max(1e-9)
+            )
+        })
+        .await;
         recording.set(false);
         let elapsed = t_start.elapsed().as_secs_f64();
         let (watched, own) = watch.finish();

@@ -143,25 +143,15 @@ pub fn run(a: Args) -> Result<Value, RunError> {
             .unwrap_or_else(|_| CpuWatch::start(&[]).expect("no pids"));
         sh.recording.set(true);
         let t_start = Instant::now();
-        if show {
-            let end = tokio::time::Instant::now() + duration;
-            while tokio::time::Instant::now() < end {
-                tokio::time::sleep(
-                    Duration::from_millis(500).min(end - tokio::time::Instant::now()),
-                )
-                .await;
-                let el = t_start.elapsed().as_secs_f64();
-                common::progress(&format!(
-                    "[http] {el:.1}s requests={} ({:.0}/s) reconnects={}",
-                    sh.requests.get(),
-                    sh.requests.get() as f64 / el.max(1e-9),
-                    sh.reconnects.get()
-                ));
-            }
-            common::progress_done();
-        } else {
-            tokio::time::sleep(duration).await;
-        }
+        common::measure_window(duration, show, |el| {
+            format!(
+                "[http] {el:.1}s requests={} ({:.0}/s) reconnects={}",
+                sh.requests.get(),
+                sh.requests.get() as f64 / el.max(1e-9),
+                sh.reconnects.get()
+            )
+        })
+        .await;
         sh.recording.set(false);
         let elapsed = t_start.elapsed().as_secs_f64();
         let (watched, own) = watch.finish();
