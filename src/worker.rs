@@ -8,8 +8,9 @@
 //! Timers: the worker has one periodic timeout (`TICK`). Sessions carry a deadline; a
 //! min-heap of `(deadline, slot, generation)` with lazy re-insertion turns per-connection
 //! deadlines (request head, keep-alive idle, request body, upstream read, idle tunnel,
-//! pooled connection, lingering close) into work done only at ticks — no timer per
-//! connection. Connects use io_uring's linked timeout.
+//! lingering close) into work done only at ticks — no timer per connection, and one heap
+//! entry per session at most. Pooled upstream connections expire by a sweep of the pool
+//! at ticks. Connects use io_uring's linked timeout.
 //!
 //! The HTTP path (heads, exchanges, keep-alive) is in `worker/exchange.rs`, the upstream
 //! keep-alive pool in `worker/pool.rs`; tunnels and the rest are here.
