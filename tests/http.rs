@@ -218,6 +218,9 @@ async fn serve(mut c: Conn, conn: usize, seen: Arc<Mutex<Vec<Seen>>>) {
                 drop_next = true;
                 b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n".to_vec()
             }
+            "/bad101" => {
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\nRAW".to_vec()
+            }
             "/204" => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
             "/304" => b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n".to_vec(),
             "/silent" => {
@@ -555,6 +558,13 @@ async fn a_refused_upgrade_leaves_the_connection_speaking_http() {
     c.send(b"\x81\x05hello-not-http\r\n\r\n").await;
     assert_eq!(response(&mut c, false).await.unwrap().status, 400);
     assert_eq!(b.seen().len(), 1);
+    // A 101 whose Upgrade does not match the request's: no tunnel, 502.
+    let mut c = Conn::connect(p.local_addr()).await;
+    c.send(b"GET /bad101 HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await;
+    let r = response(&mut c, false).await.unwrap();
+    assert_eq!(r.status, 502, "{}", r.head);
+    assert!(!r.text().contains("RAW"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
