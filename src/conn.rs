@@ -94,8 +94,6 @@ pub struct Exchange {
     pub resp: RespPhase,
     /// Backends tried so far.
     pub attempts: u8,
-    /// The last connect attempt timed out (→ 504 rather than 502).
-    pub timed_out: bool,
     /// The upstream connection came from the keep-alive pool.
     pub reused: bool,
     /// The whole request (head and body) is in `head`: it can be sent again.

@@ -27,7 +27,6 @@ impl Exchange {
             req: ReqPhase::Connecting,
             resp: RespPhase::Waiting,
             attempts: 0,
-            timed_out: false,
             reused: false,
             replayable: false,
             info: http::RequestInfo {
@@ -176,7 +175,6 @@ impl Worker {
             ex.req = ReqPhase::Connecting;
             ex.resp = RespPhase::Waiting;
             ex.attempts = 0;
-            ex.timed_out = false;
             ex.reused = false;
             ex.info = info;
             ex.cin = h.buf;
@@ -309,7 +307,6 @@ impl Worker {
             s.upstream = -1;
             sys::close(fd);
             let ex = self.ex(idx).expect("exchange");
-            ex.timed_out = timed_out;
             let attempts = ex.attempts;
             self.bctr(b).failures_total.fetch_add(1, Ordering::Relaxed);
             let be_addr = self.ups.addrs[b];
