@@ -13,9 +13,10 @@
 //! | every limit between a config and N tunnels | [`explain`] |
 //! | SO_REUSEPORT listeners | [`listener`] |
 //! | every SQE and completion decoding | [`ring`] |
-//! | the event loop of one worker | [`worker`] |
-//! | session state enum | [`conn`] |
-//! | splice / copy relay, pipe pool | [`tunnel`] |
+//! | the event loop of one worker: slab, timers, accept, handoff, pool | [`worker`] |
+//! | a session's sockets, ring identity, in-flight count | [`conn`] |
+//! | session states and their handlers (HTTP, replies) | [`session`] |
+//! | splice / copy relay, pipe pool | [`relay`] |
 //! | HTTP heads | [`http`] |
 //! | backends, balancing | [`upstream`] |
 //! | counters | [`stats`], [`shm`] |
@@ -35,12 +36,13 @@ pub mod http;
 pub mod listener;
 pub mod master;
 pub mod nginx_conf;
+pub mod relay;
 pub mod ring;
 pub mod server;
+pub mod session;
 pub mod shm;
 pub mod stats;
 pub mod sys;
-pub mod tunnel;
 pub mod upstream;
 pub mod worker;
 

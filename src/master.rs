@@ -146,7 +146,7 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
     loop {
         let sig = set.wait().map_err(io::Error::from)?;
         match sig {
-            Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups).render()),
+            Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render()),
             Signal::SIGCHLD => {
                 for (i, p) in procs.iter_mut().enumerate() {
                     let Some(child) = p.child.as_mut() else {
@@ -223,6 +223,6 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
             }
         }
     }
-    eprint!("{}", Snapshot::collect(&counters, &ups).render());
+    eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render());
     Ok(worst)
 }

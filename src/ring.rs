@@ -2,14 +2,20 @@
 //!
 //! Every SQE carries a [`Token`] in its `user_data`: the operation kind, the session's slab
 //! index and the slot's generation. The generation makes a late completion for a reused
-//! slot harmless (the worker drops it). Every `unsafe` push lives here, each with the
-//! buffer-lifetime argument spelled out, so the rest of the proxy is safe code.
+//! slot harmless (the worker drops it). Every `unsafe` push lives here.
+//!
+//! The API is sound by construction where it can be: memory the kernel reads or writes
+//! after a push returns is owned by the [`Ring`] itself (the tick and connect timespecs,
+//! the backend address table, the discard buffer of lingering closes, the provided-buffer
+//! ring), so the builders that use it are safe. The two builders that hand the kernel a
+//! caller's buffer, [`Ring::recv`] and [`Ring::send`], are `unsafe fn`s with their
+//! contract stated: the buffer must outlive the operation's completion.
 //!
 //! A full submission queue is normal: `push` submits what is queued and retries.
 
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 
 /// What an in-flight operation is, so its completion can be routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -153,18 +159,35 @@ impl Token {
     }
 }
 
-/// One completion, copied out of the CQ so the ring can be borrowed again while handling it.
-#[derive(Clone, Copy, Debug)]
+/// One completion, copied out of the CQ so the ring can be borrowed again while handling
+/// it. Only the ring makes them, and a batch hands each out once, by value: so the
+/// descriptor of an accept completion can be owned exactly once ([`Completion::into_fd`]).
+#[derive(Debug)]
 pub struct Completion {
-    /// Raw user data.
-    pub user_data: u64,
-    /// Result: bytes, fd, or `-errno`.
-    pub res: i32,
-    /// CQE flags (MORE, buffer id).
-    pub flags: u32,
+    user_data: u64,
+    res: i32,
+    flags: u32,
 }
 
 impl Completion {
+    /// Raw user data.
+    pub fn user_data(&self) -> u64 {
+        self.user_data
+    }
+    /// Result: bytes, a descriptor, or `-errno`.
+    pub fn res(&self) -> i32 {
+        self.res
+    }
+    /// The descriptor a successful accept returned, now owned; `Err(errno)` for a failed one.
+    /// Call it only for an `Op::Accept` completion (other results are not descriptors).
+    pub fn into_fd(self) -> Result<OwnedFd, i32> {
+        if self.res < 0 {
+            return Err(-self.res);
+        }
+        // SAFETY: a non-negative accept result is a new descriptor installed for this
+        // process; the completion is consumed, so it is adopted once.
+        Ok(unsafe { crate::sys::adopt(self.res) })
+    }
     /// Whether a multishot operation stays armed after this completion.
     pub fn more(&self) -> bool {
         cqueue::more(self.flags)
@@ -182,7 +205,8 @@ pub struct RingFeatures {
     pub defer_taskrun: bool,
 }
 
-/// A worker's io_uring plus its provided-buffer ring (copy mode).
+/// A worker's io_uring plus what its operations point at: the provided-buffer ring (copy
+/// mode), the timespecs, the backend addresses and the discard buffer.
 pub struct Ring {
     ring: IoUring,
     /// Features in force.
@@ -190,6 +214,22 @@ pub struct Ring {
     bufs: Option<BufRing>,
     /// Reused completion batch (no allocation per loop turn).
     batch: Vec<Completion>,
+    /// The worker's periodic timer (boxed: SQEs point at it).
+    tick_ts: Box<types::Timespec>,
+    /// The linked timeout of every connect.
+    connect_ts: Box<types::Timespec>,
+    /// Backend addresses, by backend index (connect SQEs point into it).
+    addrs: Vec<socket2::SockAddr>,
+    /// Lingering closes receive into it and discard what they read.
+    discard: Box<[u8]>,
+}
+
+fn timespec(d: std::time::Duration) -> Box<types::Timespec> {
+    Box::new(
+        types::Timespec::new()
+            .sec(d.as_secs())
+            .nsec(d.subsec_nanos()),
+    )
 }
 
 /// Buffer group id of the copy-mode buffer ring.
@@ -222,7 +262,27 @@ impl Ring {
             },
             bufs: None,
             batch: Vec::with_capacity(1024),
+            tick_ts: timespec(std::time::Duration::from_millis(250)),
+            connect_ts: timespec(std::time::Duration::from_secs(60)),
+            addrs: Vec::new(),
+            discard: vec![0u8; 4096].into_boxed_slice(),
         })
+    }
+
+    /// Set the tick period, the connect timeout and the backend table. Call before any
+    /// operation that uses them is pushed (the worker does it once, at start).
+    pub fn configure(
+        &mut self,
+        tick: std::time::Duration,
+        connect_timeout: std::time::Duration,
+        backends: &[std::net::SocketAddr],
+    ) {
+        self.tick_ts = timespec(tick);
+        self.connect_ts = timespec(connect_timeout);
+        self.addrs = backends
+            .iter()
+            .map(|a| socket2::SockAddr::from(*a))
+            .collect();
     }
 
     /// Check that the kernel supports every opcode ringway submits; name the missing one.
@@ -275,8 +335,8 @@ impl Ring {
 
     fn push(&mut self, entry: squeue::Entry) -> io::Result<()> {
         loop {
-            // SAFETY: every entry is built by a method below whose comment explains why the
-            // memory it points to outlives the operation.
+            // SAFETY: every entry is built by a method below, which points only at memory
+            // the ring owns or at memory an `unsafe fn`'s caller promised to keep alive.
             let pushed = unsafe { self.ring.submission().push(&entry) };
             match pushed {
                 Ok(()) => return Ok(()),
@@ -328,10 +388,10 @@ impl Ring {
         self.push(e)
     }
 
-    /// Arm the worker's timer. `ts` must stay valid until the ring has consumed the SQE: the
-    /// worker keeps its timespec boxed for the worker's whole life.
-    pub fn timeout(&mut self, ts: &types::Timespec, tok: Token) -> io::Result<()> {
-        let e = opcode::Timeout::new(ts as *const _)
+    /// Arm the worker's periodic timer (one shot of the tick period). The timespec is the
+    /// ring's own, so it outlives the operation.
+    pub fn tick(&mut self, tok: Token) -> io::Result<()> {
+        let e = opcode::Timeout::new(&*self.tick_ts as *const _)
             .build()
             .user_data(tok.encode());
         self.push(e)
@@ -339,19 +399,37 @@ impl Ring {
 
     /// Receive into `buf` (single-shot).
     ///
-    /// The caller guarantees `buf` is heap memory owned by the session, which is not freed
-    /// or moved until this operation's completion has been reaped (the session's in-flight
-    /// count keeps the slot alive).
-    pub fn recv(&mut self, fd: RawFd, buf: &mut [u8], tok: Token) -> io::Result<()> {
+    /// # Safety
+    /// The kernel writes into `buf` until the completion is reaped. The caller guarantees
+    /// that `buf` is neither freed, moved, nor read or written by anyone else until this
+    /// operation's completion has been reaped (ringway: the buffer is heap memory owned by
+    /// a session, and a session is freed only when its in-flight count is zero).
+    pub unsafe fn recv(&mut self, fd: RawFd, buf: &mut [u8], tok: Token) -> io::Result<()> {
         let e = opcode::Recv::new(types::Fd(fd), buf.as_mut_ptr(), buf.len() as u32)
             .build()
             .user_data(tok.encode());
         self.push(e)
     }
 
-    /// Send `buf` (single-shot). Same lifetime contract as [`Ring::recv`]; static replies are
-    /// `'static` and trivially live.
-    pub fn send(&mut self, fd: RawFd, buf: &[u8], tok: Token) -> io::Result<()> {
+    /// Receive into the ring's discard buffer (a lingering close: what arrives is thrown
+    /// away, so operations sharing the buffer are harmless). Single-shot.
+    pub fn recv_discard(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
+        let e = opcode::Recv::new(
+            types::Fd(fd),
+            self.discard.as_mut_ptr(),
+            self.discard.len() as u32,
+        )
+        .build()
+        .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// Send `buf` (single-shot).
+    ///
+    /// # Safety
+    /// The kernel reads `buf` until the completion is reaped: the caller guarantees that it
+    /// is neither freed, moved nor written until then (as for [`Ring::recv`]).
+    pub unsafe fn send(&mut self, fd: RawFd, buf: &[u8], tok: Token) -> io::Result<()> {
         let e = opcode::Send::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
@@ -359,8 +437,16 @@ impl Ring {
         self.push(e)
     }
 
-    /// Send part of a provided buffer to `fd` (copy-mode tunnel). The buffer stays out of
-    /// the buffer ring until the worker recycles it after this send completes.
+    /// Send a static message (ringway's own answers): `'static` memory outlives anything.
+    pub fn send_static(&mut self, fd: RawFd, msg: &'static [u8], tok: Token) -> io::Result<()> {
+        // SAFETY: `msg` is never freed, moved or written.
+        unsafe { self.send(fd, msg, tok) }
+    }
+
+    /// Send part of a provided buffer to `fd` (copy-mode tunnel). The memory is the ring's
+    /// own and lives as long as the ring; the caller recycles the buffer only after this
+    /// send completes (recycling it earlier would let a receive overwrite bytes still
+    /// being sent: wrong data, though never freed memory).
     pub fn send_buffer(
         &mut self,
         fd: RawFd,
@@ -385,23 +471,26 @@ impl Ring {
         self.push(e)
     }
 
-    /// Connect `fd` to `addr`, linked to a timeout `ts`.
-    ///
-    /// `addr` points into the worker's backend table and `ts` into the worker's boxed
-    /// timespec; both live as long as the worker.
-    pub fn connect_with_timeout(
+    /// Connect `fd` to backend `backend` of the table given to [`Ring::configure`], linked
+    /// to the connect timeout. The address and the timespec are the ring's own.
+    pub fn connect(
         &mut self,
         fd: RawFd,
-        addr: &socket2::SockAddr,
-        ts: &types::Timespec,
+        backend: usize,
         tok: Token,
         tok_timeout: Token,
     ) -> io::Result<()> {
+        let Some(addr) = self.addrs.get(backend) else {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "connect to a backend the ring does not know",
+            ));
+        };
         let c = opcode::Connect::new(types::Fd(fd), addr.as_ptr() as *const _, addr.len())
             .build()
             .flags(squeue::Flags::IO_LINK)
             .user_data(tok.encode());
-        let t = opcode::LinkTimeout::new(ts as *const _)
+        let t = opcode::LinkTimeout::new(&*self.connect_ts as *const _)
             .build()
             .user_data(tok_timeout.encode());
         self.push_pair(c, t)

@@ -17,7 +17,7 @@ use crate::upstream::Upstreams;
 use crate::worker::{Control, Inbox, Outbox, Peers, Worker, WorkerInit};
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::RawFd;
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
@@ -82,7 +82,7 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
 /// One worker thread to start in this process.
 struct Slot {
     index: usize,
-    listener: RawFd,
+    listener: OwnedFd,
     inbox: Inbox,
     ctl_fd: RawFd,
 }
@@ -97,8 +97,10 @@ pub fn start(cfg: Config) -> io::Result<Server> {
     let mut slots = Vec::with_capacity(n);
     let mut outboxes = Vec::with_capacity(n);
     for (index, listener) in fds.into_iter().enumerate() {
+        // SAFETY: the listener was just bound for this worker and nothing else owns it.
+        let listener = unsafe { sys::adopt(listener) };
         let ctl_fd = sys::eventfd()?;
-        let (tx, rx) = mpsc::channel::<RawFd>();
+        let (tx, rx) = mpsc::channel::<OwnedFd>();
         outboxes.push(Outbox::Channel { tx, wake: ctl_fd });
         slots.push(Slot {
             index,
@@ -141,7 +143,9 @@ pub fn start_child(cfg: Config, setup: ChildSetup) -> io::Result<Server> {
     });
     let slot = Slot {
         index: setup.index,
-        listener: setup.listener,
+        // SAFETY: the listener was inherited for this worker process's one worker, and
+        // nothing else in the process owns it.
+        listener: unsafe { sys::adopt(setup.listener) },
         inbox: Inbox::Unix(setup.inbox),
         ctl_fd,
     };
@@ -163,12 +167,11 @@ fn launch(
     for slot in slots {
         let control = Arc::new(Control::default());
         let i = slot.index;
-        let fd = slot.listener;
         let init = WorkerInit {
             index: i,
             cfg: cfg.clone(),
             ups: ups.clone(),
-            listener: fd,
+            listener: slot.listener,
             ctl_fd: slot.ctl_fd,
             control: control.clone(),
             stats: counters.worker(i),
@@ -206,7 +209,7 @@ fn launch(
                         r
                     }
                     Err(e) => {
-                        sys::close(fd);
+                        // The listener was closed with the init that failed.
                         let msg = e.to_string();
                         let _ = tx.send((i, Err(e)));
                         Err(io::Error::other(msg))
@@ -261,7 +264,7 @@ impl Server {
 
     /// Current counters of every worker and backend.
     pub fn stats(&self) -> Snapshot {
-        Snapshot::collect(&self.counters, &self.ups)
+        Snapshot::collect(&self.counters, &self.ups.addrs)
     }
 
     /// Ask every worker to stop accepting, close its connections, and exit; wait for them.

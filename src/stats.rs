@@ -2,63 +2,9 @@
 //! merged into a [`Snapshot`] on demand (SIGUSR1, exit, tests).
 
 use crate::shm::Counters;
-use crate::upstream::Upstreams;
 use std::fmt::Write as _;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// One worker's counters (repr(C): it may live in memory shared between processes).
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct WorkerStats {
-    /// worker_connections.
-    pub slots_capacity: AtomicU64,
-    /// Slots in use (listener and control fd included).
-    pub slots_used: AtomicU64,
-    /// 503-reserve slots in use.
-    pub reserve_used: AtomicU64,
-    /// Sessions alive (any state).
-    pub sessions: AtomicU64,
-    /// Upgraded tunnels alive.
-    pub tunnels: AtomicU64,
-    /// Pipes lent to tunnels with bytes in flight.
-    pub pipes_in_use: AtomicU64,
-    /// Pipes idle in the pool.
-    pub pipes_idle: AtomicU64,
-    /// Idle upstream connections in the keep-alive pool.
-    pub pooled: AtomicU64,
-    /// Clients accepted (admitted or not).
-    pub accepted: AtomicU64,
-    /// Clients refused at the limit (503, reset, or closed).
-    pub refused: AtomicU64,
-    /// Requests answered with a 4xx/5xx by ringway itself.
-    pub errors: AtomicU64,
-    /// Clients accepted here while full and handed to a sibling with room.
-    pub handed_off: AtomicU64,
-    /// Set once the worker's loop has started.
-    pub running: AtomicU64,
-}
-
-impl WorkerStats {
-    /// Store a value (worker side).
-    pub fn set(field: &AtomicU64, v: u64) {
-        field.store(v, Ordering::Relaxed);
-    }
-    /// Zero the gauges of a worker that died (its connections died with it).
-    pub fn reset(&self) {
-        for f in [
-            &self.slots_used,
-            &self.reserve_used,
-            &self.sessions,
-            &self.tunnels,
-            &self.pipes_in_use,
-            &self.pipes_idle,
-            &self.pooled,
-            &self.running,
-        ] {
-            f.store(0, Ordering::Relaxed);
-        }
-    }
-}
 
 /// A point-in-time copy of one worker's counters.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -118,8 +64,8 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Collect from the live counters.
-    pub fn collect(ctr: &Counters, ups: &Upstreams) -> Snapshot {
+    /// Collect from the live counters; `backends` names the counters' backend columns.
+    pub fn collect(ctr: &Counters, backends: &[SocketAddr]) -> Snapshot {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
         Snapshot {
             workers: (0..ctr.workers())
@@ -140,8 +86,7 @@ impl Snapshot {
                     handed_off: g(&w.handed_off),
                 })
                 .collect(),
-            backends: ups
-                .addrs
+            backends: backends
                 .iter()
                 .enumerate()
                 .map(|(b, addr)| BackendSnapshot {

@@ -1,14 +1,15 @@
 //! Raw system calls used on the data path, each fenced in one small function.
 //!
 //! Everything here is a thin wrapper around one libc call that turns `-1` into
-//! `io::Error::last_os_error()` (the `syscall!` pattern from mio). Descriptors on the
-//! data path stay plain `RawFd`s because the worker's slab owns them and closes them
-//! exactly once, after the kernel has finished every operation that names them
-//! (see `worker.rs`, "a slot is freed only when the kernel is done with it").
+//! `io::Error::last_os_error()` (the `syscall!` pattern from mio). Every descriptor the
+//! data path creates comes out of here as an [`OwnedFd`] and is closed by its drop; the
+//! functions that act on a descriptor borrow it as a `RawFd`. The slab keeps a session's
+//! descriptors until the kernel has finished every operation that names them (see
+//! `worker/mod.rs`, "a slot is freed only when the kernel is done with it").
 
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::RawFd;
+use std::os::fd::{FromRawFd, OwnedFd, RawFd};
 
 macro_rules! syscall {
     ($fn:ident ( $($arg:expr),* $(,)? )) => {{
@@ -40,13 +41,25 @@ pub fn splice(from: RawFd, to: RawFd, len: usize) -> io::Result<usize> {
 }
 
 /// A non-blocking, close-on-exec pipe: `(read end, write end)`.
-pub fn pipe() -> io::Result<(RawFd, RawFd)> {
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
     syscall!(pipe2(fds.as_mut_ptr(), libc::O_NONBLOCK | libc::O_CLOEXEC))?;
-    Ok((fds[0], fds[1]))
+    // SAFETY: pipe2 succeeded, so both are new descriptors that nothing else owns.
+    Ok(unsafe { (adopt(fds[0]), adopt(fds[1])) })
 }
 
-/// Close a descriptor the caller owns. Errors from close(2) are not actionable here.
+/// Take ownership of a raw descriptor.
+///
+/// # Safety
+/// `fd` must be an open descriptor that nothing else owns or will close: one the kernel
+/// just returned (accept, socket, SCM_RIGHTS) or one inherited for this process's use.
+pub unsafe fn adopt(fd: RawFd) -> OwnedFd {
+    // SAFETY: the caller's contract above.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+/// Close a raw descriptor the caller owns (control-plane descriptors that are not
+/// [`OwnedFd`]s). Errors from close(2) are not actionable here.
 pub fn close(fd: RawFd) {
     if fd >= 0 {
         let _ = syscall!(close(fd));
@@ -64,13 +77,15 @@ pub fn shutdown_write(fd: RawFd) {
 }
 
 /// A new non-blocking TCP socket for an upstream connection.
-pub fn tcp_socket(v6: bool) -> io::Result<RawFd> {
+pub fn tcp_socket(v6: bool) -> io::Result<OwnedFd> {
     let domain = if v6 { libc::AF_INET6 } else { libc::AF_INET };
-    syscall!(socket(
+    let fd = syscall!(socket(
         domain,
         libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
         0
-    ))
+    ))?;
+    // SAFETY: socket(2) succeeded: a new descriptor nothing else owns.
+    Ok(unsafe { adopt(fd) })
 }
 
 fn setsockopt_int(fd: RawFd, level: libc::c_int, opt: libc::c_int, val: libc::c_int) {
@@ -246,7 +261,7 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
 }
 
 /// Receive one descriptor sent with [`send_fd`]; `Ok(None)` when nothing is waiting.
-pub fn recv_fd(sock: RawFd) -> io::Result<Option<RawFd>> {
+pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
@@ -260,11 +275,13 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<RawFd>> {
         Ok(msg) => {
             for c in msg.cmsgs().map_err(io::Error::from)? {
                 if let ControlMessageOwned::ScmRights(fds) = c {
-                    if let Some(&fd) = fds.first() {
-                        for &extra in &fds[1..] {
-                            close(extra);
-                        }
-                        return Ok(Some(fd));
+                    // SAFETY: SCM_RIGHTS installed these descriptors in this process just
+                    // now; nothing else owns them.
+                    let mut owned: Vec<OwnedFd> =
+                        fds.iter().map(|&fd| unsafe { adopt(fd) }).collect();
+                    if !owned.is_empty() {
+                        // Extra descriptors (ringway never sends any) close as they drop.
+                        return Ok(Some(owned.swap_remove(0)));
                     }
                 }
             }

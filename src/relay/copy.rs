@@ -1,0 +1,147 @@
+//! copy mode: a multishot receive per socket takes buffers from the worker's provided
+//! buffer ring; each buffer is sent to the peer in order and recycled when sent.
+//!
+//! A direction with [`COPY_QUEUE_MAX`] buffers queued cancels its receive until the queue
+//! drains to half (backpressure), so one slow peer cannot drain the ring. A receive that
+//! finds the ring empty (-ENOBUFS) waits in the worker's starved list and is re-armed
+//! when buffers come back ([`feed`]).
+
+use super::{source, DirState, Flow, Relay, Tunnel};
+use crate::conn::Conn;
+use crate::ring::{Completion, Op, Ring, Side};
+use std::io;
+
+/// Receive buffers queued in one direction before its receive is paused.
+pub const COPY_QUEUE_MAX: usize = 8;
+
+/// Send the front buffer of direction `i` to its destination.
+fn send_front(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring, i: usize) -> io::Result<()> {
+    let d = &mut t.dirs[i];
+    let Some(&(bid, len)) = d.bufs.front() else {
+        return Ok(());
+    };
+    d.sending = true;
+    let off = d.sent as usize;
+    c.send_buffer(ring, source(1 - i), bid, off, len as usize - off)
+}
+
+/// The multishot receive on `side` completed: queue its buffer and send, note
+/// end-of-stream, or handle running out of buffers.
+pub fn on_recv(
+    t: &mut Tunnel,
+    c: &mut Conn,
+    ring: &mut Ring,
+    relay: &mut Relay,
+    now: u64,
+    side: Side,
+    cqe: &Completion,
+) -> io::Result<Flow> {
+    let i = side.idx();
+    let d = &mut t.dirs[i];
+    if !cqe.more() {
+        d.recv_armed = false;
+    }
+    let res = cqe.res();
+    if res > 0 {
+        let Some(bid) = cqe.buffer_id() else {
+            return Ok(Flow::Close);
+        };
+        if !d.live() {
+            ring.recycle_buffer(bid);
+            return Ok(Flow::Continue);
+        }
+        d.bufs.push_back((bid, res as u32));
+        let need_cancel = d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && cqe.more();
+        let start_send = !d.sending;
+        if need_cancel {
+            c.cancel(ring, Op::Recv, side)?;
+        }
+        t.touch(c, now);
+        if start_send {
+            send_front(t, c, ring, i)?;
+        }
+        return Ok(Flow::Continue);
+    }
+    if res == 0 {
+        if d.state == DirState::Open {
+            d.state = DirState::Eof;
+        }
+        if d.bufs.is_empty() && !d.sending && d.state == DirState::Eof {
+            return Ok(t.end_dir(c, i));
+        }
+        return Ok(Flow::Continue);
+    }
+    let err = -res;
+    if err == libc::ENOBUFS {
+        if !d.starved {
+            d.starved = true;
+            relay.starved.push_back((c.idx, c.gen, i));
+        }
+        return Ok(Flow::Continue);
+    }
+    if err == libc::ECANCELED {
+        // Our backpressure cancel: re-armed when the queue drains.
+        return Ok(Flow::Continue);
+    }
+    relay.log_error("receive", err);
+    Ok(Flow::Close)
+}
+
+/// A send to socket `side` completed (it belongs to the direction flowing into it):
+/// recycle a fully sent buffer, send the next, finish the direction after end-of-stream,
+/// re-arm a paused receive.
+pub fn on_send(
+    t: &mut Tunnel,
+    c: &mut Conn,
+    ring: &mut Ring,
+    relay: &mut Relay,
+    side: Side,
+    res: i32,
+) -> io::Result<Flow> {
+    let i = side.other().idx();
+    let d = &mut t.dirs[i];
+    d.sending = false;
+    if res < 0 {
+        relay.log_error("send", -res);
+        return Ok(Flow::Close);
+    }
+    d.sent += res as u32;
+    if let Some(&(bid, len)) = d.bufs.front() {
+        if d.sent >= len {
+            d.bufs.pop_front();
+            d.sent = 0;
+            ring.recycle_buffer(bid);
+        }
+    }
+    let more = !d.bufs.is_empty();
+    let eof_done = !more && d.state == DirState::Eof;
+    let rearm = !d.recv_armed
+        && d.state == DirState::Open
+        && !d.starved
+        && d.bufs.len() <= COPY_QUEUE_MAX / 2;
+    let mut flow = Flow::Continue;
+    if more {
+        send_front(t, c, ring, i)?;
+    } else if eof_done {
+        flow = t.end_dir(c, i);
+    }
+    if rearm && flow == Flow::Continue {
+        t.arm_source(c, ring, relay.mode, i)?;
+    }
+    Ok(flow)
+}
+
+/// Buffers came back: re-arm the receive of starved direction `i` (if it still is).
+pub fn feed(
+    t: &mut Tunnel,
+    c: &mut Conn,
+    ring: &mut Ring,
+    relay: &Relay,
+    i: usize,
+) -> io::Result<()> {
+    if !t.dirs[i].starved || !t.dirs[i].live() {
+        return Ok(());
+    }
+    t.dirs[i].starved = false;
+    t.arm_source(c, ring, relay.mode, i)
+}

@@ -1,0 +1,303 @@
+//! The relay of an upgraded connection: both directions of a [`Tunnel`], in `splice` or
+//! `copy` mode, and the one place that decides when a direction is done.
+//!
+//! Each direction (source side → the other side) is independent: `Off → Open → Eof →
+//! Done`. End-of-stream from the source becomes `shutdown(SHUT_WR)` on the peer once the
+//! buffered bytes are delivered ([`Tunnel::end_dir`]); the tunnel ends when both
+//! directions are done, or at the first error. An idle tunnel holds its two sockets and
+//! nothing else: no buffer, no pipe, no pending splice.
+//!
+//! The modes (see their files): [`splice`] — readiness by multishot POLLIN, then
+//! `splice(2)` socket → pipe → peer with pipes lent from a per-worker pool only while
+//! bytes are in flight; [`copy`] — multishot receive into the worker's provided-buffer
+//! ring, buffers sent to the peer in order.
+//!
+//! Relay handlers take the session's [`Conn`], the ring and the worker's [`Relay`] tools,
+//! and answer [`Flow::Continue`] or [`Flow::Close`]; they never touch the slab.
+
+pub mod copy;
+pub mod splice;
+
+use crate::config::TunnelMode;
+use crate::conn::Conn;
+use crate::ring::{Op, Ring, Side};
+use std::collections::VecDeque;
+use std::io;
+
+pub use splice::{Pipe, PipePool};
+
+/// What a relay handler asks of its session.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub enum Flow {
+    /// Keep going.
+    Continue,
+    /// The relay is over (finished, or a socket failed): close the session.
+    Close,
+}
+
+/// A direction waiting for the worker: (slab index, generation, direction).
+pub type Waiting = (u32, u32, usize);
+
+/// The worker's relay tools, lent to every relay handler.
+#[derive(Debug)]
+pub struct Relay {
+    /// The relay mode of new tunnels.
+    pub mode: TunnelMode,
+    /// Pipes lent to splice directions while bytes are in flight.
+    pub pipes: PipePool,
+    /// Splice directions that yielded with more to move (run again this loop turn).
+    pub ready: VecDeque<Waiting>,
+    /// Copy directions whose receive ran out of ring buffers (re-armed when some return).
+    pub starved: VecDeque<Waiting>,
+    /// Worker index, for log lines.
+    pub worker: usize,
+}
+
+impl Relay {
+    /// Tools for worker `worker` relaying in `mode`, keeping at most `idle_pipes` pipes.
+    pub fn new(mode: TunnelMode, idle_pipes: usize, worker: usize) -> Relay {
+        Relay {
+            mode,
+            pipes: PipePool::new(idle_pipes),
+            ready: VecDeque::new(),
+            starved: VecDeque::new(),
+            worker,
+        }
+    }
+
+    fn log_error(&self, what: &str, err: i32) {
+        if !crate::sys::is_peer_gone(err) {
+            eprintln!(
+                "ringway[w{}]: tunnel {what} error: {}",
+                self.worker,
+                io::Error::from_raw_os_error(err)
+            );
+        }
+    }
+}
+
+/// One direction's progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DirState {
+    /// Not relaying (yet): e.g. the client side before the backend said 101.
+    Off,
+    /// Relaying.
+    Open,
+    /// The source ended; what is buffered is still being delivered.
+    Eof,
+    /// Delivered and the peer's write half is shut.
+    Done,
+}
+
+/// One direction of a tunnel (source side → the other side).
+#[derive(Debug)]
+pub struct Dir {
+    /// Progress.
+    pub state: DirState,
+    /// splice: the pipe lent while bytes are in flight.
+    pub pipe: Option<Pipe>,
+    /// splice: bytes in the pipe not yet delivered.
+    pub pending: usize,
+    /// A POLLOUT on the destination is in flight.
+    pub pollout: bool,
+    /// Sitting in the worker's ready queue.
+    pub queued: bool,
+    /// copy: received buffers (id, length) waiting to be sent, oldest first.
+    pub bufs: VecDeque<(u16, u32)>,
+    /// copy: bytes of the front buffer already sent.
+    pub sent: u32,
+    /// copy: a send is in flight.
+    pub sending: bool,
+    /// copy: the multishot receive is armed.
+    pub recv_armed: bool,
+    /// copy: the receive ran out of ring buffers and waits to be re-armed.
+    pub starved: bool,
+}
+
+impl Dir {
+    /// A direction in state `state`.
+    pub fn new(state: DirState) -> Dir {
+        Dir {
+            state,
+            pipe: None,
+            pending: 0,
+            pollout: false,
+            queued: false,
+            bufs: VecDeque::new(),
+            sent: 0,
+            sending: false,
+            recv_armed: false,
+            starved: false,
+        }
+    }
+    /// Relaying or delivering the tail.
+    pub fn live(&self) -> bool {
+        matches!(self.state, DirState::Open | DirState::Eof)
+    }
+}
+
+/// The side a direction reads from (direction `i` flows from side `i`).
+pub fn source(i: usize) -> Side {
+    if i == 0 {
+        Side::Client
+    } else {
+        Side::Upstream
+    }
+}
+
+/// Both directions of one session's relay. `dirs[0]`: client → upstream; `dirs[1]`:
+/// upstream → client.
+#[derive(Debug)]
+pub struct Tunnel {
+    /// The two directions, indexed by source side.
+    pub dirs: [Dir; 2],
+    /// Multishot POLLIN armed on socket 0 (client) / 1 (upstream) — splice mode.
+    pub polling: [bool; 2],
+    /// Counted as an upgraded tunnel in the stats.
+    pub upgraded: bool,
+    /// Idle deadline pushed out by every byte moved, in ms (0: none).
+    pub idle_ms: u64,
+}
+
+impl Default for Tunnel {
+    fn default() -> Self {
+        Tunnel::new()
+    }
+}
+
+impl Tunnel {
+    /// A relay with both directions off.
+    pub fn new() -> Tunnel {
+        Tunnel {
+            dirs: [Dir::new(DirState::Off), Dir::new(DirState::Off)],
+            polling: [false, false],
+            upgraded: false,
+            idle_ms: 0,
+        }
+    }
+
+    /// An upgraded tunnel with both directions open, pushed-out idle deadline `idle_ms`.
+    pub fn upgraded(idle_ms: u64) -> Tunnel {
+        let mut t = Tunnel::new();
+        t.dirs[0].state = DirState::Open;
+        t.dirs[1].state = DirState::Open;
+        t.upgraded = true;
+        t.idle_ms = idle_ms;
+        t
+    }
+
+    /// Whether the relay is finished.
+    pub fn finished(&self) -> bool {
+        let done = |d: &Dir| matches!(d.state, DirState::Done | DirState::Off);
+        done(&self.dirs[0]) && done(&self.dirs[1])
+    }
+
+    /// Start relaying: read from the upstream first (its early bytes go out first), then
+    /// from the client.
+    pub fn start(&mut self, c: &mut Conn, ring: &mut Ring, relay: &Relay) -> io::Result<()> {
+        self.arm_source(c, ring, relay.mode, 1)?;
+        self.arm_source(c, ring, relay.mode, 0)
+    }
+
+    /// Start reading from socket `i` for its direction (multishot POLLIN or receive).
+    pub fn arm_source(
+        &mut self,
+        c: &mut Conn,
+        ring: &mut Ring,
+        mode: TunnelMode,
+        i: usize,
+    ) -> io::Result<()> {
+        match mode {
+            TunnelMode::Splice => {
+                if self.polling[i] {
+                    return Ok(());
+                }
+                self.polling[i] = true;
+                let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
+                c.poll(ring, source(i), events, true, Op::PollIn)
+            }
+            TunnelMode::Copy => {
+                let d = &mut self.dirs[i];
+                if d.recv_armed || d.state != DirState::Open {
+                    return Ok(());
+                }
+                d.recv_armed = true;
+                d.starved = false;
+                c.recv_multi(ring, source(i))
+            }
+        }
+    }
+
+    /// Direction `i` delivered its tail after end-of-stream: shut the peer's write half.
+    /// The one place a direction becomes `Done`; the session closes when both are.
+    fn end_dir(&mut self, c: &Conn, i: usize) -> Flow {
+        c.shutdown(source(1 - i), libc::SHUT_WR);
+        self.dirs[i].state = DirState::Done;
+        if self.finished() {
+            Flow::Close
+        } else {
+            Flow::Continue
+        }
+    }
+
+    /// Bytes moved: push the idle deadline out (`--tunnel-idle-timeout`, if any).
+    fn touch(&self, c: &mut Conn, now: u64) {
+        if self.idle_ms != 0 && c.deadline != 0 {
+            c.deadline = now + self.idle_ms;
+        }
+    }
+
+    /// Cancel, by token, what stays armed by itself: multishot POLLINs and receives,
+    /// POLLOUTs. With `upstream_too` false only the client side's.
+    pub fn cancel_armed(
+        &self,
+        c: &mut Conn,
+        ring: &mut Ring,
+        upstream_too: bool,
+    ) -> io::Result<()> {
+        for i in 0..2 {
+            if i == 1 && !upstream_too {
+                continue;
+            }
+            let side = source(i);
+            if self.polling[i] {
+                c.cancel(ring, Op::PollIn, side)?;
+            }
+            if self.dirs[i].recv_armed {
+                c.cancel(ring, Op::Recv, side)?;
+            }
+            // POLLOUT on socket `side` serves the direction flowing into it.
+            if self.dirs[1 - i].pollout {
+                c.cancel(ring, Op::PollOut, side)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Stop relaying (an error answer replaces the relay): live directions go off.
+    pub fn stop(&mut self) {
+        for d in self.dirs.iter_mut() {
+            if d.live() {
+                d.state = DirState::Off;
+            }
+        }
+    }
+
+    /// Give back what the relay holds (the session is being freed, nothing is in flight):
+    /// pipes to the pool (or closed, when they still hold bytes), buffers to the ring.
+    pub fn release(&mut self, ring: &mut Ring, pipes: &mut PipePool) {
+        for d in self.dirs.iter_mut() {
+            if let Some(p) = d.pipe.take() {
+                if d.pending > 0 {
+                    pipes.discard(p);
+                } else {
+                    pipes.give(p);
+                }
+            }
+            for (bid, _) in d.bufs.drain(..) {
+                ring.recycle_buffer(bid);
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! Accepting clients and handing them between workers: the worker's SO_REUSEPORT
+//! listener (multishot accept, or one accept at a time in `pause` mode, with a back-off
+//! after errors), and the handoff of a client that the kernel hashed to a full worker to
+//! a sibling with room (a channel in thread mode, SCM_RIGHTS in process mode).
+//!
+//! Admission against the budget is the worker's (`worker/mod.rs`); this file only says
+//! where a new client comes from and where it can go.
+
+use crate::ring::{Op, Ring, Side, Token};
+use crate::shm::Counters;
+use crate::sys;
+use std::io;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Commands for a worker, set by the server and signalled through the worker's eventfd.
+#[derive(Debug, Default)]
+pub struct Control {
+    /// Stop accepting, close everything, exit.
+    pub shutdown: AtomicBool,
+}
+
+/// Where a full worker sends a client it cannot admit (to a sibling with room).
+#[derive(Debug)]
+pub enum Outbox {
+    /// A sibling thread: a channel, then a wake-up of its control eventfd.
+    Channel {
+        /// The sibling's inbox.
+        tx: std::sync::mpsc::Sender<OwnedFd>,
+        /// The sibling's control eventfd (owned by the server).
+        wake: RawFd,
+    },
+    /// A sibling process: a unix datagram socket (owned by the process setup); the
+    /// descriptor travels as SCM_RIGHTS.
+    Unix(RawFd),
+    /// No way to reach it (this worker itself).
+    None,
+}
+
+/// Where a worker receives clients handed over by full siblings.
+#[derive(Debug)]
+pub enum Inbox {
+    /// From sibling threads.
+    Channel(std::sync::mpsc::Receiver<OwnedFd>),
+    /// From sibling processes (unix datagram socket, SCM_RIGHTS).
+    Unix(RawFd),
+}
+
+/// What workers of one server know of each other: enough to hand a connection from a
+/// full worker to one with room. Touched only at the limit, never on the data path.
+#[derive(Debug)]
+pub struct Peers {
+    /// Everyone's counters (free slots are read from them).
+    pub counters: Counters,
+    /// Per worker (global index): how to hand it a client.
+    pub outboxes: Vec<Outbox>,
+}
+
+impl Peers {
+    /// Free client capacity of worker `j` as last published (a loop turn stale at most);
+    /// 0 for a worker that is not running.
+    pub fn room(&self, j: usize) -> u64 {
+        let st = self.counters.worker(j);
+        if st.running.load(Ordering::Relaxed) == 0 {
+            return 0;
+        }
+        let cap = st.slots_capacity.load(Ordering::Relaxed);
+        let used = st.slots_used.load(Ordering::Relaxed);
+        // Idle pooled upstream connections give their slots up for a new client.
+        let pooled = st.pooled.load(Ordering::Relaxed);
+        (cap.saturating_sub(used) + pooled) / crate::budget::PER_CLIENT as u64
+    }
+}
+
+/// The worker's listener and the state of its accept.
+#[derive(Debug)]
+pub struct Acceptor {
+    listener: OwnedFd,
+    /// Multishot accept (false in `pause` mode: one accept at a time).
+    multishot: bool,
+    /// An accept is in flight.
+    pub armed: bool,
+    /// After an accept error, not before this time (worker ms).
+    pub retry_at: u64,
+}
+
+impl Acceptor {
+    /// Accept on `listener`, multishot or one at a time.
+    pub fn new(listener: OwnedFd, multishot: bool) -> Acceptor {
+        Acceptor {
+            listener,
+            multishot,
+            armed: false,
+            retry_at: 0,
+        }
+    }
+
+    /// Submit the accept.
+    pub fn arm(&mut self, ring: &mut Ring) -> io::Result<()> {
+        ring.accept(
+            self.listener.as_raw_fd(),
+            self.multishot,
+            Token::worker(Op::Accept),
+        )?;
+        self.armed = true;
+        Ok(())
+    }
+
+    /// Cancel the accept by its token. Not shutdown(2) on the listener: in process mode
+    /// the listening socket is shared with the master and a restarted worker, and
+    /// shutting it down would close it for all of them.
+    pub fn cancel(&mut self, ring: &mut Ring) -> io::Result<()> {
+        if !self.armed {
+            return Ok(());
+        }
+        // A slot index no session has, so its completion is never taken for a session's.
+        let tok = Token::session(Op::Cancel, Side::Upstream, u32::MAX, 0);
+        ring.cancel_token(Token::worker(Op::Accept), tok)
+    }
+
+    /// An accept failed with `err`: say why when it matters and back off for 100 ms.
+    pub fn failed(
+        &mut self,
+        err: i32,
+        now: u64,
+        shutting: bool,
+        log: impl Fn(std::fmt::Arguments<'_>),
+    ) {
+        if err == libc::EMFILE || err == libc::ENFILE || err == libc::ENOMEM {
+            log(format_args!(
+                "accept failed: {} (RLIMIT_NOFILE or memory exhausted; raise `ulimit -n` or lower worker_connections); retrying shortly",
+                io::Error::from_raw_os_error(err)
+            ));
+            self.retry_at = now + 100;
+        } else if !shutting
+            && err != libc::ECANCELED
+            && err != libc::EINTR
+            && err != libc::ECONNABORTED
+        {
+            log(format_args!(
+                "accept failed: {}; retrying shortly",
+                io::Error::from_raw_os_error(err)
+            ));
+            self.retry_at = now + 100;
+        }
+    }
+}
+
+/// Handing clients to and taking them from sibling workers.
+#[derive(Debug)]
+pub struct Handoff {
+    index: usize,
+    peers: std::sync::Arc<Peers>,
+    inbox: Inbox,
+    /// Clients accepted here while full and handed to a sibling.
+    pub handed_off: u64,
+}
+
+impl Handoff {
+    /// Worker `index`'s view of its siblings.
+    pub fn new(index: usize, peers: std::sync::Arc<Peers>, inbox: Inbox) -> Handoff {
+        Handoff {
+            index,
+            peers,
+            inbox,
+            handed_off: 0,
+        }
+    }
+
+    /// The token of the process-mode inbox poll (a worker-level Control on the upstream
+    /// side, so it is told apart from the control eventfd's).
+    pub fn inbox_token() -> Token {
+        Token::session(Op::Control, Side::Upstream, 0, 0)
+    }
+
+    /// Watch the process-mode inbox (multishot POLLIN); nothing to do for channels.
+    pub fn arm_inbox(&self, ring: &mut Ring) -> io::Result<()> {
+        if let Inbox::Unix(fd) = self.inbox {
+            ring.poll(fd, libc::POLLIN as u32, true, Self::inbox_token())?;
+        }
+        Ok(())
+    }
+
+    /// The sibling worker with the most room, if any has room for a client.
+    pub fn sibling_with_room(&self) -> Option<usize> {
+        (0..self.peers.outboxes.len())
+            .filter(|&j| j != self.index)
+            .map(|j| (self.peers.room(j), j))
+            .filter(|&(room, _)| room > 0)
+            .max()
+            .map(|(_, j)| j)
+    }
+
+    /// Hand an accepted client to sibling `j`; gives the client back when that failed.
+    pub fn hand_off(&mut self, j: usize, fd: OwnedFd) -> Result<(), OwnedFd> {
+        match &self.peers.outboxes[j] {
+            Outbox::Channel { tx, wake } => {
+                tx.send(fd).map_err(|e| e.0)?;
+                sys::eventfd_wake(*wake);
+            }
+            Outbox::Unix(sock) => {
+                if sys::send_fd(*sock, fd.as_raw_fd()).is_err() {
+                    return Err(fd);
+                }
+                // The receiver has its own copy now; ours closes as it drops.
+            }
+            Outbox::None => return Err(fd),
+        }
+        self.handed_off += 1;
+        Ok(())
+    }
+
+    /// The next client handed over by a sibling, if one is waiting.
+    pub fn next_inbound(&mut self, log: impl Fn(std::fmt::Arguments<'_>)) -> Option<OwnedFd> {
+        match &self.inbox {
+            Inbox::Channel(rx) => rx.try_recv().ok(),
+            Inbox::Unix(sock) => match sys::recv_fd(*sock) {
+                Ok(fd) => fd,
+                Err(e) => {
+                    log(format_args!("handoff receive failed: {e}"));
+                    None
+                }
+            },
+        }
+    }
+}
