@@ -12,6 +12,7 @@
 //! framing ([`Body`]). An incomplete head is `Ok(None)`, not an error.
 
 use crate::body::Body;
+use crate::hash::{fnv1a, fnv1a_ip};
 use std::io::Write as _;
 use std::net::IpAddr;
 
@@ -196,24 +197,6 @@ pub fn cookie_value<'a>(header: &'a [u8], name: &str) -> Option<&'a [u8]> {
         let eq = kv.iter().position(|&b| b == b'=')?;
         (kv[..eq].trim_ascii() == name.as_bytes()).then(|| kv[eq + 1..].trim_ascii())
     })
-}
-
-/// FNV-1a, 64 bits: stable across runs and processes.
-pub fn fnv1a(bytes: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in bytes {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
-/// FNV-1a over an address's octets (4 or 16).
-pub fn fnv1a_ip(ip: IpAddr) -> u64 {
-    match ip {
-        IpAddr::V4(a) => fnv1a(&a.octets()),
-        IpAddr::V6(a) => fnv1a(&a.octets()),
-    }
 }
 
 /// What the worker needs to know about a parsed request.
