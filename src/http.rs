@@ -16,6 +16,8 @@ use crate::hash::{fnv1a, fnv1a_ip};
 use std::io::Write as _;
 use std::net::IpAddr;
 
+pub use crate::config::{default_set_headers, HashKey, Part, SetHeader, Var};
+
 /// Most headers accepted in one head.
 const MAX_HEADERS: usize = 128;
 
@@ -51,143 +53,6 @@ pub struct RequestRules {
     /// Upstream connections are kept alive (`--keepalive N` > 0): plain requests go out
     /// without `Connection: close`.
     pub upstream_keepalive: bool,
-}
-
-/// What the consistent hash hashes.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum HashKey {
-    /// The client's address (`$remote_addr`).
-    RemoteAddr,
-    /// The request target (`$request_uri`).
-    Uri,
-    /// A request header (`$http_name`), by name.
-    Header(String),
-    /// A cookie (`$cookie_name`), by name.
-    Cookie(String),
-}
-
-/// A variable in a `proxy_set_header` value (nginx's names).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Var {
-    /// `$remote_addr`: the client's address.
-    RemoteAddr,
-    /// `$proxy_add_x_forwarded_for`: the client's `X-Forwarded-For` values, then its address.
-    ProxyAddXff,
-    /// `$scheme`: `http`.
-    Scheme,
-    /// `$host` / `$http_host`: the request's Host header.
-    Host,
-    /// `$request_uri`: the request target.
-    RequestUri,
-    /// `$http_NAME`: a request header (`_` for `-`).
-    Header(String),
-}
-
-/// A piece of a header value template.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Part {
-    /// Literal text.
-    Lit(String),
-    /// A variable.
-    Var(Var),
-}
-
-/// One `proxy_set_header NAME VALUE`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SetHeader {
-    /// Header name as written.
-    pub name: String,
-    /// Value template.
-    pub value: Vec<Part>,
-}
-
-impl SetHeader {
-    /// Parse `VALUE` with nginx's `$var` / `${var}` syntax. Unknown variables are an error
-    /// for a person to fix.
-    pub fn parse(name: &str, value: &str) -> Result<SetHeader, String> {
-        let bad = |c: u8| c <= b' ' || c == b':' || c >= 0x7f;
-        if name.is_empty() || name.bytes().any(bad) {
-            return Err(format!("header name {name:?} is not a valid token"));
-        }
-        // Framing and hop-by-hop headers are ringway's own: setting one would desynchronise
-        // the message from its body, or the connection from its state.
-        let reserved = [
-            "content-length",
-            "transfer-encoding",
-            "connection",
-            "upgrade",
-            "keep-alive",
-            "te",
-            "trailer",
-            "proxy-connection",
-            "expect",
-        ];
-        if reserved.iter().any(|r| eq(r, name)) {
-            return Err(format!(
-                "header {name} cannot be set: ringway manages framing and hop-by-hop headers itself"
-            ));
-        }
-        if value.bytes().any(|c| c == b'\r' || c == b'\n' || c == 0) {
-            return Err(format!("header {name}: value contains CR, LF or NUL"));
-        }
-        let mut parts = Vec::new();
-        let mut lit = String::new();
-        let mut rest = value;
-        while let Some(pos) = rest.find('$') {
-            lit.push_str(&rest[..pos]);
-            rest = &rest[pos + 1..];
-            let (var, after) = if let Some(r) = rest.strip_prefix('{') {
-                let end = r
-                    .find('}')
-                    .ok_or_else(|| format!("header {name}: unclosed ${{ in {value:?}"))?;
-                (&r[..end], &r[end + 1..])
-            } else {
-                let end = rest
-                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
-                    .unwrap_or(rest.len());
-                (&rest[..end], &rest[end..])
-            };
-            let v = match var {
-                "remote_addr" | "binary_remote_addr" => Var::RemoteAddr,
-                "proxy_add_x_forwarded_for" => Var::ProxyAddXff,
-                "scheme" => Var::Scheme,
-                "host" | "http_host" => Var::Host,
-                "request_uri" => Var::RequestUri,
-                _ => match var.strip_prefix("http_").filter(|h| !h.is_empty()) {
-                    Some(h) => Var::Header(h.replace('_', "-")),
-                    None => return Err(format!(
-                        "header {name}: variable ${var} is not supported (supported: $remote_addr, $proxy_add_x_forwarded_for, $scheme, $host, $http_host, $request_uri, $http_NAME)"
-                    )),
-                },
-            };
-            if !lit.is_empty() {
-                parts.push(Part::Lit(std::mem::take(&mut lit)));
-            }
-            parts.push(Part::Var(v));
-            rest = after;
-        }
-        lit.push_str(rest);
-        if !lit.is_empty() {
-            parts.push(Part::Lit(lit));
-        }
-        Ok(SetHeader {
-            name: name.to_string(),
-            value: parts,
-        })
-    }
-}
-
-/// What ringway sets by default without a config file: `X-Forwarded-For`, `X-Real-IP`,
-/// `X-Forwarded-Proto` (the lines every nginx WebSocket guide adds).
-pub fn default_set_headers() -> Vec<SetHeader> {
-    [
-        ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
-        ("X-Real-IP", "$remote_addr"),
-        ("X-Forwarded-Proto", "$scheme"),
-    ]
-    .iter()
-    .map(|(n, v)| SetHeader::parse(n, v).expect("valid default"))
-    .collect()
 }
 
 /// The value of cookie `name` in a `Cookie` header value, if present.
@@ -1029,28 +894,6 @@ mod tests {
 
     #[test]
     fn set_header_templates() {
-        let h = SetHeader::parse("X-A", "pre-${remote_addr}-$http_x_user_id").unwrap();
-        assert_eq!(
-            h.value,
-            vec![
-                Part::Lit("pre-".into()),
-                Part::Var(Var::RemoteAddr),
-                Part::Lit("-".into()),
-                Part::Var(Var::Header("x-user-id".into())),
-            ]
-        );
-        assert!(SetHeader::parse("X-A", "$nope").is_err());
-        for reserved in [
-            "Content-Length",
-            "transfer-encoding",
-            "Connection",
-            "Upgrade",
-            "TE",
-        ] {
-            assert!(SetHeader::parse(reserved, "x").is_err(), "{reserved}");
-        }
-        assert!(SetHeader::parse("X A", "v").is_err());
-        assert!(SetHeader::parse("X-A", "a\r\nX-Evil: 1").is_err());
         let rules = RequestRules {
             set_headers: vec![
                 SetHeader::parse("X-User", "$http_x_user_id").unwrap(),
