@@ -8,7 +8,7 @@ use std::time::Duration;
 /// Map an nginx.conf (the supported subset) onto a [`Config`]. The first `server` block
 /// and its `location /` (or first location) with `proxy_pass` define the proxy.
 pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>), String> {
-    use crate::nginx_conf::{Balance as NB, WorkerProcesses};
+    use crate::nginx_conf::{BalanceDirective as NB, WorkerProcesses};
     let mut warnings = conf.warnings.clone();
     let server = conf
         .servers

@@ -14,7 +14,7 @@ pub(super) enum Tok {
 
 /// One lexeme and the line it starts on.
 #[derive(Debug, Clone)]
-pub(super) struct Token {
+pub(super) struct Lexeme {
     pub(super) tok: Tok,
     pub(super) line: usize,
 }
@@ -38,7 +38,7 @@ fn push_escape(out: &mut String, c: char) {
 }
 
 /// Splits `src` into lexemes; `file` names it in errors.
-pub(super) fn lex(src: &str, file: &str) -> Result<Vec<Token>, ConfError> {
+pub(super) fn lex(src: &str, file: &str) -> Result<Vec<Lexeme>, ConfError> {
     let err = |line: usize, msg: String| ConfError {
         file: file.to_string(),
         line,
@@ -66,7 +66,7 @@ pub(super) fn lex(src: &str, file: &str) -> Result<Vec<Token>, ConfError> {
                     '{' => Tok::Open,
                     _ => Tok::Close,
                 };
-                toks.push(Token { tok, line });
+                toks.push(Lexeme { tok, line });
                 i += 1;
             }
             '"' | '\'' => {
@@ -110,7 +110,7 @@ pub(super) fn lex(src: &str, file: &str) -> Result<Vec<Token>, ConfError> {
                         ));
                     }
                 }
-                toks.push(Token {
+                toks.push(Lexeme {
                     tok: Tok::Word(text),
                     line: start,
                 });
@@ -162,7 +162,7 @@ pub(super) fn lex(src: &str, file: &str) -> Result<Vec<Token>, ConfError> {
                     }
                     text.push(ch);
                 }
-                toks.push(Token {
+                toks.push(Lexeme {
                     tok: Tok::Word(text),
                     line: start,
                 });

@@ -77,9 +77,9 @@ pub struct NginxConf {
     /// process mode; nginx does not know this directive.
     pub process_mode: Option<bool>,
     /// `upstream NAME { ... }` blocks of the `http` block, in file order.
-    pub upstreams: Vec<Upstream>,
+    pub upstreams: Vec<UpstreamBlock>,
     /// `server { ... }` blocks of the `http` block, in file order.
-    pub servers: Vec<Server>,
+    pub servers: Vec<ServerBlock>,
     /// `map $source $variable { ... }` blocks of the `http` block, in file order.
     pub maps: Vec<Map>,
     /// Non-fatal remarks, each formatted as `FILE:LINE: text`, e.g.
@@ -98,13 +98,13 @@ pub enum WorkerProcesses {
 
 /// An `upstream NAME { ... }` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Upstream {
+pub struct UpstreamBlock {
     /// The upstream's name, as referenced by `proxy_pass http://NAME`.
     pub name: String,
     /// Its `server` lines, in file order (never empty).
     pub servers: Vec<UpstreamServer>,
     /// The balancing method (round robin when none is given).
-    pub balance: Balance,
+    pub balance: BalanceDirective,
     /// `keepalive N;`: idle upstream connections cached per worker.
     pub keepalive: Option<usize>,
     /// `keepalive_timeout TIME;` inside the upstream: how long a cached connection may idle,
@@ -136,7 +136,7 @@ pub struct UpstreamServer {
 
 /// Load-balancing method of an upstream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Balance {
+pub enum BalanceDirective {
     /// Weighted round robin (nginx's default).
     #[default]
     RoundRobin,
@@ -160,7 +160,7 @@ pub enum Balance {
 
 /// A `server { ... }` block of the `http` block.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Server {
+pub struct ServerBlock {
     /// Its `listen` directives (a server without any listens on `0.0.0.0:80`, like nginx).
     pub listen: Vec<Listen>,
     /// Its `location` blocks, in file order.

@@ -1,7 +1,7 @@
 //! The generic directive tree: lexemes → `name args... ;` / `name args... { block }`
 //! directives with their lines; unbalanced braces and missing `;` are caught here.
 
-use super::lexer::{Tok, Token};
+use super::lexer::{Lexeme, Tok};
 use super::ConfError;
 
 /// Blocks nested deeper than this are rejected (the subset never needs more than 4 levels).
@@ -64,7 +64,7 @@ impl Directive {
 
 /// Turns lexemes into the directive tree.
 pub(super) struct TreeParser<'a> {
-    pub(super) toks: &'a [Token],
+    pub(super) toks: &'a [Lexeme],
     pub(super) pos: usize,
     pub(super) file: &'a str,
     pub(super) last_line: usize,

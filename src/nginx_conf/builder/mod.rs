@@ -5,7 +5,7 @@
 use super::directives::{spec_for, Args, Ctx, Spec, SUBSET_HINT};
 use super::tree::Directive;
 use super::values::{parse_size, parse_time_ms, parse_u64};
-use super::{ConfError, Listen, Location, Map, NginxConf, Server, WorkerProcesses};
+use super::{ConfError, Listen, Location, Map, NginxConf, ServerBlock, WorkerProcesses};
 
 mod server;
 mod upstream;
@@ -365,7 +365,7 @@ impl Builder<'_> {
                     line: rl.line,
                 });
             }
-            self.conf.servers.push(Server {
+            self.conf.servers.push(ServerBlock {
                 listen: rs.listen,
                 locations,
                 line: rs.line,
@@ -437,7 +437,7 @@ mod tests {
             worker_connections: Some(1024),
             worker_rlimit_nofile: Some(20000),
             process_mode: None,
-            upstreams: vec![Upstream {
+            upstreams: vec![UpstreamBlock {
                 name: "nodes".into(),
                 servers: vec![
                     UpstreamServer {
@@ -459,12 +459,12 @@ mod tests {
                         line: 9,
                     },
                 ],
-                balance: Balance::LeastConn,
+                balance: BalanceDirective::LeastConn,
                 keepalive: Some(32),
                 keepalive_timeout_ms: None,
                 line: 6,
             }],
-            servers: vec![Server {
+            servers: vec![ServerBlock {
                 listen: vec![Listen {
                     addr: "0.0.0.0:8080".into(),
                     backlog: None,
@@ -555,7 +555,7 @@ http {
             c.maps[0].entries,
             hdr(&[("", "close"), ("websocket", "upgrade")])
         );
-        let bal: Vec<(&str, &Balance)> = c
+        let bal: Vec<(&str, &BalanceDirective)> = c
             .upstreams
             .iter()
             .map(|u| (u.name.as_str(), &u.balance))
@@ -563,26 +563,26 @@ http {
         assert_eq!(
             bal,
             vec![
-                ("rr", &Balance::RoundRobin),
-                ("lc", &Balance::LeastConn),
-                ("ih", &Balance::IpHash),
+                ("rr", &BalanceDirective::RoundRobin),
+                ("lc", &BalanceDirective::LeastConn),
+                ("ih", &BalanceDirective::IpHash),
                 (
                     "hc",
-                    &Balance::Hash {
+                    &BalanceDirective::Hash {
                         key: "$remote_addr".into(),
                         consistent: true
                     }
                 ),
                 (
                     "h",
-                    &Balance::Hash {
+                    &BalanceDirective::Hash {
                         key: "$request_uri".into(),
                         consistent: false
                     }
                 ),
                 (
                     "st",
-                    &Balance::StickyCookie {
+                    &BalanceDirective::StickyCookie {
                         name: "srv_id".into()
                     }
                 ),

@@ -4,14 +4,14 @@ use super::{Builder, Res};
 use crate::nginx_conf::directives::Ctx;
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
-use crate::nginx_conf::{Balance, Upstream, UpstreamServer};
+use crate::nginx_conf::{BalanceDirective, UpstreamBlock, UpstreamServer};
 
 impl Builder<'_> {
-    pub(super) fn upstream(&mut self, d: &Directive) -> Res<Upstream> {
-        let mut u = Upstream {
+    pub(super) fn upstream(&mut self, d: &Directive) -> Res<UpstreamBlock> {
+        let mut u = UpstreamBlock {
             name: d.arg(0).to_string(),
             servers: Vec::new(),
-            balance: Balance::RoundRobin,
+            balance: BalanceDirective::RoundRobin,
             keepalive: None,
             keepalive_timeout_ms: None,
             line: d.line,
@@ -42,8 +42,8 @@ impl Builder<'_> {
                     u.keepalive_timeout_ms = Some(self.time(c, c.arg(0))?);
                     continue;
                 }
-                "least_conn" => Balance::LeastConn,
-                "ip_hash" => Balance::IpHash,
+                "least_conn" => BalanceDirective::LeastConn,
+                "ip_hash" => BalanceDirective::IpHash,
                 "hash" => {
                     let consistent = match c.args.get(1).map(String::as_str) {
                         None => false,
@@ -55,7 +55,7 @@ impl Builder<'_> {
                             ))
                         }
                     };
-                    Balance::Hash {
+                    BalanceDirective::Hash {
                         key: c.arg(0).to_string(),
                         consistent,
                     }
@@ -82,7 +82,10 @@ impl Builder<'_> {
                 format!("no servers are inside upstream \"{}\"", u.name),
             ));
         }
-        if matches!(u.balance, Balance::IpHash | Balance::Hash { .. }) {
+        if matches!(
+            u.balance,
+            BalanceDirective::IpHash | BalanceDirective::Hash { .. }
+        ) {
             if let Some(s) = u.servers.iter().find(|s| s.backup) {
                 return Err(self.err(
                     s.line,
@@ -93,7 +96,7 @@ impl Builder<'_> {
         Ok(u)
     }
 
-    fn sticky(&mut self, c: &Directive) -> Res<Balance> {
+    fn sticky(&mut self, c: &Directive) -> Res<BalanceDirective> {
         if c.arg(0) != "cookie" {
             return Err(self.err(
                 c.line,
@@ -117,7 +120,7 @@ impl Builder<'_> {
                 &format!("ignoring sticky cookie parameter '{extra}'"),
             );
         }
-        Ok(Balance::StickyCookie {
+        Ok(BalanceDirective::StickyCookie {
             name: name.to_string(),
         })
     }
@@ -173,7 +176,7 @@ mod tests {
         let c = ok("http { upstream u { hash $remote_addr consistent; server 1.2.3.4:5; } }");
         assert_eq!(
             c.upstreams[0].balance,
-            Balance::Hash {
+            BalanceDirective::Hash {
                 key: "$remote_addr".into(),
                 consistent: true
             }
@@ -181,7 +184,7 @@ mod tests {
         let c = ok("http { upstream u { sticky cookie srv_id; server 1.2.3.4:5; } }");
         assert_eq!(
             c.upstreams[0].balance,
-            Balance::StickyCookie {
+            BalanceDirective::StickyCookie {
                 name: "srv_id".into()
             }
         );
