@@ -19,6 +19,7 @@
 //! | splice / copy relay, pipe pool | [`relay`] |
 //! | HTTP heads | [`http`] |
 //! | backends, balancing | [`upstream`] |
+//! | FNV-1a hashing (hash keys, ring, backend ids) | [`hash`] |
 //! | counters | [`stats`], [`shm`] |
 //! | raw syscalls | [`sys`] |
 //! | start/stop API | [`server`] |
@@ -32,6 +33,7 @@ pub mod budget;
 pub mod config;
 pub mod conn;
 pub mod explain;
+pub mod hash;
 pub mod http;
 pub mod listener;
 pub mod master;

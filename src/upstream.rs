@@ -32,7 +32,7 @@ const POINTS: usize = 160;
 
 /// The stable id of a backend address.
 pub fn backend_id(addr: &SocketAddr) -> u32 {
-    let h = crate::http::fnv1a(addr.to_string().as_bytes());
+    let h = crate::hash::fnv1a(addr.to_string().as_bytes());
     (h ^ (h >> 32)) as u32
 }
 
@@ -44,7 +44,7 @@ impl Upstreams {
         for (i, a) in addrs.iter().enumerate() {
             for p in 0..POINTS {
                 ring.push((
-                    mix(crate::http::fnv1a(format!("{a}#{p}").as_bytes())),
+                    mix(crate::hash::fnv1a(format!("{a}#{p}").as_bytes())),
                     i as u16,
                 ));
             }
@@ -109,7 +109,7 @@ impl Upstreams {
             }
             Balance::IpHash => (hash_ip(client) % n as u64) as usize,
             // The key `--hash-key remote_addr` yields when no request was parsed.
-            Balance::Hash => self.ring_pick(crate::http::fnv1a_ip(client)),
+            Balance::Hash => self.ring_pick(crate::hash::fnv1a_ip(client)),
         }
     }
 
@@ -148,7 +148,7 @@ fn mix(mut h: u64) -> u64 {
 /// FNV-1a over the whole address (all 4 or 16 octets), then a final mix so nearby
 /// addresses spread. Stable across runs and processes.
 pub fn hash_ip(ip: IpAddr) -> u64 {
-    mix(crate::http::fnv1a_ip(ip))
+    mix(crate::hash::fnv1a_ip(ip))
 }
 
 #[cfg(test)]
@@ -195,7 +195,7 @@ mod tests {
         let mut moved = 0;
         let mut counts = [0usize; 5];
         for k in 0..10_000u64 {
-            let key = crate::http::fnv1a(&k.to_le_bytes());
+            let key = crate::hash::fnv1a(&k.to_le_bytes());
             let (x, y) = (a.ring_pick(key), b.ring_pick(key));
             counts[y] += 1;
             if x != y {

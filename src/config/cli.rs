@@ -1,0 +1,348 @@
+//! The clap [`Cli`] (every flag, its default and its checks) and flags → [`Config`]
+//! ([`from_cli`]), with an optional nginx.conf underneath.
+
+use super::{
+    from_nginx, parse_addr, parse_duration, parse_hash_key, parse_ip_list, parse_set_header,
+    AtLimit, Balance, Config, HashKey, SetHeader, TunnelMode, WorkerMode,
+};
+use clap::Parser;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// ringway: a thread-per-core io_uring WebSocket/HTTP reverse proxy with an explicit,
+/// nginx-identical connection budget.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "ringway", version, about, long_about = None)]
+pub struct Cli {
+    /// Read this nginx.conf (the subset the WebSocket-behind-nginx setup uses); flags given
+    /// on the command line override what it says.
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// Test the configuration, print the budget arithmetic, and exit (like `nginx -t`).
+    #[arg(short = 't', long = "test-config")]
+    pub test_config: bool,
+
+    /// Address to listen on (one SO_REUSEPORT listener per worker).
+    #[arg(long, default_value = "127.0.0.1:8080", value_parser = parse_addr)]
+    pub listen: SocketAddr,
+
+    /// Backend address; repeat the flag or give a comma-separated list.
+    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required_unless_present = "config")]
+    pub upstreams: Vec<SocketAddr>,
+
+    /// Number of workers (threads), like nginx's worker_processes. Default: number of CPUs.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub worker_processes: Option<u32>,
+
+    /// Slots per worker, like nginx's worker_connections: every descriptor takes one.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(4..=10_000_000))]
+    pub worker_connections: u32,
+
+    /// Balancing policy.
+    #[arg(long, value_enum, default_value = "round-robin")]
+    pub balance: Balance,
+
+    /// Tunnel relay for upgraded connections.
+    #[arg(long, value_enum, default_value = "splice")]
+    pub tunnel: TunnelMode,
+
+    /// Answer when a worker's budget is full.
+    #[arg(long, value_enum, default_value = "503")]
+    pub at_limit: AtLimit,
+
+    /// Extra slots (outside the budget) used only to answer 503 at the limit.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub reserve_503: u32,
+
+    /// Listen backlog per worker (capped by net.core.somaxconn).
+    #[arg(long, default_value_t = 4096)]
+    pub backlog: u32,
+
+    /// Pin each client to a backend with this cookie (set on the first response, honoured
+    /// afterwards; re-set when its backend is down). Works with any --balance.
+    #[arg(long, value_name = "NAME")]
+    pub sticky_cookie: Option<String>,
+
+    /// Key of `--balance hash`: remote_addr, request_uri, http_NAME (a header) or
+    /// cookie_NAME, as nginx's variables (a leading `$` is accepted).
+    #[arg(long, default_value = "remote_addr", value_parser = parse_hash_key)]
+    pub hash_key: HashKey,
+
+    /// Largest request head accepted, in bytes; larger gets 431.
+    #[arg(long, default_value_t = 8192, value_parser = clap::value_parser!(u32).range(256..=1_048_576))]
+    pub max_head: u32,
+
+    /// Seconds to receive a whole request head (nginx client_header_timeout).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub head_timeout: Duration,
+
+    /// Seconds to connect to a backend before trying the next one (nginx proxy_connect_timeout).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub connect_timeout: Duration,
+
+    /// Seconds to wait for the backend's response head (nginx proxy_read_timeout); then 504.
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub read_timeout: Duration,
+
+    /// Seconds between two reads of a request body before 408 (nginx client_body_timeout).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub body_timeout: Duration,
+
+    /// Seconds a kept-alive client connection may idle between requests (nginx
+    /// keepalive_timeout); 0 closes the client connection after every response.
+    #[arg(long, default_value = "75s", value_parser = parse_duration)]
+    pub keepalive_timeout: Duration,
+
+    /// Idle upstream connections each worker keeps for reuse (nginx `keepalive N` in the
+    /// upstream block); each takes one budget slot and is closed first when slots run out.
+    /// 0 closes upstream connections after every response.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(0..=100_000))]
+    pub keepalive: u32,
+
+    /// Seconds an idle pooled upstream connection is kept (nginx keepalive_timeout in the
+    /// upstream block).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    pub upstream_idle_timeout: Duration,
+
+    /// Set a header on every forwarded request, as nginx's proxy_set_header:
+    /// `--set-header 'X-Forwarded-Proto: https'`, with nginx variables ($remote_addr,
+    /// $proxy_add_x_forwarded_for, $scheme, $host, $request_uri, $http_NAME). An empty
+    /// value removes the header. Default: X-Forwarded-For, X-Real-IP and X-Forwarded-Proto.
+    #[arg(long = "set-header", value_name = "NAME: VALUE", value_parser = parse_set_header)]
+    pub set_headers: Vec<SetHeader>,
+
+    /// Close a tunnel idle in both directions for this long (default: never).
+    #[arg(long, value_parser = parse_duration)]
+    pub tunnel_idle_timeout: Option<Duration>,
+
+    /// Do not pin worker threads to CPUs.
+    #[arg(long)]
+    pub no_pin: bool,
+
+    /// Local source addresses for upstream connections (nginx proxy_bind), as a range
+    /// `127.0.0.2-127.0.0.40` or a comma list; `auto` (default) adds loopback sources only
+    /// when one address's ephemeral ports cannot carry the budget; `none` disables.
+    #[arg(long, default_value = "auto")]
+    pub upstream_bind: String,
+
+    /// Run workers as threads of one process (default) or as processes under a master,
+    /// like nginx's worker_processes: each process gets its own descriptor table, so the
+    /// per-process fd limit no longer caps the whole proxy.
+    #[arg(long, value_enum, default_value = "thread")]
+    pub worker_mode: WorkerMode,
+
+    /// For `explain` and `-t`: the number of tunnels to check the limits against
+    /// (default: what the budget admits).
+    #[arg(long)]
+    pub tunnels: Option<u64>,
+}
+
+impl TryFrom<Cli> for Config {
+    type Error = String;
+    /// Flags alone (no `-c`): every value comes from the flags or their defaults.
+    fn try_from(cli: Cli) -> Result<Config, String> {
+        from_cli(cli, &|_| true).map(|(c, _)| c)
+    }
+}
+
+/// Build the configuration from parsed flags. `given(id)` says whether the flag `id` was
+/// given on the command line (then it overrides the config file). Returns the config and
+/// the warnings the config file produced.
+pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<String>), String> {
+    let mut warnings = Vec::new();
+    let mut cfg = match &cli.config {
+        Some(path) => {
+            let conf = crate::nginx_conf::parse_file(path).map_err(|e| e.to_string())?;
+            let (c, w) = from_nginx(&conf, &path.display().to_string())?;
+            warnings = w;
+            c
+        }
+        None => Config::new(cli.listen, cli.upstreams.clone()),
+    };
+    let from_file = cli.config.is_some();
+    let take = |id: &str| !from_file || given(id);
+    if take("listen") {
+        cfg.listen = cli.listen;
+    }
+    if take("upstreams") && !cli.upstreams.is_empty() {
+        cfg.upstreams = cli.upstreams;
+    }
+    if let Some(n) = cli.worker_processes {
+        cfg.workers = n as usize;
+    } else if !from_file {
+        cfg.workers = crate::sys::online_cpus();
+    }
+    if take("worker_connections") {
+        cfg.worker_connections = cli.worker_connections as usize;
+    }
+    if take("balance") {
+        cfg.balance = cli.balance;
+    }
+    if take("sticky_cookie") && cli.sticky_cookie.is_some() {
+        cfg.sticky_cookie = cli.sticky_cookie;
+    }
+    if take("hash_key") {
+        cfg.hash_key = cli.hash_key;
+    }
+    cfg.tunnel = cli.tunnel;
+    cfg.at_limit = cli.at_limit;
+    cfg.reserve_503 = cli.reserve_503 as usize;
+    if take("backlog") {
+        cfg.backlog = cli.backlog;
+    }
+    cfg.max_head = cli.max_head as usize;
+    if take("head_timeout") {
+        cfg.head_timeout = cli.head_timeout;
+    }
+    if take("connect_timeout") {
+        cfg.connect_timeout = cli.connect_timeout;
+    }
+    if take("read_timeout") {
+        cfg.read_timeout = cli.read_timeout;
+    }
+    if take("tunnel_idle_timeout") {
+        cfg.tunnel_idle_timeout = cli.tunnel_idle_timeout;
+    }
+    if take("body_timeout") {
+        cfg.body_timeout = cli.body_timeout;
+    }
+    if take("keepalive_timeout") {
+        cfg.keepalive_timeout = cli.keepalive_timeout;
+    }
+    if take("keepalive") {
+        cfg.keepalive = cli.keepalive as usize;
+    }
+    if take("upstream_idle_timeout") {
+        cfg.upstream_idle_timeout = cli.upstream_idle_timeout;
+    }
+    // --set-header adds to (or, by name, replaces) what the defaults or the file set.
+    // An empty value stays as a rule: it removes the client's header of that name.
+    for h in cli.set_headers {
+        cfg.set_headers
+            .retain(|o| !o.name.eq_ignore_ascii_case(&h.name));
+        cfg.set_headers.push(h);
+    }
+    cfg.pin = !cli.no_pin;
+    if take("worker_mode") {
+        cfg.process_mode = cli.worker_mode == WorkerMode::Process;
+    }
+    cfg.upstream_bind = match cli.upstream_bind.trim() {
+        "none" => Vec::new(),
+        "auto" => auto_upstream_bind(&cfg),
+        list => parse_ip_list(list)?,
+    };
+    cfg.validate()?;
+    Ok((cfg, warnings))
+}
+
+/// `--upstream-bind auto`: when every backend is on loopback and one source address's
+/// ephemeral ports cannot comfortably carry a backend's share of the budget, use enough
+/// loopback source addresses (127.0.0.2 …) that each (source, backend) pair needs at most
+/// half the range.
+pub fn auto_upstream_bind(cfg: &Config) -> Vec<std::net::IpAddr> {
+    use std::net::{IpAddr, Ipv4Addr};
+    if cfg.upstreams.is_empty()
+        || !cfg
+            .upstreams
+            .iter()
+            .all(|a| a.ip().is_loopback() && a.is_ipv4())
+    {
+        return Vec::new();
+    }
+    let (lo, hi) = crate::sys::port_range();
+    let (lo, hi) = (lo as u64, hi as u64);
+    // Plan for half the range per (source, backend): as a range nears exhaustion every
+    // connect() scans it for a free port, which starves the whole box long before the last
+    // port is used (seen here: a run stalled at ~27,700 tunnels per source and backend).
+    let ports = hi.saturating_sub(lo).div_ceil(2);
+    let total = (cfg.workers * crate::budget::clients_per_worker(cfg.worker_connections)) as u64;
+    let per_backend = total.div_ceil(cfg.upstreams.len() as u64);
+    if per_backend <= ports {
+        return Vec::new();
+    }
+    let n = per_backend.div_ceil(ports.max(1)).min(250) as u32;
+    (0..n)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(u32::from(Ipv4Addr::new(127, 0, 0, 2)) + i)))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TEST_SEED as SEED;
+
+    #[test]
+    fn upstream_comma_list_and_repeat() {
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--upstream",
+            "127.0.0.1:3",
+            "--worker-processes",
+            "2",
+        ])
+        .unwrap();
+        let cfg = Config::try_from(cli).unwrap();
+        assert_eq!(cfg.upstreams.len(), 3);
+        assert_eq!(cfg.workers, 2);
+        assert_eq!(cfg.worker_connections, 1024);
+        assert_eq!(cfg.at_limit, AtLimit::Reply503);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(Cli::try_parse_from(["ringway", "--upstream", "nope"]).is_err());
+        assert!(
+            Cli::try_parse_from(["ringway", "--upstream", "127.0.0.1:1", "--balance", "x"])
+                .is_err()
+        );
+        assert!(Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--worker-connections",
+            "2"
+        ])
+        .is_err());
+        assert!(
+            Cli::try_parse_from(["ringway", "--upstream", "127.0.0.1:1", "--at-limit", "404"])
+                .is_err()
+        );
+        let ok = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--at-limit",
+            "reset",
+        ])
+        .unwrap();
+        assert_eq!(ok.at_limit, AtLimit::Reset);
+    }
+
+    #[test]
+    fn flags_override_the_file() {
+        let dir = std::env::temp_dir().join(format!("ringway-conf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("nginx.conf");
+        std::fs::write(&f, SEED).unwrap();
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "-c",
+            f.to_str().unwrap(),
+            "--worker-connections",
+            "64",
+        ])
+        .unwrap();
+        let (c, _) = from_cli(cli, &|id| id == "worker_connections").unwrap();
+        assert_eq!(c.worker_connections, 64);
+        assert_eq!(
+            c.balance,
+            Balance::LeastConn,
+            "not given on the command line: from the file"
+        );
+        assert_eq!(c.listen, "127.0.0.1:8080".parse().unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,187 @@
+//! The validated [`Config`] every worker shares, its enums and defaults, and the ways to
+//! build one.
+//!
+//! Flags mirror nginx's vocabulary where one exists (`worker_processes`,
+//! `worker_connections`, `proxy_read_timeout`). Bad values produce one line that says
+//! what is wrong and how to fix it, and exit status 2 (clap's convention).
+//!
+//! | part | module |
+//! |---|---|
+//! | the clap [`Cli`], flags → [`Config`] | `cli` |
+//! | nginx.conf → [`Config`] ([`from_nginx`]) | `nginx` |
+//! | value types and their parsers ([`SetHeader`], [`HashKey`], durations, addresses) | `types` |
+
+use clap::ValueEnum;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+mod cli;
+mod nginx;
+mod types;
+
+pub use cli::{auto_upstream_bind, from_cli, Cli};
+pub use nginx::from_nginx;
+pub use types::{
+    default_set_headers, parse_addr, parse_duration, parse_hash_key, parse_ip_list,
+    parse_set_header, HashKey, Part, SetHeader, Var,
+};
+
+/// How a backend is chosen for a new client.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Balance {
+    /// Each worker walks the backends in turn (nginx's default).
+    RoundRobin,
+    /// The backend with the fewest active connections across all workers.
+    LeastConn,
+    /// A hash of the client's whole IP address (nginx hashes only 3 octets of IPv4).
+    IpHash,
+    /// A consistent hash (ketama ring) of `--hash-key`: adding or removing a backend moves
+    /// only that backend's share of keys.
+    Hash,
+}
+
+/// How an upgraded connection's bytes are relayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum TunnelMode {
+    /// POLLIN readiness, then `splice(2)` socket → pipe → socket (zero copy).
+    Splice,
+    /// Multishot receive into a provided buffer ring, then send.
+    Copy,
+}
+
+/// How workers are run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum WorkerMode {
+    /// Threads of one process (one descriptor table).
+    Thread,
+    /// Processes under a supervising master (one descriptor table each).
+    Process,
+}
+
+/// What a worker does with a new client when its budget is full.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum AtLimit {
+    /// Answer `503 Service Unavailable` with `Retry-After` from a small reserve of slots.
+    #[value(name = "503")]
+    Reply503,
+    /// Close the accepted socket at once, as nginx does.
+    Reset,
+    /// Stop accepting until a slot frees; clients wait in the listen backlog (HAProxy).
+    Pause,
+}
+
+/// Validated configuration shared by every worker.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Listen address (port 0 = pick one; all workers then share it).
+    pub listen: SocketAddr,
+    /// Backends in configuration order.
+    pub upstreams: Vec<SocketAddr>,
+    /// Number of workers.
+    pub workers: usize,
+    /// Slots per worker.
+    pub worker_connections: usize,
+    /// Balancing policy.
+    pub balance: Balance,
+    /// Tunnel relay mode.
+    pub tunnel: TunnelMode,
+    /// Behaviour at the limit.
+    pub at_limit: AtLimit,
+    /// Slots outside the budget for 503 answers.
+    pub reserve_503: usize,
+    /// Listen backlog.
+    pub backlog: u32,
+    /// Largest request head.
+    pub max_head: usize,
+    /// Request-head timeout.
+    pub head_timeout: Duration,
+    /// Upstream connect timeout.
+    pub connect_timeout: Duration,
+    /// Upstream response-head timeout.
+    pub read_timeout: Duration,
+    /// Idle tunnel timeout.
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// Request body timeout (between two reads).
+    pub body_timeout: Duration,
+    /// Client keep-alive idle timeout (zero: no client keep-alive).
+    pub keepalive_timeout: Duration,
+    /// Idle upstream connections kept per worker (0: none).
+    pub keepalive: usize,
+    /// Idle pooled upstream connection lifetime.
+    pub upstream_idle_timeout: Duration,
+    /// Headers set on forwarded requests (proxy_set_header).
+    pub set_headers: Vec<SetHeader>,
+    /// Pin workers to CPUs.
+    pub pin: bool,
+    /// `worker_rlimit_nofile` from nginx.conf: the soft RLIMIT_NOFILE to set.
+    pub rlimit_nofile: Option<u64>,
+    /// Source addresses for upstream sockets (empty: the kernel picks).
+    pub upstream_bind: Vec<std::net::IpAddr>,
+    /// Cookie pinning clients to backends.
+    pub sticky_cookie: Option<String>,
+    /// Key of the consistent hash.
+    pub hash_key: HashKey,
+    /// Workers run as separate processes under a master (nginx-style), each with its own
+    /// descriptor table; otherwise as threads of one process.
+    pub process_mode: bool,
+}
+
+impl Config {
+    /// A configuration with nginx-like defaults, for tests and embedding.
+    pub fn new(listen: SocketAddr, upstreams: Vec<SocketAddr>) -> Config {
+        Config {
+            listen,
+            upstreams,
+            workers: 1,
+            worker_connections: 1024,
+            balance: Balance::RoundRobin,
+            tunnel: TunnelMode::Splice,
+            at_limit: AtLimit::Reply503,
+            reserve_503: 16,
+            backlog: 4096,
+            max_head: 8192,
+            head_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(5),
+            read_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: None,
+            body_timeout: Duration::from_secs(60),
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive: 32,
+            upstream_idle_timeout: Duration::from_secs(60),
+            set_headers: default_set_headers(),
+            pin: false,
+            rlimit_nofile: None,
+            upstream_bind: Vec::new(),
+            process_mode: false,
+            sticky_cookie: None,
+            hash_key: HashKey::RemoteAddr,
+        }
+    }
+
+    /// Check what clap's types cannot; the error is one line for a person.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.upstreams.is_empty() {
+            return Err(
+                "no --upstream given: name at least one backend, e.g. --upstream 127.0.0.1:9001"
+                    .into(),
+            );
+        }
+        if self.upstreams.len() > u16::MAX as usize - 1 {
+            return Err("too many upstreams (at most 65534)".into());
+        }
+        if self.worker_connections < 4 {
+            return Err(format!(
+                "--worker-connections {} is too small: 2 slots are reserved and each proxied client needs 2; use 4 or more",
+                self.worker_connections
+            ));
+        }
+        if self.workers == 0 {
+            return Err("--worker-processes must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// A small nginx.conf the tests of the submodules map onto a [`Config`].
+#[cfg(test)]
+pub(crate) const TEST_SEED: &str = "worker_processes 1;\nevents { worker_connections 1024; }\nhttp {\n map $http_upgrade $connection_upgrade { default upgrade; '' close; }\n upstream nodes { least_conn; server 127.0.0.1:9001; server 127.0.0.1:9002; }\n server { listen 127.0.0.1:8080; location / { proxy_pass http://nodes; proxy_http_version 1.1;\n proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; proxy_read_timeout 90s; } }\n}\n";

@@ -1,0 +1,631 @@
+//! The typed builder: directive tree → [`NginxConf`], checking each directive against the
+//! table and merging proxy settings down http → server → location the way nginx does.
+//! The `upstream` and `server` blocks are built in the submodules of those names.
+
+use super::directives::{spec_for, Args, Ctx, Spec, SUBSET_HINT};
+use super::tree::Directive;
+use super::values::{parse_size, parse_time_ms, parse_u64};
+use super::{ConfError, Listen, Location, Map, NginxConf, ServerBlock, WorkerProcesses};
+
+mod server;
+mod upstream;
+
+/// Proxy settings of one level (http, server or location) before inheritance.
+#[derive(Debug, Clone, Default)]
+struct Proxy {
+    pass: Option<(String, usize)>,
+    http_version: Option<String>,
+    headers: Option<Vec<(String, String)>>,
+    read: Option<u64>,
+    connect: Option<u64>,
+    send: Option<u64>,
+    keepalive: Option<u64>,
+    body: Option<u64>,
+    header: Option<u64>,
+}
+
+impl Proxy {
+    /// nginx merge rules: unset values come from the enclosing level; `proxy_set_header`
+    /// lines are inherited as a whole only when this level has none.
+    fn inherit(&mut self, parent: &Proxy) {
+        if self.http_version.is_none() {
+            self.http_version.clone_from(&parent.http_version);
+        }
+        if self.headers.is_none() {
+            self.headers.clone_from(&parent.headers);
+        }
+        self.read = self.read.or(parent.read);
+        self.connect = self.connect.or(parent.connect);
+        self.send = self.send.or(parent.send);
+        self.keepalive = self.keepalive.or(parent.keepalive);
+        self.body = self.body.or(parent.body);
+        self.header = self.header.or(parent.header);
+    }
+}
+
+struct RawLocation {
+    path: String,
+    line: usize,
+    proxy: Proxy,
+}
+
+struct RawServer {
+    listen: Vec<Listen>,
+    locations: Vec<RawLocation>,
+    proxy: Proxy,
+    line: usize,
+}
+
+/// Builds the [`NginxConf`] of one file.
+pub(super) struct Builder<'a> {
+    pub(super) file: &'a str,
+    pub(super) conf: NginxConf,
+}
+
+type Res<T> = Result<T, ConfError>;
+
+impl Builder<'_> {
+    fn err(&self, line: usize, msg: impl Into<String>) -> ConfError {
+        ConfError {
+            file: self.file.to_string(),
+            line,
+            msg: msg.into(),
+        }
+    }
+
+    fn warn(&mut self, line: usize, msg: &str) {
+        let w = format!("{}:{}: {}", self.file, line, msg);
+        self.conf.warnings.push(w);
+    }
+
+    fn duplicate(&self, d: &Directive) -> ConfError {
+        self.err(d.line, format!("\"{}\" directive is duplicate", d.name))
+    }
+
+    /// Checks that `d` is a known directive allowed in `ctx` with the right shape.
+    fn check(&self, d: &Directive, ctx: Ctx) -> Res<Spec> {
+        if d.name == "include" {
+            return Err(self.err(
+                d.line,
+                format!(
+                    "\"include {}\" is refused: ringway does not follow includes; \
+                     inline the content of the included file here",
+                    d.args.join(" ")
+                ),
+            ));
+        }
+        let Some(spec) = spec_for(&d.name, ctx) else {
+            return Err(self.err(
+                d.line,
+                format!("unknown directive \"{}\" {SUBSET_HINT}", d.name),
+            ));
+        };
+        if !spec.ctxs.contains(&ctx) {
+            let allowed: Vec<&str> = spec.ctxs.iter().map(|c| c.describe()).collect();
+            return Err(self.err(
+                d.line,
+                format!(
+                    "\"{}\" directive is not allowed in {} (it belongs in {})",
+                    d.name,
+                    ctx.describe(),
+                    allowed.join(" or ")
+                ),
+            ));
+        }
+        if spec.block && d.block.is_none() {
+            return Err(self.err(
+                d.line,
+                format!("directive \"{}\" has no opening \"{{\"", d.name),
+            ));
+        }
+        if !spec.block && d.block.is_some() {
+            return Err(self.err(
+                d.line,
+                format!("directive \"{}\" is not terminated by \";\"", d.name),
+            ));
+        }
+        let n = d.args.len();
+        let ok = match spec.args {
+            Args::Exact(k) => n == k,
+            Args::Range(lo, hi) => (lo..=hi).contains(&n),
+            Args::AtLeast(k) => n >= k,
+            Args::Flag => n == 1,
+        };
+        if !ok {
+            let hint = d.semicolon_hint();
+            return Err(self.err(
+                d.line,
+                format!(
+                    "invalid number of arguments in \"{}\" directive{hint}",
+                    d.name
+                ),
+            ));
+        }
+        if matches!(spec.args, Args::Flag) && !matches!(d.arg(0), "on" | "off") {
+            return Err(self.err(
+                d.line,
+                format!(
+                    "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
+                    d.arg(0),
+                    d.name
+                ),
+            ));
+        }
+        Ok(spec)
+    }
+
+    /// Validates what is cheap to validate in a harmless directive, then warns about it.
+    fn harmless(&mut self, d: &Directive) -> Res<()> {
+        match d.name.as_str() {
+            "client_max_body_size" | "proxy_buffer_size" | "types_hash_max_size" => {
+                self.size(d, d.arg(0))?;
+            }
+            "proxy_buffers" => {
+                self.number(d, d.arg(0))?;
+                self.size(d, d.arg(1))?;
+            }
+            _ => {}
+        }
+        self.warn(d.line, &format!("ignoring harmless directive '{}'", d.name));
+        Ok(())
+    }
+
+    fn number(&self, d: &Directive, s: &str) -> Res<u64> {
+        parse_u64(s).ok_or_else(|| {
+            self.err(
+                d.line,
+                format!("invalid number \"{s}\" in \"{}\" directive", d.name),
+            )
+        })
+    }
+
+    /// A number `>= 1` that fits in `T`.
+    fn positive<T: TryFrom<u64>>(&self, d: &Directive, s: &str) -> Res<T> {
+        match parse_u64(s) {
+            Some(n) if n >= 1 => T::try_from(n).map_err(|_| {
+                self.err(
+                    d.line,
+                    format!("number \"{s}\" is too large in \"{}\" directive", d.name),
+                )
+            }),
+            Some(_) => Err(self.err(
+                d.line,
+                format!("\"{}\" must be at least 1, not \"{s}\"", d.name),
+            )),
+            None => Err(self.err(
+                d.line,
+                format!("invalid number \"{s}\" in \"{}\" directive", d.name),
+            )),
+        }
+    }
+
+    fn size(&self, d: &Directive, s: &str) -> Res<u64> {
+        parse_size(s).ok_or_else(|| {
+            self.err(
+                d.line,
+                format!(
+                    "invalid size \"{s}\" in \"{}\" directive (use nginx syntax: 512, 16k, 1m)",
+                    d.name
+                ),
+            )
+        })
+    }
+
+    fn time(&self, d: &Directive, s: &str) -> Res<u64> {
+        parse_time_ms(s).ok_or_else(|| {
+            self.err(
+                d.line,
+                format!(
+                    "invalid time \"{s}\" in \"{}\" directive \
+                     (use nginx syntax: 500ms, 10s, 5m, 1h; a plain number means seconds)",
+                    d.name
+                ),
+            )
+        })
+    }
+
+    /// Builds from the top-level directives.
+    pub(super) fn main_ctx(&mut self, dirs: &[Directive]) -> Res<()> {
+        let mut seen_events = false;
+        let mut seen_http = false;
+        for d in dirs {
+            if self.check(d, Ctx::Main)?.harmless {
+                self.harmless(d)?;
+                continue;
+            }
+            match d.name.as_str() {
+                "worker_processes" => {
+                    if self.conf.worker_processes.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    let v = match d.arg(0) {
+                        "auto" => WorkerProcesses::Auto,
+                        s => WorkerProcesses::N(self.positive(d, s)?),
+                    };
+                    self.conf.worker_processes = Some(v);
+                }
+                "ringway_worker_mode" => {
+                    if self.conf.process_mode.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.process_mode = Some(match d.arg(0) {
+                        "process" => true,
+                        "thread" => false,
+                        other => {
+                            return Err(ConfError {
+                                file: self.file.to_string(),
+                                line: d.line,
+                                msg: format!(
+                                    "ringway_worker_mode \"{other}\": write thread or process"
+                                ),
+                            })
+                        }
+                    });
+                }
+                "worker_rlimit_nofile" => {
+                    if self.conf.worker_rlimit_nofile.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.worker_rlimit_nofile = Some(self.positive(d, d.arg(0))?);
+                }
+                "events" => {
+                    if std::mem::replace(&mut seen_events, true) {
+                        return Err(self.duplicate(d));
+                    }
+                    self.events_ctx(d.children())?;
+                }
+                "http" => {
+                    if std::mem::replace(&mut seen_http, true) {
+                        return Err(self.duplicate(d));
+                    }
+                    self.http_ctx(d.children())?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn events_ctx(&mut self, dirs: &[Directive]) -> Res<()> {
+        for d in dirs {
+            if self.check(d, Ctx::Events)?.harmless {
+                self.harmless(d)?;
+                continue;
+            }
+            if d.name == "worker_connections" {
+                if self.conf.worker_connections.is_some() {
+                    return Err(self.duplicate(d));
+                }
+                self.conf.worker_connections = Some(self.positive(d, d.arg(0))?);
+            }
+        }
+        Ok(())
+    }
+
+    fn http_ctx(&mut self, dirs: &[Directive]) -> Res<()> {
+        let mut proxy = Proxy::default();
+        let mut raw_servers = Vec::new();
+        for d in dirs {
+            if self.check(d, Ctx::Http)?.harmless {
+                self.harmless(d)?;
+                continue;
+            }
+            match d.name.as_str() {
+                "map" => {
+                    let m = self.map(d)?;
+                    if let Some(prev) = self.conf.maps.iter().find(|p| p.variable == m.variable) {
+                        return Err(self.err(
+                            d.line,
+                            format!(
+                                "variable \"{}\" is already defined by the map on line {}",
+                                m.variable, prev.line
+                            ),
+                        ));
+                    }
+                    self.conf.maps.push(m);
+                }
+                "upstream" => {
+                    let u = self.upstream(d)?;
+                    if let Some(prev) = self.conf.upstreams.iter().find(|p| p.name == u.name) {
+                        return Err(self.err(
+                            d.line,
+                            format!(
+                                "duplicate upstream \"{}\" (first defined on line {})",
+                                u.name, prev.line
+                            ),
+                        ));
+                    }
+                    self.conf.upstreams.push(u);
+                }
+                "server" => raw_servers.push(self.server(d)?),
+                _ => self.proxy_directive(d, &mut proxy)?,
+            }
+        }
+        // Inherit and resolve now that every upstream (wherever it appears) is known.
+        for rs in raw_servers {
+            let mut locations = Vec::with_capacity(rs.locations.len());
+            for mut rl in rs.locations {
+                rl.proxy.inherit(&rs.proxy);
+                rl.proxy.inherit(&proxy);
+                let proxy_pass = match &rl.proxy.pass {
+                    Some((raw, line)) => Some(self.resolve_pass(raw, *line, &rl.path)?),
+                    None => None,
+                };
+                locations.push(Location {
+                    path: rl.path,
+                    proxy_pass,
+                    proxy_http_version: rl.proxy.http_version,
+                    set_headers: rl.proxy.headers.unwrap_or_default(),
+                    read_timeout_ms: rl.proxy.read,
+                    connect_timeout_ms: rl.proxy.connect,
+                    send_timeout_ms: rl.proxy.send,
+                    keepalive_timeout_ms: rl.proxy.keepalive,
+                    client_body_timeout_ms: rl.proxy.body,
+                    client_header_timeout_ms: rl.proxy.header,
+                    line: rl.line,
+                });
+            }
+            self.conf.servers.push(ServerBlock {
+                listen: rs.listen,
+                locations,
+                line: rs.line,
+            });
+        }
+        Ok(())
+    }
+
+    fn map(&mut self, d: &Directive) -> Res<Map> {
+        let variable = d.arg(1).to_string();
+        if variable.len() < 2 || !variable.starts_with('$') {
+            return Err(self.err(
+                d.line,
+                format!("invalid map variable \"{variable}\" (it must look like $name)"),
+            ));
+        }
+        let mut m = Map {
+            source: d.arg(0).to_string(),
+            variable,
+            entries: Vec::new(),
+            default: None,
+            line: d.line,
+        };
+        for e in d.children() {
+            if e.name == "include" {
+                self.check(e, Ctx::Http)?;
+            }
+            if e.block.is_some() {
+                return Err(self.err(e.line, "unexpected \"{\" in map".to_string()));
+            }
+            match (e.name.as_str(), e.args.len()) {
+                ("hostnames" | "volatile", 0) => {
+                    self.warn(e.line, &format!("ignoring map parameter '{}'", e.name));
+                }
+                ("default", 1) => {
+                    if m.default.is_some() {
+                        return Err(self.err(e.line, "duplicate \"default\" in map"));
+                    }
+                    m.default = Some(e.arg(0).to_string());
+                }
+                (key, 1) => {
+                    if m.entries.iter().any(|(k, _)| k == key) {
+                        return Err(self.err(e.line, format!("duplicate map key \"{key}\"")));
+                    }
+                    m.entries.push((key.to_string(), e.arg(0).to_string()));
+                }
+                (key, _) => {
+                    return Err(self.err(
+                        e.line,
+                        format!("invalid map entry \"{key}\": expected \"KEY VALUE;\""),
+                    ))
+                }
+            }
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::nginx_conf::fixtures::*;
+    use crate::nginx_conf::*;
+
+    #[test]
+    fn seed_config_exact() {
+        let c = ok(SEED);
+        let expected = NginxConf {
+            worker_processes: Some(WorkerProcesses::N(1)),
+            worker_connections: Some(1024),
+            worker_rlimit_nofile: Some(20000),
+            process_mode: None,
+            upstreams: vec![UpstreamBlock {
+                name: "nodes".into(),
+                servers: vec![
+                    UpstreamServer {
+                        addr: "127.0.0.1:9001".into(),
+                        weight: 1,
+                        max_fails: None,
+                        fail_timeout_ms: None,
+                        backup: false,
+                        down: false,
+                        line: 8,
+                    },
+                    UpstreamServer {
+                        addr: "127.0.0.1:9002".into(),
+                        weight: 1,
+                        max_fails: Some(3),
+                        fail_timeout_ms: Some(10_000),
+                        backup: false,
+                        down: false,
+                        line: 9,
+                    },
+                ],
+                balance: BalanceDirective::LeastConn,
+                keepalive: Some(32),
+                keepalive_timeout_ms: None,
+                line: 6,
+            }],
+            servers: vec![ServerBlock {
+                listen: vec![Listen {
+                    addr: "0.0.0.0:8080".into(),
+                    backlog: None,
+                    reuseport: false,
+                }],
+                locations: vec![Location {
+                    path: "/".into(),
+                    proxy_pass: Some("nodes".into()),
+                    proxy_http_version: Some("1.1".into()),
+                    set_headers: hdr(&[
+                        ("Upgrade", "$http_upgrade"),
+                        ("Connection", "$connection_upgrade"),
+                        ("Host", "$host"),
+                    ]),
+                    read_timeout_ms: Some(60_000),
+                    connect_timeout_ms: Some(5_000),
+                    send_timeout_ms: Some(60_000),
+                    keepalive_timeout_ms: None,
+                    client_body_timeout_ms: None,
+                    client_header_timeout_ms: None,
+                    line: 15,
+                }],
+                line: 12,
+            }],
+            maps: vec![Map {
+                source: "$http_upgrade".into(),
+                variable: "$connection_upgrade".into(),
+                entries: hdr(&[("", "close")]),
+                default: Some("upgrade".into()),
+                line: 5,
+            }],
+            warnings: vec!["nginx.conf:14: ignoring harmless directive 'server_name'".into()],
+        };
+        assert_eq!(c, expected);
+    }
+
+    #[test]
+    fn worker_processes_auto() {
+        let c = ok("worker_processes auto;");
+        assert_eq!(c.worker_processes, Some(WorkerProcesses::Auto));
+        err_at("worker_processes 0;", 1, "at least 1");
+        err_at("worker_processes many;", 1, "invalid number \"many\"");
+    }
+
+    #[test]
+    fn every_directive_of_the_subset() {
+        let c = ok(r#"
+worker_processes auto;
+worker_rlimit_nofile 65536;
+events {
+    worker_connections 4096;
+}
+http {
+    proxy_read_timeout 2m;
+    proxy_set_header X-Http 1;
+    map $http_upgrade $connection_upgrade {
+        default upgrade;
+        ''      close;
+        websocket upgrade;
+    }
+    upstream rr { server a.example:81 weight=3; server 10.0.0.2 backup; server [::1]:82 down; }
+    upstream lc { least_conn; server 10.0.0.1:1; keepalive 8; }
+    upstream ih { ip_hash; server 10.0.0.1:1; }
+    upstream hc { hash $remote_addr consistent; server 10.0.0.1:1; }
+    upstream h { hash $request_uri; server 10.0.0.1:1; }
+    upstream st { sticky cookie srv_id; server 10.0.0.1:1; server 10.0.0.2:1; }
+    server {
+        listen 127.0.0.1:8080 reuseport backlog=4096;
+        listen [::1]:8081;
+        proxy_connect_timeout 750ms;
+        location / {
+            proxy_pass http://rr;
+            proxy_send_timeout 1h;
+        }
+        location ^~ /direct/ {
+            proxy_pass 10.1.2.3:9000;
+            proxy_http_version 1.0;
+            proxy_set_header X-Loc 2;
+        }
+    }
+}
+"#);
+        assert_eq!(c.worker_processes, Some(WorkerProcesses::Auto));
+        assert_eq!(c.worker_rlimit_nofile, Some(65536));
+        assert_eq!(c.worker_connections, Some(4096));
+        assert_eq!(c.maps.len(), 1);
+        assert_eq!(
+            c.maps[0].entries,
+            hdr(&[("", "close"), ("websocket", "upgrade")])
+        );
+        let bal: Vec<(&str, &BalanceDirective)> = c
+            .upstreams
+            .iter()
+            .map(|u| (u.name.as_str(), &u.balance))
+            .collect();
+        assert_eq!(
+            bal,
+            vec![
+                ("rr", &BalanceDirective::RoundRobin),
+                ("lc", &BalanceDirective::LeastConn),
+                ("ih", &BalanceDirective::IpHash),
+                (
+                    "hc",
+                    &BalanceDirective::Hash {
+                        key: "$remote_addr".into(),
+                        consistent: true
+                    }
+                ),
+                (
+                    "h",
+                    &BalanceDirective::Hash {
+                        key: "$request_uri".into(),
+                        consistent: false
+                    }
+                ),
+                (
+                    "st",
+                    &BalanceDirective::StickyCookie {
+                        name: "srv_id".into()
+                    }
+                ),
+            ]
+        );
+        let rr = &c.upstreams[0].servers;
+        assert_eq!(rr[0].addr, "a.example:81");
+        assert_eq!(rr[0].weight, 3);
+        assert_eq!((rr[1].addr.as_str(), rr[1].backup), ("10.0.0.2:80", true));
+        assert_eq!((rr[2].addr.as_str(), rr[2].down), ("[::1]:82", true));
+        assert_eq!(c.upstreams[1].keepalive, Some(8));
+        assert_eq!(c.upstreams[0].keepalive, None);
+
+        let s = &c.servers[0];
+        assert_eq!(
+            s.listen,
+            vec![
+                Listen {
+                    addr: "127.0.0.1:8080".into(),
+                    backlog: Some(4096),
+                    reuseport: true
+                },
+                Listen {
+                    addr: "[::1]:8081".into(),
+                    backlog: None,
+                    reuseport: false
+                },
+            ]
+        );
+        // Inheritance: timeouts per value, headers only when the location has none.
+        let root = &s.locations[0];
+        assert_eq!(root.proxy_pass.as_deref(), Some("rr"));
+        assert_eq!(root.read_timeout_ms, Some(120_000));
+        assert_eq!(root.connect_timeout_ms, Some(750));
+        assert_eq!(root.send_timeout_ms, Some(3_600_000));
+        assert_eq!(root.proxy_http_version, None);
+        assert_eq!(root.set_headers, hdr(&[("X-Http", "1")]));
+        let direct = &s.locations[1];
+        assert_eq!(direct.path, "/direct/");
+        assert_eq!(direct.proxy_pass.as_deref(), Some("10.1.2.3:9000"));
+        assert_eq!(direct.proxy_http_version.as_deref(), Some("1.0"));
+        assert_eq!(direct.set_headers, hdr(&[("X-Loc", "2")]));
+        assert_eq!(direct.send_timeout_ms, None);
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+}

@@ -1,0 +1,67 @@
+//! Test fixtures shared by the nginx_conf unit tests: the seed config and parse helpers.
+
+use super::{parse_str, ConfError, NginxConf};
+
+pub(super) const SEED: &str = r#"worker_processes 1;            # or auto
+worker_rlimit_nofile 20000;
+events { worker_connections 1024; }
+http {
+    map $http_upgrade $connection_upgrade { default upgrade; '' close; }
+    upstream nodes {
+        least_conn;
+        server 127.0.0.1:9001;
+        server 127.0.0.1:9002 max_fails=3 fail_timeout=10s weight=1;
+        keepalive 32;
+    }
+    server {
+        listen 8080;
+        server_name _;
+        location / {
+            proxy_pass http://nodes;
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection $connection_upgrade;
+            proxy_set_header Host $host;
+            proxy_read_timeout 60s;
+            proxy_connect_timeout 5s;
+            proxy_send_timeout 60s;
+        }
+    }
+}
+"#;
+
+pub(super) fn ok(src: &str) -> NginxConf {
+    match parse_str(src, "nginx.conf") {
+        Ok(c) => c,
+        Err(e) => panic!("unexpected error: {e}"),
+    }
+}
+
+pub(super) fn err(src: &str) -> ConfError {
+    match parse_str(src, "nginx.conf") {
+        Ok(c) => panic!("expected an error, got {c:?}"),
+        Err(e) => e,
+    }
+}
+
+/// Asserts an error on `line` whose message contains `needle`.
+pub(super) fn err_at(src: &str, line: usize, needle: &str) {
+    let e = err(src);
+    assert_eq!(e.line, line, "wrong line for: {e}");
+    assert!(e.msg.contains(needle), "{e:?} does not contain {needle:?}");
+}
+
+/// Wraps location-level directives into a minimal valid config (location on line 4).
+pub(super) fn in_location(body: &str) -> String {
+    format!(
+        "http {{\n upstream u {{ server 10.0.0.1:80; }}\n server {{ listen 80;\n  \
+         location / {{\n{body}\n  }}\n }}\n}}\n"
+    )
+}
+
+pub(super) fn hdr(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(a, b)| (a.to_string(), b.to_string()))
+        .collect()
+}

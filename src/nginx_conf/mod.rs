@@ -1,0 +1,584 @@
+//! Parser for the subset of `nginx.conf` that ringway understands (`ringway -c nginx.conf`).
+//!
+//! ringway is a drop-in replacement for the classic "socket.io behind nginx" setup, so it reads
+//! the same configuration file, but only the part of the nginx language that such a setup uses:
+//!
+//! * top level: `worker_processes N|auto;`, `worker_rlimit_nofile N;`, `events { }`, `http { }`
+//! * `events`: `worker_connections N;`
+//! * `http`: `map $src $var { key value; default value; }`, `upstream NAME { }`, `server { }`
+//! * `upstream`: `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup] [down];`,
+//!   one balancing method out of `least_conn;`, `ip_hash;`, `hash KEY [consistent];` and the
+//!   ringway-specific `sticky cookie NAME;` (default: round robin), `keepalive N;` and
+//!   `keepalive_timeout TIME;` (idle pooled connections)
+//! * `server`: `listen [HOST:]PORT [reuseport] [backlog=N] [default_server];`, `location PATH { }`
+//! * `location` (and, inherited the way nginx does it, `server`/`http`): `proxy_pass`,
+//!   `proxy_http_version`, `proxy_set_header`, `proxy_read_timeout`, `proxy_connect_timeout`,
+//!   `proxy_send_timeout`, `keepalive_timeout` (the client side's), `client_body_timeout`,
+//!   and (`http`/`server`) `client_header_timeout`
+//!
+//! Some directives are accepted but have no effect on ringway ("harmless"; each one produces a
+//! warning in [`NginxConf::warnings`]): `user`, `pid`, `daemon`, `master_process`, `error_log`,
+//! `access_log`, `log_format`, `server_name`, `sendfile`, `tcp_nopush`, `tcp_nodelay`,
+//! `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
+//! `client_max_body_size`, `multi_accept`, `use`, `proxy_buffering`, `proxy_buffer_size`,
+//! the `*_temp_path` directives,
+//! `proxy_buffers`, `proxy_redirect` and `proxy_cache_bypass`.
+//!
+//! Everything else is an error that names the file and line ([`ConfError`]): unknown
+//! directives, wrong argument counts, a missing `;`, unbalanced braces, a directive in the wrong
+//! block, malformed numbers/sizes/durations, a `proxy_pass` that names neither an upstream nor a
+//! `host:port`, two balancing methods in one upstream, an upstream without servers, etc.
+//! `include` is always refused: ringway does not follow includes, so the content has to be
+//! pasted into the file.
+//!
+//! The lexer follows nginx: bare words, `'single'` and `"double"` quoted strings with backslash
+//! escapes (`\"`, `\'`, `\\`, `\t`, `\r`, `\n`; any other `\x` is kept as is), `#` comments to
+//! the end of the line, and `;`, `{`, `}`. Numbers use nginx syntax: times are `500ms`, `10s`,
+//! `5m`, `1h`, `1d`, ... (a plain number means seconds, parts combine as in `1m30s`), sizes
+//! are `N`, `Nk`, `Nm`, `Ng`.
+//!
+//! Parsing happens in two steps: the lexeme stream becomes a generic directive tree (name,
+//! arguments, optional block, line), which is then checked and turned into a typed
+//! [`NginxConf`]. No input makes the parser panic.
+//!
+//! | step | module |
+//! |---|---|
+//! | text → lexemes (words, `;`, `{`, `}`) | `lexer` |
+//! | lexemes → directive tree | `tree` |
+//! | which directive is allowed where, with how many arguments | `directives` |
+//! | nginx value syntax: numbers, sizes, times, `host:port` | `values` |
+//! | directive tree → [`NginxConf`] | `builder` |
+
+use std::fmt;
+use std::path::Path;
+
+mod builder;
+mod directives;
+#[cfg(test)]
+mod fixtures;
+mod lexer;
+mod tree;
+mod values;
+
+use builder::Builder;
+use lexer::lex;
+use tree::TreeParser;
+
+/// The typed result of parsing an nginx.conf subset.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NginxConf {
+    /// `worker_processes N|auto;` (top level), `None` when absent.
+    pub worker_processes: Option<WorkerProcesses>,
+    /// `events { worker_connections N; }`, `None` when absent.
+    pub worker_connections: Option<usize>,
+    /// `worker_rlimit_nofile N;` (top level), `None` when absent.
+    pub worker_rlimit_nofile: Option<u64>,
+    /// ringway-specific `ringway_worker_mode thread|process;` (top level): `Some(true)` for
+    /// process mode; nginx does not know this directive.
+    pub process_mode: Option<bool>,
+    /// `upstream NAME { ... }` blocks of the `http` block, in file order.
+    pub upstreams: Vec<UpstreamBlock>,
+    /// `server { ... }` blocks of the `http` block, in file order.
+    pub servers: Vec<ServerBlock>,
+    /// `map $source $variable { ... }` blocks of the `http` block, in file order.
+    pub maps: Vec<Map>,
+    /// Non-fatal remarks, each formatted as `FILE:LINE: text`, e.g.
+    /// `nginx.conf:12: ignoring harmless directive 'server_name'`.
+    pub warnings: Vec<String>,
+}
+
+/// Value of `worker_processes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WorkerProcesses {
+    /// `worker_processes auto;`: one worker per CPU.
+    Auto,
+    /// `worker_processes N;` with `N >= 1`.
+    N(usize),
+}
+
+/// An `upstream NAME { ... }` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamBlock {
+    /// The upstream's name, as referenced by `proxy_pass http://NAME`.
+    pub name: String,
+    /// Its `server` lines, in file order (never empty).
+    pub servers: Vec<UpstreamServer>,
+    /// The balancing method (round robin when none is given).
+    pub balance: BalanceDirective,
+    /// `keepalive N;`: idle upstream connections cached per worker.
+    pub keepalive: Option<usize>,
+    /// `keepalive_timeout TIME;` inside the upstream: how long a cached connection may idle,
+    /// in milliseconds.
+    pub keepalive_timeout_ms: Option<u64>,
+    /// Line of the `upstream` directive.
+    pub line: usize,
+}
+
+/// A `server ADDR [params];` line inside an upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpstreamServer {
+    /// Normalized `host:port` (`[v6]:port` for IPv6; port 80 when omitted). The host may be a
+    /// name that the caller still has to resolve.
+    pub addr: String,
+    /// `weight=N` (default 1, always `>= 1`).
+    pub weight: u32,
+    /// `max_fails=N` when given (nginx default: 1; 0 disables failure accounting).
+    pub max_fails: Option<u32>,
+    /// `fail_timeout=TIME` in milliseconds when given (nginx default: 10 s).
+    pub fail_timeout_ms: Option<u64>,
+    /// `backup`: only used when all non-backup servers are unavailable.
+    pub backup: bool,
+    /// `down`: permanently marked unavailable.
+    pub down: bool,
+    /// Line of the `server` directive.
+    pub line: usize,
+}
+
+/// Load-balancing method of an upstream.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum BalanceDirective {
+    /// Weighted round robin (nginx's default).
+    #[default]
+    RoundRobin,
+    /// `least_conn;`
+    LeastConn,
+    /// `ip_hash;`
+    IpHash,
+    /// `hash KEY [consistent];`, e.g. `hash $remote_addr consistent;`.
+    Hash {
+        /// The key expression as written, e.g. `$remote_addr`.
+        key: String,
+        /// Whether `consistent` (ketama) hashing was requested.
+        consistent: bool,
+    },
+    /// ringway-specific `sticky cookie NAME;`.
+    StickyCookie {
+        /// The cookie name, e.g. `srv_id`.
+        name: String,
+    },
+}
+
+/// A `server { ... }` block of the `http` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerBlock {
+    /// Its `listen` directives (a server without any listens on `0.0.0.0:80`, like nginx).
+    pub listen: Vec<Listen>,
+    /// Its `location` blocks, in file order.
+    pub locations: Vec<Location>,
+    /// Line of the `server` directive.
+    pub line: usize,
+}
+
+/// A `listen` directive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listen {
+    /// Normalized `host:port`: `8080` becomes `0.0.0.0:8080`, `*:8080` becomes `0.0.0.0:8080`,
+    /// IPv6 stays bracketed (`[::1]:8080`), a missing port is 80. The host may be a name.
+    pub addr: String,
+    /// `backlog=N`.
+    pub backlog: Option<u32>,
+    /// `reuseport`.
+    pub reuseport: bool,
+}
+
+/// A `location PATH { ... }` block, with the proxy settings it inherits from its `server` and
+/// `http` blocks already merged in (nginx semantics: each value inherits separately, and
+/// `proxy_set_header` lines are inherited only when the location has none of its own).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Location {
+    /// The prefix path, e.g. `/` or `/socket.io/` (`location ^~ /p` is read as `/p`).
+    pub path: String,
+    /// `proxy_pass` target: the name of an upstream when one by that name exists, otherwise a
+    /// normalized `host:port`. The `http://` prefix is stripped.
+    pub proxy_pass: Option<String>,
+    /// `proxy_http_version`: `"1.0"` or `"1.1"`.
+    pub proxy_http_version: Option<String>,
+    /// `proxy_set_header NAME VALUE;` pairs in file order (values unexpanded, e.g.
+    /// `$http_upgrade`).
+    pub set_headers: Vec<(String, String)>,
+    /// `proxy_read_timeout` in milliseconds.
+    pub read_timeout_ms: Option<u64>,
+    /// `proxy_connect_timeout` in milliseconds.
+    pub connect_timeout_ms: Option<u64>,
+    /// `proxy_send_timeout` in milliseconds.
+    pub send_timeout_ms: Option<u64>,
+    /// `keepalive_timeout` (client connections) in milliseconds.
+    pub keepalive_timeout_ms: Option<u64>,
+    /// `client_body_timeout` in milliseconds.
+    pub client_body_timeout_ms: Option<u64>,
+    /// `client_header_timeout` in milliseconds (from `server` or `http`).
+    pub client_header_timeout_ms: Option<u64>,
+    /// Line of the `location` directive.
+    pub line: usize,
+}
+
+/// A `map $source $variable { ... }` block.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Map {
+    /// The source expression, e.g. `$http_upgrade`.
+    pub source: String,
+    /// The variable being defined, including its `$`, e.g. `$connection_upgrade`.
+    pub variable: String,
+    /// `key value` entries in file order, excluding `default` (a `''` key is the empty string).
+    pub entries: Vec<(String, String)>,
+    /// The `default` value, if given (nginx uses the empty string otherwise).
+    pub default: Option<String>,
+    /// Line of the `map` directive.
+    pub line: usize,
+}
+
+/// A configuration error, pointing at a file and line.
+///
+/// Displays as `FILE:LINE: MESSAGE`, e.g.
+/// `nginx.conf:12: unknown directive "gzip_foo" (ringway reads a subset of nginx.conf; see README)`,
+/// or `FILE: MESSAGE` when `line` is 0 (the file could not be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfError {
+    /// The file name as given to [`parse_str`] / [`parse_file`].
+    pub file: String,
+    /// 1-based line number; 0 when the error is not about a line (e.g. I/O errors).
+    pub line: usize,
+    /// Human-readable description.
+    pub msg: String,
+}
+
+impl fmt::Display for ConfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.msg)
+        } else {
+            write!(f, "{}:{}: {}", self.file, self.line, self.msg)
+        }
+    }
+}
+
+impl std::error::Error for ConfError {}
+
+/// Parses nginx.conf text. `file_name` is only used in error and warning messages.
+pub fn parse_str(src: &str, file_name: &str) -> Result<NginxConf, ConfError> {
+    let tokens = lex(src, file_name)?;
+    let last_line = src.lines().count().max(1);
+    let mut tree = TreeParser {
+        toks: &tokens,
+        pos: 0,
+        file: file_name,
+        last_line,
+    };
+    let root = tree.block(0, None)?;
+    let mut b = Builder {
+        file: file_name,
+        conf: NginxConf::default(),
+    };
+    b.main_ctx(&root)?;
+    Ok(b.conf)
+}
+
+/// Reads and parses an nginx.conf file. Messages name the file as `path` displays.
+pub fn parse_file(path: &Path) -> Result<NginxConf, ConfError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| ConfError {
+        file: name.clone(),
+        line: 0,
+        msg: format!("cannot read configuration file: {e}"),
+    })?;
+    match String::from_utf8(bytes) {
+        Ok(src) => parse_str(&src, &name),
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let line = e
+                .as_bytes()
+                .get(..valid)
+                .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
+                + 1;
+            Err(ConfError {
+                file: name,
+                line,
+                msg: "the file is not valid UTF-8".to_string(),
+            })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use fixtures::*;
+
+    #[test]
+    fn error_lines_and_messages() {
+        let e = err("http {\n\n    gzip_foo on;\n}\n");
+        assert_eq!(
+            e.to_string(),
+            "nginx.conf:3: unknown directive \"gzip_foo\" (ringway reads a subset of \
+             nginx.conf; see README)"
+        );
+        // Wrong context.
+        err_at(
+            "worker_processes 1;\nworker_connections 1024;\n",
+            2,
+            "\"worker_connections\" directive is not allowed in the top level (it belongs in events)",
+        );
+        err_at(
+            "events {\n}\nhttp {\n listen 80;\n}",
+            4,
+            "not allowed in http",
+        );
+        err_at(
+            "http {\n server {\n  location / {\n   location /x { }\n  }\n }\n}",
+            4,
+            "not allowed in location",
+        );
+        err_at(
+            "http {\n upstream u {\n  proxy_pass u;\n }\n}",
+            3,
+            "not allowed",
+        );
+        // Wrong argument count.
+        err_at(
+            "worker_processes;",
+            1,
+            "invalid number of arguments in \"worker_processes\"",
+        );
+        err_at(
+            "\n\nworker_processes 1 2;",
+            3,
+            "invalid number of arguments",
+        );
+        // Missing `;`: directive swallows the next line.
+        err_at(
+            &in_location("proxy_http_version 1.1\nproxy_set_header Upgrade $http_upgrade;"),
+            5,
+            "missing \";\" at the end of line 5",
+        );
+        // Missing `;` before `}`.
+        err_at(
+            &in_location("proxy_pass http://u"),
+            5,
+            "missing \";\" after directive \"proxy_pass\"",
+        );
+        // Missing `;` at end of file.
+        err_at("worker_processes 1\n", 1, "unexpected end of file");
+        err_at(
+            "http {\n server {\n  listen 8080\n  server_name _;\n }\n}",
+            3,
+            "missing \";\" at the end of line 3",
+        );
+        // Missing `;` before a block.
+        err_at(
+            "worker_processes 1\nevents { }\n",
+            1,
+            "is not terminated by \";\"",
+        );
+        // Block directive without block.
+        err_at("events;", 1, "has no opening \"{\"");
+        // Unbalanced braces.
+        err_at(
+            "events {\n worker_connections 1;\n\nhttp {\n}\n",
+            5,
+            "opened on line 1",
+        );
+        err_at("events {\n}\n}\n", 3, "unexpected \"}\"");
+        err_at("\n;\n", 2, "unexpected \";\"");
+        err_at("{ }", 1, "unexpected \"{\"");
+        // Bad numbers and durations.
+        err_at(
+            "events {\n worker_connections -5;\n}",
+            2,
+            "invalid number \"-5\"",
+        );
+        err_at(
+            "events {\n worker_connections 99999999999999999999999;\n}",
+            2,
+            "invalid number",
+        );
+        err_at("worker_rlimit_nofile 1k;", 1, "invalid number \"1k\"");
+        err_at(
+            &in_location("proxy_read_timeout 10x;"),
+            5,
+            "invalid time \"10x\"",
+        );
+        err_at(&in_location("proxy_read_timeout 5s1m;"), 5, "invalid time");
+        err_at(
+            &in_location("proxy_http_version 2;"),
+            5,
+            "proxy_http_version",
+        );
+        err_at(
+            "http {\n upstream u {\n  server 1.2.3.4:5 weight=0;\n }\n}",
+            3,
+            "at least 1",
+        );
+        err_at(
+            "http {\n upstream u {\n  server 1.2.3.4:5 fail_timeout=ten;\n }\n}",
+            3,
+            "invalid time",
+        );
+        err_at(
+            "http {\n upstream u {\n  server 1.2.3.4:5 slow_start=1s;\n }\n}",
+            3,
+            "invalid parameter \"slow_start=1s\"",
+        );
+        err_at(
+            "http {\n upstream u {\n  server 9001;\n }\n}",
+            3,
+            "missing host",
+        );
+        // proxy_pass to nothing.
+        err_at(
+            &in_location("proxy_pass http://nodes;"),
+            5,
+            "there is no upstream \"nodes\" and it is not a host:port",
+        );
+        err_at(&in_location("proxy_pass https://u;"), 5, "https");
+        err_at(&in_location("proxy_pass http://u/api/;"), 5, "URI part");
+        err_at(&in_location("proxy_pass http://$host;"), 5, "variables");
+        err_at(
+            &in_location("proxy_pass http://u;\nproxy_pass http://u;"),
+            6,
+            "duplicate",
+        );
+        // Two balancing methods, empty upstream, duplicates.
+        err_at(
+            "http {\n upstream u {\n  least_conn;\n  ip_hash;\n  server 1.2.3.4:5;\n }\n}",
+            4,
+            "already has a load balancing method (line 3)",
+        );
+        err_at(
+            "http {\n\n upstream empty {\n }\n}",
+            3,
+            "no servers are inside upstream \"empty\"",
+        );
+        err_at(
+            "http {\n upstream u { server 1.1.1.1:1; }\n upstream u { server 1.1.1.1:1; }\n}",
+            3,
+            "duplicate upstream",
+        );
+        err_at("worker_processes 1;\nworker_processes 2;", 2, "duplicate");
+        err_at("http {\n}\nhttp {\n}", 3, "duplicate");
+        err_at(
+            "http {\n server {\n  location / { }\n  location / { }\n }\n}",
+            4,
+            "duplicate location",
+        );
+        err_at(
+            "http {\n server {\n  location ~ \\.php$ { }\n }\n}",
+            3,
+            "not supported",
+        );
+        err_at(
+            "http {\n server {\n  location @named { }\n }\n}",
+            3,
+            "prefix locations",
+        );
+        err_at("http {\n map $a b { }\n}", 2, "invalid map variable");
+        err_at(
+            "http {\n map $a $b {\n  x y z;\n }\n}",
+            3,
+            "invalid map entry",
+        );
+        err_at(
+            "http {\n map $a $b {\n  x y;\n  x z;\n }\n}",
+            4,
+            "duplicate map key",
+        );
+    }
+
+    #[test]
+    fn parse_file_works_and_reports_io_errors() {
+        let dir = std::env::temp_dir().join(format!("ringway-ngxconf-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("nginx.conf");
+        std::fs::write(&path, SEED).unwrap();
+        let c = parse_file(&path).unwrap();
+        assert_eq!(c.upstreams[0].name, "nodes");
+        assert!(c.warnings[0].starts_with(&format!("{}:14: ", path.display())));
+        std::fs::write(&path, b"pid x;\n\xff;\n").unwrap();
+        assert_eq!(parse_file(&path).unwrap_err().line, 2);
+        std::fs::remove_file(&path).unwrap();
+        let e = parse_file(&path).unwrap_err();
+        assert_eq!(e.line, 0);
+        assert!(e
+            .to_string()
+            .starts_with(&format!("{}: cannot read", path.display())));
+        let _ = std::fs::remove_dir(&dir);
+    }
+
+    #[test]
+    fn garbage_and_truncated_inputs_do_not_panic() {
+        // Every prefix of the seed config.
+        for (i, _) in SEED.char_indices() {
+            let _ = parse_str(&SEED[..i], "t");
+        }
+        // Hand-picked nasties.
+        let deep = "a {".repeat(10_000);
+        let nasties = [
+            "",
+            "\\",
+            "'",
+            "\"\\",
+            "${",
+            "a ${b",
+            "a ${b c}",
+            "}}}}",
+            ";;;",
+            "{{{{",
+            deep.as_str(),
+            "http { server { listen [; } }",
+            "http { server { listen :; } }",
+            "http { server { listen [::]:; } }",
+            "http { server { location / { proxy_pass http://; } } }",
+            "http { server { location / { proxy_pass ://x; } } }",
+            "http { server { location / { proxy_pass http://é:1; } } }",
+            "http { upstream é { server é; } }",
+            "http { map $é $é { é é; } }",
+            "worker_processes \u{0};",
+            "events { worker_connections 1ms; }",
+            "http { server { location / { proxy_read_timeout 9999999999999999y; } } }",
+        ];
+        for n in nasties {
+            let _ = parse_str(n, "t");
+        }
+        // Pseudo-random token soup.
+        let alphabet: Vec<char> = "ab$:/[]{};#'\"\\ \n\t0189msé.=_-*".chars().collect();
+        let words = [
+            "http",
+            "server",
+            "upstream",
+            "location",
+            "listen",
+            "map",
+            "events",
+            "proxy_pass",
+            "hash",
+            "sticky",
+            "cookie",
+            "least_conn",
+            "keepalive",
+            "worker_processes",
+            "auto",
+            "include",
+            "default",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..3000 {
+            let len = (next() % 80) as usize;
+            let mut s = String::new();
+            for _ in 0..len {
+                let r = next();
+                if r % 4 == 0 {
+                    s.push_str(words[(r / 4) as usize % words.len()]);
+                    s.push(' ');
+                } else {
+                    s.push(alphabet[(r / 4) as usize % alphabet.len()]);
+                }
+            }
+            let _ = parse_str(&s, "t");
+        }
+    }
+}
