@@ -21,7 +21,7 @@
 #      `keepalive 32;` upstream and an empty Connection header for non-upgrade requests).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
-# (bench/src/bin/report.rs) writes summary.md and plots/*.svg from raw/.
+# (bench/src/bin/report/) writes summary.md and plots/*.svg from raw/.
 #
 # Modes: --smoke (< 60 s, tiny sizes, CI), --quick (default, < 5 min), --full (5 reps,
 # 30 s holds). --tune applies tuning/apply.sh for the run and reverts it on exit; without

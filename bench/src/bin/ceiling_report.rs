@@ -90,7 +90,7 @@ fn text<'a>(v: Option<&'a Value>, path: &str) -> &'a str {
 
 /// Numbers for humans (see `ringway_bench::fmt`).
 fn f(x: f64) -> String {
-    ringway_bench::fmt::human(x)
+    ringway_bench::fmt::fmt_num(x)
 }
 /// Counts and parameters: thousands separators, no forced decimals (1, 0.5, 100,000).
 fn fi(x: Option<f64>) -> String {
