@@ -10,6 +10,9 @@
 //! (same raised budget for both), `nginxmax__nginx` (nginx's own largest here) and
 //! `perf__rN__{ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo, bulk and
 //! HTTP; the `http-cN` workloads skip ringway-copy, since plain HTTP never reaches the relay).
+//! With `compare.sh --baseline DIR` also `perf__rN__{baseline-splice,baseline-copy}` (an
+//! earlier build; meta.json's `baseline` names it): rows next to ringway's in sections 4 to 6,
+//! and section 7 compares their proxy CPU.
 //!
 //! | file | job |
 //! |---|---|
@@ -20,6 +23,7 @@
 //! | `sections/raised.rs` | 3. raised ceiling and memory per tunnel |
 //! | `sections/echo_bulk.rs` | 4. echo and 5. bulk: throughput, latency, CPU |
 //! | `sections/http.rs` | 6. keep-alive HTTP |
+//! | `sections/baseline.rs` | 7. before/after (`compare.sh --baseline`): CPU now vs the baseline's |
 //! | `plots.rs` | plots/*.svg |
 
 mod plots;

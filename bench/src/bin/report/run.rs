@@ -13,6 +13,9 @@ pub const ECHO_WL: [&str; 2] = ["echo64-c100", "echo64-c1000"];
 pub const BULK_WL: [&str; 2] = ["bulk1m-c1", "bulk1m-c10"];
 /// Targets of the HTTP workloads (`http-c<conns>`).
 pub const HTTP_TARGETS: [&str; 3] = ["ringway-splice", "nginx", "direct"];
+/// The baseline binary's sessions (`compare.sh --baseline DIR`), each next to its current twin.
+pub const BASELINE_SPLICE: &str = "baseline-splice";
+pub const BASELINE_COPY: &str = "baseline-copy";
 
 pub struct Run {
     pub dir: PathBuf,
@@ -108,6 +111,69 @@ impl Run {
             .collect()
     }
 
+    /// Whether the run measured a baseline binary (meta.json's `baseline`, or its sessions).
+    pub fn has_baseline(&self) -> bool {
+        self.meta.get("baseline").is_some_and(|b| !b.is_null())
+            || self.results.keys().any(|(s, _)| {
+                s.starts_with("perf__r")
+                    && matches!(
+                        s.rsplit_once("__"),
+                        Some((_, BASELINE_SPLICE | BASELINE_COPY))
+                    )
+            })
+    }
+
+    /// The echo and bulk targets in table order: with a baseline, each baseline mode follows
+    /// the current build's.
+    pub fn perf_targets(&self) -> Vec<&'static str> {
+        if self.has_baseline() {
+            vec![
+                "ringway-splice",
+                BASELINE_SPLICE,
+                "ringway-copy",
+                BASELINE_COPY,
+                "nginx",
+                "direct",
+            ]
+        } else {
+            PERF_TARGETS.to_vec()
+        }
+    }
+
+    /// The HTTP targets in table order (the baseline's splice session after ringway's).
+    pub fn http_targets(&self) -> Vec<&'static str> {
+        if self.has_baseline() {
+            vec!["ringway-splice", BASELINE_SPLICE, "nginx", "direct"]
+        } else {
+            HTTP_TARGETS.to_vec()
+        }
+    }
+
+    /// "ringway @1a2b3c4" from the baseline's COMMIT (short form of a full sha), or
+    /// "ringway baseline" without one.
+    pub fn baseline_name(&self) -> String {
+        let commit = text(&self.meta, "baseline.commit").trim();
+        if commit.is_empty() {
+            return "ringway baseline".into();
+        }
+        let hex = commit.len() >= 12 && commit.chars().all(|c| c.is_ascii_hexdigit());
+        let short: String = if hex {
+            commit.chars().take(7).collect()
+        } else {
+            commit.to_string()
+        };
+        format!("ringway @{short}")
+    }
+
+    /// A target's row label in the echo and bulk tables.
+    pub fn label(&self, t: &str) -> String {
+        match t {
+            BASELINE_SPLICE => format!("{} (splice)", self.baseline_name()),
+            BASELINE_COPY => format!("{} (copy)", self.baseline_name()),
+            t => target_label(t).to_string(),
+        }
+    }
+
     /// Spread over repetitions of metric `get` for (target, workload).
     pub fn metric(
         &self,
@@ -137,6 +203,7 @@ pub fn backend_cpu(v: &Value, target: &str, field: &str) -> Option<f64> {
     (!xs.is_empty()).then(|| xs.iter().sum())
 }
 
+/// The label of a fixed target (a baseline's depends on the run: [`Run::label`]).
 pub fn target_label(t: &str) -> &str {
     match t {
         "ringway-splice" => "ringway (splice)",

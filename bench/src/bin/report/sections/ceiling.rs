@@ -14,9 +14,9 @@ pub fn ceiling(run: &Run, o: &mut String, fd: &mut Findings) {
     // 1. Ceiling
     let _ = writeln!(o, "## 1. Ceiling at the seed budget\n");
     let _ = writeln!(
-    o,
-    "| proxy | budget | expected | held (ok) | attempted | what the excess clients saw | first failure (ramp index) | dropped in hold | alive after hold | \"worker_connections are not enough\" log lines |"
-);
+        o,
+        "| proxy | budget | expected | held (ok) | attempted | what the excess clients saw | first failure (ramp index) | dropped in hold | alive after hold | \"worker_connections are not enough\" log lines |"
+    );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|");
     for p in ["ringway", "nginx"] {
         let s = format!("ceiling__{p}");

@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 use super::{compare_to_nginx, perf_health, Findings};
-use crate::run::{backend_cpu, proxy_cpu, target_label, Run, BULK_WL, ECHO_WL, PERF_TARGETS};
+use crate::run::{backend_cpu, proxy_cpu, Run, BULK_WL, ECHO_WL};
 
 /// Section 4.
 pub fn echo(run: &Run, o: &mut String, fd: &mut Findings) {
@@ -24,20 +24,20 @@ pub fn echo(run: &Run, o: &mut String, fd: &mut Findings) {
         )
     );
     let _ = writeln!(
-    o,
-    "Median over {} interleaved repetition(s) of {} s each, (min–max) in brackets. Proxy CPU: the proxy's process \
-     tree from /proc (user + system) per echoed message; backends: the four wsecho processes (direct: the one \
-     used). Ratios compare medians.\n",
-    fmt_param(num(m, "params.reps")),
-    fmt_param(num(m, "params.duration_s"))
-);
+        o,
+        "Median over {} interleaved repetition(s) of {} s each, (min–max) in brackets. Proxy CPU: the proxy's process \
+         tree from /proc (user + system) per echoed message; backends: the four wsecho processes (direct: the one \
+         used). Ratios compare medians.\n",
+        fmt_param(num(m, "params.reps")),
+        fmt_param(num(m, "params.duration_s"))
+    );
     for wl in ECHO_WL {
         let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
         let _ = writeln!(o, "### {conns} connections\n");
         let _ = writeln!(
-        o,
-        "| target | msgs/s | latency p50 | p90 | p99 | p99.9 | proxy CPU per msg | backends CPU per msg | msgs/s vs nginx | proxy CPU/msg vs nginx | p99 vs nginx | msgs/s vs direct | p50 vs direct | proxy CPU/msg vs direct backend |"
-    );
+            o,
+            "| target | msgs/s | latency p50 | p90 | p99 | p99.9 | proxy CPU per msg | backends CPU per msg | msgs/s vs nginx | proxy CPU/msg vs nginx | p99 vs nginx | msgs/s vs direct | p50 vs direct | proxy CPU/msg vs direct backend |"
+        );
         let _ = writeln!(
             o,
             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
@@ -52,13 +52,13 @@ pub fn echo(run: &Run, o: &mut String, fd: &mut Findings) {
         let d_cpu = median_of(run.metric("direct", wl, |v| {
             backend_cpu(v, "direct", "tree_cpu_us_per_msg")
         }));
-        for t in PERF_TARGETS {
+        for t in run.perf_targets() {
             let rate = get(t, "msgs_per_s");
             if rate.is_none() {
                 let _ = writeln!(
                     o,
                     "| {} | no result | | | | | | | | | | | | |",
-                    target_label(t)
+                    run.label(t)
                 );
                 fd.problems.push(format!("{wl} {t}: no result"));
                 continue;
@@ -70,7 +70,7 @@ pub fn echo(run: &Run, o: &mut String, fd: &mut Findings) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                target_label(t),
+                run.label(t),
                 fmt_spread(rate, "msgs/s"),
                 fmt_spread(p50, "µs"),
                 fmt_spread(get(t, "latency_us.p90"), "µs"),
@@ -150,9 +150,9 @@ pub fn bulk(run: &Run, o: &mut String, fd: &mut Findings) {
         let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
         let _ = writeln!(o, "### {conns} connection(s)\n");
         let _ = writeln!(
-        o,
-        "| target | received MB/s | proxy CPU per MB | backends CPU per MB | MB/s vs nginx | proxy CPU/MB vs nginx | MB/s vs direct | proxy CPU/MB vs direct backend |"
-    );
+            o,
+            "| target | received MB/s | proxy CPU per MB | backends CPU per MB | MB/s vs nginx | proxy CPU/MB vs nginx | MB/s vs direct | proxy CPU/MB vs direct backend |"
+        );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|");
         let rate = |t: &str| run.metric(t, wl, |v| num(v, "received_mb_per_s"));
         let cpu = |t: &str| run.metric(t, wl, |v| proxy_cpu(v, t, "tree_cpu_ms_per_mb"));
@@ -162,10 +162,10 @@ pub fn bulk(run: &Run, o: &mut String, fd: &mut Findings) {
         let d_cpu = median_of(run.metric("direct", wl, |v| {
             backend_cpu(v, "direct", "tree_cpu_ms_per_mb")
         }));
-        for t in PERF_TARGETS {
+        for t in run.perf_targets() {
             let r = rate(t);
             if r.is_none() {
-                let _ = writeln!(o, "| {} | no result | | | | | | |", target_label(t));
+                let _ = writeln!(o, "| {} | no result | | | | | | |", run.label(t));
                 fd.problems.push(format!("{wl} {t}: no result"));
                 continue;
             }
@@ -174,7 +174,7 @@ pub fn bulk(run: &Run, o: &mut String, fd: &mut Findings) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {} | {} | {} |",
-                target_label(t),
+                run.label(t),
                 fmt_spread(r, "MB/s"),
                 fmt_spread(c, "ms"),
                 fmt_spread(be, "ms"),

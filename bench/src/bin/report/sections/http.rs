@@ -8,10 +8,10 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 use super::{compare_to_nginx, perf_health, Findings};
-use crate::run::{backend_cpu, proxy_cpu, target_label, Run, HTTP_TARGETS};
+use crate::run::{backend_cpu, proxy_cpu, target_label, Run, BASELINE_SPLICE};
 
 /// The HTTP workloads present in the results (`http-c<conns>`), by connection count.
-fn http_workloads(run: &Run) -> Vec<String> {
+pub fn http_workloads(run: &Run) -> Vec<String> {
     let mut wls: Vec<String> = run
         .results
         .keys()
@@ -26,11 +26,12 @@ fn http_workloads(run: &Run) -> Vec<String> {
     wls
 }
 
-fn http_label(t: &str) -> &str {
-    if t == "ringway-splice" {
-        "ringway"
-    } else {
-        target_label(t)
+/// Row label: plain HTTP has no relay mode, so ringway's splice session is just "ringway".
+fn http_label(run: &Run, t: &str) -> String {
+    match t {
+        "ringway-splice" => "ringway".into(),
+        BASELINE_SPLICE => run.baseline_name(),
+        t => target_label(t).into(),
     }
 }
 
@@ -102,10 +103,14 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
         let ng_cpu = median_of(cpu("nginx"));
         let ng_p99 = median_of(get("nginx", "latency_us.p99"));
         let d_rate = median_of(get("direct", "requests_per_s"));
-        for t in HTTP_TARGETS {
+        for t in run.http_targets() {
             let rate = get(t, "requests_per_s");
             if rate.is_none() {
-                let _ = writeln!(o, "| {} | no result | | | | | | | | | | | |", http_label(t));
+                let _ = writeln!(
+                    o,
+                    "| {} | no result | | | | | | | | | | | |",
+                    http_label(run, t)
+                );
                 problems.push(format!("{wl} {t}: no result"));
                 continue;
             }
@@ -123,7 +128,7 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
-                http_label(t),
+                http_label(run, t),
                 fmt_spread(rate, "req/s"),
                 fmt_spread(get(t, "latency_us.p50"), "µs"),
                 fmt_spread(get(t, "latency_us.p90"), "µs"),
@@ -142,7 +147,7 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             if let Some(cl) = median_of(cl).filter(|&x| x > 10.0) {
                 problems.push(format!(
                     "{wl} {}: closed the client connection after {} of every 1,000 responses (no keep-alive to clients: each request paid a reconnect)",
-                    http_label(t),
+                    http_label(run, t),
                     fmt_num(cl)
                 ));
             }

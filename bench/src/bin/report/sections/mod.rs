@@ -1,6 +1,7 @@
 //! summary.md of a compare.sh run: the section order, the findings the sections collect
 //! ("where nginx wins", problems), and the closing lists. One file per section group.
 
+mod baseline;
 mod ceiling;
 mod echo_bulk;
 mod http;
@@ -35,6 +36,7 @@ pub fn summary(run: &Run) -> String {
     echo_bulk::echo(run, &mut o, &mut fd);
     echo_bulk::bulk(run, &mut o, &mut fd);
     http::http_section(run, &mut o, &mut fd);
+    baseline::before_after(run, &mut o);
     session_problems(run, &mut fd);
     closing(run, &mut o, fd);
     o
@@ -84,8 +86,9 @@ fn closing(run: &Run, o: &mut String, fd: Findings) {
         let _ = writeln!(o, "- {w}");
     }
     problems.dedup();
-    let (mine, others): (Vec<&String>, Vec<&String>) =
-        problems.iter().partition(|p| p.contains("ringway"));
+    let (mine, others): (Vec<&String>, Vec<&String>) = problems
+        .iter()
+        .partition(|p| p.contains("ringway") || p.contains("baseline-"));
     let _ = writeln!(o, "\n## Problems seen in ringway\n");
     if mine.is_empty() {
         let _ = writeln!(o, "- none: every ringway ceiling matched its budget, ringway exited 0 every time, no errors or stalls.");
@@ -101,11 +104,11 @@ fn closing(run: &Run, o: &mut String, fd: Findings) {
         let _ = writeln!(o, "- {p}");
     }
     let _ = writeln!(
-    o,
-    "\nRaw data: `raw/` (one loadgen JSON per run, `*.session.json` per proxy start, `*.mem.tsv` memory samples), \
-     logs in `logs/`, configurations in `conf/`. Regenerate this file with `target/release/report {}`.",
-    run.dir.display()
-);
+        o,
+        "\nRaw data: `raw/` (one loadgen JSON per run, `*.session.json` per proxy start, `*.mem.tsv` memory samples), \
+         logs in `logs/`, configurations in `conf/`. Regenerate this file with `target/release/report {}`.",
+        run.dir.display()
+    );
 }
 
 pub fn perf_health(wl: &str, t: &str, v: &Value, problems: &mut Vec<String>) {
@@ -151,7 +154,7 @@ pub fn compare_to_nginx(
         n.med < r.med
     };
     if nginx_better {
-        let overlap = r.min <= n.max && n.min <= r.max;
+        let overlap = r.overlaps(&n);
         wins.push(format!(
             "{wl}, {}: {what} nginx {} vs ringway {} ({:.2}×){}",
             target_label(t),

@@ -17,18 +17,18 @@ pub fn raised(run: &Run, o: &mut String, fd: &mut Findings) {
     // 3. Raised ceiling
     let _ = writeln!(o, "\n## 3. Raised ceiling (ramp, hold, memory)\n");
     let _ = writeln!(
-    o,
-    "Here ringway runs its workers as threads of one process (its default), so this machine's 20,000-fd limit \
-     per process caps it near 2 × 9,700 slots; nginx runs worker processes with 20,000 fds each. The first two \
-     rows use the same budget; the third is nginx's own largest here. ringway's `--worker-mode process` lifts \
-     the per-process cap: `scripts/ceiling.sh` compares both at 100,000 tunnels (13 worker processes each) and \
-     takes ringway to 500,000. RSS: the proxy's resident memory (nginx: master + workers) before the ramp and \
-     while held; MemFree: the whole box (clients and backends included).\n"
-);
+        o,
+        "Here ringway runs its workers as threads of one process (its default), so this machine's 20,000-fd limit \
+         per process caps it near 2 × 9,700 slots; nginx runs worker processes with 20,000 fds each. The first two \
+         rows use the same budget; the third is nginx's own largest here. ringway's `--worker-mode process` lifts \
+         the per-process cap: `scripts/ceiling.sh` compares both at 100,000 tunnels (13 worker processes each) and \
+         takes ringway to 500,000. RSS: the proxy's resident memory (nginx: master + workers) before the ramp and \
+         while held; MemFree: the whole box (clients and backends included).\n"
+    );
     let _ = writeln!(
-    o,
-    "| proxy | budget | expected | held (ok) | attempted | excess clients saw | ramp | dropped (ramp / hold) | alive after hold | RSS before → held | RSS per held tunnel | MemFree drop per tunnel (box) |"
-);
+        o,
+        "| proxy | budget | expected | held (ok) | attempted | excess clients saw | ramp | dropped (ramp / hold) | alive after hold | RSS before → held | RSS per held tunnel | MemFree drop per tunnel (box) |"
+    );
     let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut rss_per: BTreeMap<&str, f64> = BTreeMap::new();
     for (s, label) in [
@@ -97,11 +97,11 @@ pub fn raised(run: &Run, o: &mut String, fd: &mut Findings) {
     });
     if nginx_short {
         let _ = writeln!(
-        o,
-        "\nnginx held fewer than its budget: when its free list runs out it closes accepted connections whose \
-         request has not arrived yet (\"worker_connections are not enough, reusing connections\"), and with two \
-         workers a full worker drops clients the other could still take. loadgen tries each client once."
-    );
+            o,
+            "\nnginx held fewer than its budget: when its free list runs out it closes accepted connections whose \
+             request has not arrived yet (\"worker_connections are not enough, reusing connections\"), and with two \
+             workers a full worker drops clients the other could still take. loadgen tries each client once."
+        );
     }
     if let (Some(r), Some(n)) = (rss_per.get("raised__ringway"), rss_per.get("raised__nginx")) {
         let _ = writeln!(
