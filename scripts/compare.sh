@@ -2,6 +2,7 @@
 # compare.sh: ringway vs nginx, side by side, from one generated nginx.conf per test.
 #
 #   scripts/compare.sh [--smoke | --quick | --full] [--tune] [--out DIR] [--no-build]
+#                      [--baseline DIR]
 #
 # Builds the workspace (release), installs nginx if it is missing (apt-get), starts four
 # wsecho backends on fresh loopback ports, writes per-run copies of scripts/nginx.conf
@@ -21,7 +22,7 @@
 #      `keepalive 32;` upstream and an empty Connection header for non-upgrade requests).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
-# (bench/src/bin/report.rs) writes summary.md and plots/*.svg from raw/.
+# (bench/src/bin/report/) writes summary.md and plots/*.svg from raw/.
 #
 # Modes: --smoke (< 60 s, tiny sizes, CI), --quick (default, < 5 min), --full (5 reps,
 # 30 s holds). --tune applies tuning/apply.sh for the run and reverts it on exit; without
@@ -29,6 +30,17 @@
 # is killed by pid on exit. nginx runs as a private child (own prefix, pid file, error
 # log, and, where `unshare -m` works, its temp directories bind-mounted into the run
 # folder); the system nginx service is never touched.
+#
+# --baseline DIR measures a change before and after in one run: DIR holds a `ringway`
+# binary built from an earlier commit (optionally a COMMIT file with its git sha). Step 3
+# then also runs it as `baseline-splice` and `baseline-copy` (its --tunnel splice / copy,
+# same conf, same workloads; HTTP only in baseline-splice), interleaved in the same
+# repetitions (splice, baseline splice, copy, baseline copy, nginx, direct). meta.json
+# records its path, --version and COMMIT; the report shows its rows next to ringway's and
+# a before/after table of proxy CPU. Steps 1-2 use the current build only. To make DIR:
+#   git worktree add /tmp/base SHA && cargo build --release -p ringway \
+#     --manifest-path /tmp/base/Cargo.toml --target-dir /tmp/base/target &&
+#   mkdir -p DIR && cp /tmp/base/target/release/ringway DIR/ && echo SHA >DIR/COMMIT
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -37,7 +49,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/common.sh"
 
 usage() {
-    sed -n '2,30s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,43s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cmdline="$0${*:+ $*}"
@@ -45,6 +57,7 @@ mode=quick
 tune=0
 build=1
 out=""
+baseline=""
 while (($#)); do
     case $1 in
         --smoke) mode=smoke ;;
@@ -58,6 +71,12 @@ while (($#)); do
             shift
             ;;
         --out=*) out=${1#--out=} ;;
+        --baseline)
+            (($# >= 2)) || die "--baseline needs a directory (holding a ringway binary)"
+            baseline=$2
+            shift
+            ;;
+        --baseline=*) baseline=${1#--baseline=} ;;
         -h | --help)
             usage
             exit 0
@@ -111,11 +130,29 @@ workload_args() {
         http-c500) echo "http --conns 500 --pipeline 1" ;;
     esac
 }
-# Plain HTTP never reaches the tunnel relay, so ringway runs it once (as ringway-splice).
+# Plain HTTP never reaches the tunnel relay, so ringway runs it once (as ringway-splice, and
+# the baseline as baseline-splice).
 workload_applies() {
-    [[ $2 != http-* || $1 != ringway-copy ]]
+    [[ $2 != http-* || ($1 != ringway-copy && $1 != baseline-copy) ]]
 }
 PERF_TARGETS=(ringway-splice ringway-copy nginx direct)
+# --baseline: the earlier build's two relay modes, each right after the current build's.
+BASELINE_BIN="" BASELINE_DIR="" BASELINE_COMMIT="" BASELINE_VERSION=""
+if [[ -n $baseline ]]; then
+    [[ -d $baseline ]] || die "--baseline $baseline: not a directory"
+    BASELINE_DIR=$(cd "$baseline" && pwd)
+    BASELINE_BIN=$BASELINE_DIR/ringway
+    [[ -x $BASELINE_BIN ]] || die "--baseline: no executable $BASELINE_BIN (copy a release ringway built from the earlier commit there)"
+    BASELINE_VERSION=$("$BASELINE_BIN" --version 2>&1 | head -n 1) ||
+        die "--baseline: $BASELINE_BIN --version failed: $BASELINE_VERSION"
+    base_help=$("$BASELINE_BIN" --help 2>&1) || true
+    [[ $base_help == *--tunnel* ]] ||
+        die "--baseline: $BASELINE_BIN has no --tunnel flag (too old for the splice/copy sessions)"
+    if [[ -f $BASELINE_DIR/COMMIT ]]; then
+        BASELINE_COMMIT=$(tr -d '[:space:]' <"$BASELINE_DIR/COMMIT")
+    fi
+    PERF_TARGETS=(ringway-splice baseline-splice ringway-copy baseline-copy nginx direct)
+fi
 # Idle upstream connections each nginx worker keeps for the HTTP workloads (`keepalive N;`);
 # ringway reads the same line (its --keepalive pool, sized the same).
 HTTP_UPSTREAM_KEEPALIVE=32
@@ -224,7 +261,7 @@ sysctl_val() {
     fi
 }
 write_meta() {
-    local duration=$1 commit dirty cpu_model cpu_count kernel rustc nginx_v ringway_v
+    local duration=$1 commit dirty cpu_model cpu_count kernel rustc nginx_v ringway_v base_commit
     commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
     dirty=false
     # Only the code that was measured counts; the run's own (untracked) results folder does not.
@@ -249,6 +286,13 @@ write_meta() {
         printf '  "rustc": %s,\n' "$(json_str "$rustc")"
         printf '  "nginx": %s,\n  "nginx_path": %s,\n  "nginx_isolation": %s,\n' "$(json_str "$nginx_v")" "$(json_str "$NGINX")" "$(json_str "$NGX_ISOLATION")"
         printf '  "ringway": %s,\n' "$(json_str "$ringway_v")"
+        if [[ -n $BASELINE_BIN ]]; then
+            base_commit=null
+            [[ -z $BASELINE_COMMIT ]] || base_commit=$(json_str "$BASELINE_COMMIT")
+            printf '  "baseline": {"dir": %s, "binary": %s, "version": %s, "commit": %s},\n' \
+                "$(json_str "$BASELINE_DIR")" "$(json_str "$BASELINE_BIN")" \
+                "$(json_str "$BASELINE_VERSION")" "$base_commit"
+        fi
         printf '  "ulimit_n_soft": %s,\n  "ulimit_n_hard": %s,\n' "$(json_str "$(ulimit -Sn)")" "$(json_str "$(ulimit -Hn)")"
         printf '  "sysctls": {\n'
         printf '    "net.core.somaxconn": %s,\n' "$(sysctl_val net.core.somaxconn)"
@@ -399,13 +443,15 @@ start_session() {
             PROXY_PORT=${BACKEND_PORTS[0]}
             return 0
             ;;
-        ringway)
+        ringway | baseline)
+            local exe=$BIN/ringway
+            [[ $SESSION_KIND == ringway ]] || exe=$BASELINE_BIN
             PROXY_PORT=$(conf_port "$SESSION_CONF")
-            "$BIN/ringway" -c "$SESSION_CONF" "$@" >"$RUN/logs/$SESSION.out" 2>"$RUN/logs/$SESSION.err" &
+            "$exe" -c "$SESSION_CONF" "$@" >"$RUN/logs/$SESSION.out" 2>"$RUN/logs/$SESSION.err" &
             PROXY_PID=$!
             track_pid "$PROXY_PID"
             wait_for_line "$RUN/logs/$SESSION.out" 'listening on' 15 "$PROXY_PID" ||
-                die "ringway did not start ($SESSION): $(tail -n 5 "$RUN/logs/$SESSION.err")"
+                die "$exe did not start ($SESSION): $(tail -n 5 "$RUN/logs/$SESSION.err")"
             ;;
         nginx)
             PROXY_PORT=$(conf_port "$SESSION_CONF")
@@ -430,7 +476,7 @@ end_session() {
     local alive=true rc=null log_file budget="" not_enough=0 first="" note notes="" tail_err=""
     if [[ -n $PROXY_PID ]]; then
         proxy_alive || alive=false
-        if [[ $SESSION_KIND == ringway ]]; then
+        if [[ $SESSION_KIND == ringway || $SESSION_KIND == baseline ]]; then
             log_file=$RUN/logs/$SESSION.err
         else
             log_file=$RUN/nginx/logs/error.log
@@ -571,6 +617,8 @@ for ((rep = 1; rep <= REPS; rep++)); do
         case $target in
             ringway-splice) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel splice ;;
             ringway-copy) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel copy ;;
+            baseline-splice) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel splice ;;
+            baseline-copy) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel copy ;;
             nginx) start_session "perf__r${rep}__$target" nginx "$conf" ;;
             direct) start_session "perf__r${rep}__$target" direct "" ;;
         esac
@@ -604,6 +652,8 @@ write_meta "$dur"
 log "writing summary.md and plots (target/release/report $RUN)"
 "$BIN/report" "$RUN" || die "report failed; rerun: target/release/report $RUN"
 log "done in ${dur}s: $RUN/summary.md"
-# On the terminal: the ceiling comparison (section 1 of the summary) and the HTTP table.
+# On the terminal: the ceiling comparison (section 1 of the summary), the HTTP table and,
+# with --baseline, the before/after table (section 7).
 awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"
 awk '/^## /{p=0} /^## 6\./{p=1} p' "$RUN/summary.md"
+awk '/^## /{p=0} /^## 7\./{p=1} p' "$RUN/summary.md"

@@ -10,11 +10,15 @@
 //! | `client.rs` | loadgen's client: connect, upgrade, banner, frame reading, failure kinds |
 //! | `http_client.rs` | loadgen's keep-alive HTTP/1.1 client: requests, response framing |
 //! | `net.rs` | loopback-only targets, source-address ranges, fd limit, SO_REUSEPORT |
-//! | `stats.rs` | failure counters, distribution keys, percentiles |
+//! | `stats.rs` | failure counters, distribution keys, percentiles, spreads over repetitions |
 //! | `cpu.rs` | CPU time of watched processes and of the generator itself |
-//! | `fmt.rs` | numbers and failure kinds for the reports |
+//! | `fmt.rs` | table cells for the reports: numbers, counts, ratios, spreads, failure kinds |
+//! | `json.rs` | reading results folders: JSON files and dotted-path lookups |
+//! | `plot.rs` | what the report plots share: result type, legend style |
 //! | `bin/wsecho.rs` | the echo backend (and its multi-process supervisor) |
 //! | `bin/loadgen/` | the load generator, one file per subcommand |
+//! | `bin/report/` | summary.md and plots of a `scripts/compare.sh` results folder |
+//! | `bin/ceiling_report/` | summary.md and plot of a `scripts/ceiling.sh` results folder |
 
 pub mod client;
 pub mod cpu;
@@ -22,7 +26,9 @@ pub mod echo;
 pub mod fmt;
 pub mod http;
 pub mod http_client;
+pub mod json;
 pub mod net;
+pub mod plot;
 pub mod pool;
 pub mod server;
 pub mod stats;

@@ -1,5 +1,6 @@
 //! Counters and summaries that every report shares: failures by kind, per-backend distribution,
-//! latency percentiles from an HDR histogram.
+//! latency percentiles from an HDR histogram; and, for the reports, spreads over repetitions
+//! and ratios of medians.
 
 use std::collections::BTreeMap;
 
@@ -141,6 +142,58 @@ pub fn add_pairs(h: &mut Histogram<u64>, pairs: &[(u64, u64)]) {
     for &(v, c) in pairs {
         // Values come from a histogram with the same bounds, so recording cannot fail.
         let _ = h.record_n(v, c);
+    }
+}
+
+/// Minimum, median and maximum of one metric over the repetitions of a run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub min: f64,
+    /// The middle value; for an even count, the mean of the two middle values.
+    pub med: f64,
+    pub max: f64,
+    /// How many finite values there were.
+    pub n: usize,
+}
+
+impl Spread {
+    /// The spread of the finite values in `xs`, or None if there are none.
+    pub fn of(mut xs: Vec<f64>) -> Option<Spread> {
+        xs.retain(|x| x.is_finite());
+        if xs.is_empty() {
+            return None;
+        }
+        xs.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        let n = xs.len();
+        let med = if n % 2 == 1 {
+            xs[n / 2]
+        } else {
+            (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+        };
+        Some(Spread {
+            min: xs[0],
+            med,
+            max: xs[n - 1],
+            n,
+        })
+    }
+
+    /// Whether the two min–max ranges overlap.
+    pub fn overlaps(&self, o: &Spread) -> bool {
+        self.min <= o.max && o.min <= self.max
+    }
+}
+
+/// The median of an optional spread.
+pub fn median_of(s: Option<Spread>) -> Option<f64> {
+    s.map(|s| s.med)
+}
+
+/// `a / b`, or None when either is missing or `b` is zero.
+pub fn ratio(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) if b != 0.0 => Some(a / b),
+        _ => None,
     }
 }
 

@@ -1,0 +1,378 @@
+//! summary.md of a ceiling.sh run: provenance, the per-proxy table (held, failures, memory per
+//! tunnel), what bounds the next step up, `ringway explain`, problems seen.
+
+use ringway_bench::fmt::{failure_kinds, fmt_grouped, fmt_num, fmt_num_opt};
+use ringway_bench::json::{num, text};
+use serde_json::Value;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use crate::proxy::{Mem, Proxy, KIB, MIB};
+
+pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, Vec<String>) {
+    let mut o = String::new();
+    let mut problems = Vec::new();
+    let n = num(meta, "params.tunnels").unwrap_or(0.0);
+    let _ = writeln!(o, "# Idle WebSocket tunnels held: {} tunnels", fmt_num(n));
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Commit `{}`{}, {}, {} × {}, {} MiB RAM, {}, `{}`. Tuning (`--tune`): {}.",
+        text(meta, "short_sha"),
+        if meta
+            .and_then(|m| m.get("source_dirty"))
+            .and_then(Value::as_bool)
+            == Some(true)
+        {
+            " (source modified)"
+        } else {
+            ""
+        },
+        text(meta, "kernel"),
+        fmt_grouped(num(meta, "cpu_count")),
+        text(meta, "cpu_model"),
+        fmt_num_opt(num(meta, "mem_total_kb").map(|k| k / 1024.0)),
+        text(meta, "nginx").trim_start_matches("nginx version: "),
+        text(meta, "command_line"),
+        if meta.and_then(|m| m.get("tune")).and_then(Value::as_bool) == Some(true) {
+            "yes"
+        } else {
+            "no"
+        },
+    );
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Both proxies: {} worker processes × {} worker_connections (budget {} tunnels), 4 backends ({} wsecho processes each), \
+         loadgen {} processes ramping at {}/s, hold {} s, then one probe echo per tunnel. Clients, proxy and backends share this box, \
+         so box-wide figures (Slab, MemFree, TCP sockets) count 4 sockets per tunnel. {}.",
+        fmt_grouped(num(meta, "params.workers")),
+        fmt_grouped(num(meta, "params.worker_connections")),
+        fmt_grouped(num(meta, "params.budget")),
+        fmt_grouped(num(meta, "params.backend_procs_each")),
+        fmt_grouped(num(meta, "params.loadgen_procs")),
+        fmt_grouped(num(meta, "params.rate")),
+        fmt_grouped(num(meta, "params.hold_s")),
+        text(meta, "nginx_conf_note"),
+    );
+    let _ = writeln!(o);
+
+    let stats: Vec<Option<Mem>> = proxies.iter().map(Proxy::mem_stats).collect();
+    // The table: one column per proxy.
+    let _ = write!(
+        o,
+        "| | {} |\n|---|",
+        proxies
+            .iter()
+            .map(|p| p.name)
+            .collect::<Vec<_>>()
+            .join(" | ")
+    );
+    for _ in proxies {
+        o.push_str("---:|");
+    }
+    o.push('\n');
+    let mut row = |label: &str, cell: &dyn Fn(&Proxy, Option<&Mem>) -> String| {
+        let _ = write!(o, "| {label} |");
+        for (p, m) in proxies.iter().zip(&stats) {
+            let _ = write!(o, " {} |", cell(p, m.as_ref()));
+        }
+        o.push('\n');
+    };
+    let r = |p: &Proxy, k: &str| num(p.result.as_ref(), k);
+    let per = |p: &Proxy, d: f64| p.ok().filter(|&ok| ok > 0.0).map(|ok| d / ok);
+    row("attempted", &|p, _| fmt_num_opt(r(p, "attempted")));
+    row("**held (set up: 101 + banner)**", &|p, _| {
+        format!("**{}**", fmt_num_opt(p.ok()))
+    });
+    row("failed (kinds)", &|p, _| {
+        format!(
+            "{} ({})",
+            fmt_num_opt(r(p, "failed_total")),
+            failure_kinds(p.result.as_ref().and_then(|v| v.get("failed")))
+        )
+    });
+    row("first failure at ramp index", &|p, _| {
+        let i = r(p, "first_failure_index");
+        match i {
+            Some(i) => format!(
+                "{} ({})",
+                fmt_num(i),
+                text(p.result.as_ref(), "first_failure_kind")
+            ),
+            None => "–".into(),
+        }
+    });
+    row("ramp time (s)", &|p, _| fmt_num_opt(r(p, "ramp_s")));
+    row("dropped during ramp / hold", &|p, _| {
+        format!(
+            "{} / {}",
+            fmt_num_opt(r(p, "dropped_during_ramp")),
+            fmt_num_opt(r(p, "dropped_during_hold"))
+        )
+    });
+    row("alive after hold (answered the probe)", &|p, _| {
+        fmt_num_opt(r(p, "alive_after_hold"))
+    });
+    row("proxy processes (tree)", &|_, m| {
+        fmt_grouped(m.map(|m| m.held.procs))
+    });
+    row("proxy RSS before → held (MiB)", &|_, m| match m {
+        Some(m) => format!(
+            "{} → {}",
+            fmt_num(m.before.rss_kb / MIB),
+            fmt_num(m.held.rss_kb / MIB)
+        ),
+        None => "–".into(),
+    });
+    row("proxy RSS peak (MiB)", &|_, m| {
+        fmt_num_opt(m.map(|m| m.max_rss_kb / MIB))
+    });
+    row("**proxy RSS per tunnel (KiB)**", &|p, m| {
+        format!(
+            "**{}**",
+            fmt_num_opt(m.and_then(|m| per(p, m.held.rss_kb - m.before.rss_kb)))
+        )
+    });
+    row("proxy RssAnon per tunnel (KiB)", &|p, m| {
+        fmt_num_opt(m.and_then(|m| per(p, m.held.anon_kb - m.before.anon_kb)))
+    });
+    row("kernel Slab per tunnel, whole box (KiB)", &|p, m| {
+        fmt_num_opt(m.and_then(|m| per(p, m.held.slab_kb - m.before.slab_kb)))
+    });
+    row("kernel SUnreclaim per tunnel, whole box (KiB)", &|p, m| {
+        fmt_num_opt(m.and_then(|m| per(p, m.held.sunreclaim_kb - m.before.sunreclaim_kb)))
+    });
+    row("TCP sockets in use per tunnel, whole box", &|p, m| {
+        fmt_num_opt(m.and_then(|m| per(p, m.held.tcp_inuse - m.before.tcp_inuse)))
+    });
+    row("**MemFree drop per tunnel, whole box (KiB)**", &|p, m| {
+        format!(
+            "**{}**",
+            fmt_num_opt(m.and_then(|m| per(p, m.before.free_kb - m.held.free_kb)))
+        )
+    });
+    row("MemFree before → lowest (MiB)", &|_, m| match m {
+        Some(m) => format!(
+            "{} → {}",
+            fmt_num(m.before.free_kb / MIB),
+            fmt_num(m.min_free_kb / MIB)
+        ),
+        None => "–".into(),
+    });
+    row("held figures from", &|_, m| match m {
+        Some(m) if m.held_from_window => "median over the hold".into(),
+        Some(_) => "peak sample (no hold window)".into(),
+        None => "–".into(),
+    });
+    row("proxy's own count while held", &|p, _| match p.name {
+        "ringway" => match p.ringway_tunnel_counts().first() {
+            Some(c) if p.usr1_in_hold() => {
+                format!("{} tunnels (SIGUSR1 during the hold)", fmt_num(*c as f64))
+            }
+            Some(_) => "– (SIGUSR1 fell outside the hold)".into(),
+            None => "–".into(),
+        },
+        _ => {
+            let ne = p.log.matches("worker_connections are not enough").count();
+            format!("– ({ne} “not enough” lines)")
+        }
+    });
+    row(
+        "s until the box's TCP sockets were closed (after loadgen exit)",
+        &|p, _| match (
+            num(p.session.as_ref(), "drain_s"),
+            num(p.session.as_ref(), "tcp_inuse_at_stop"),
+        ) {
+            (Some(d), Some(u)) => {
+                format!(
+                    "{} ({} sockets left at SIGTERM)",
+                    fmt_grouped(Some(d)),
+                    fmt_grouped(Some(u))
+                )
+            }
+            _ => "–".into(),
+        },
+    );
+    row("exit status on SIGTERM", &|p, _| {
+        let alive = p
+            .session
+            .as_ref()
+            .and_then(|s| s.get("alive_at_stop"))
+            .and_then(Value::as_bool);
+        let rc = num(p.session.as_ref(), "exit_status");
+        match (alive, rc) {
+            (Some(false), rc) => format!("DIED before the stop ({})", fmt_num_opt(rc)),
+            (_, rc) => fmt_grouped(rc),
+        }
+    });
+    row("run cut short", &|p, _| {
+        let a = text(p.session.as_ref(), "abort").trim();
+        if a.is_empty() {
+            "no".into()
+        } else {
+            a.replace('\n', "; ")
+        }
+    });
+    let _ = writeln!(o);
+    let _ = writeln!(
+        o,
+        "Per tunnel = (held − before) / tunnels held. \"Before\" is the mean of the samples before loadgen started, \"held\" the median of the \
+         1-second samples from 2 s after the ramp settled to the end of the hold. Proxy RSS is VmRSS summed over the proxy's process tree \
+         (master + workers); RssAnon leaves out file pages (the binary's text counted once per worker). Slab, SUnreclaim, MemFree and TCP \
+         sockets are the whole box's: the clients' and backends' sockets and user memory are in them too."
+    );
+    let _ = writeln!(o);
+
+    // Ramp-order and counting checks.
+    for (p, m) in proxies.iter().zip(&stats) {
+        let Some(res) = p.result.as_ref() else {
+            problems.push(format!(
+                "{}: no loadgen result (exit {}); see logs/{}.loadgen.stderr",
+                p.name,
+                fmt_num_opt(num(p.session.as_ref(), "loadgen_exit")),
+                p.name
+            ));
+            continue;
+        };
+        let ok = num(Some(res), "ok").unwrap_or(0.0);
+        let att = num(Some(res), "attempted").unwrap_or(0.0);
+        let alive = num(Some(res), "alive_after_hold").unwrap_or(0.0);
+        let dh = num(Some(res), "dropped_during_hold").unwrap_or(0.0);
+        let dr = num(Some(res), "dropped_during_ramp").unwrap_or(0.0);
+        if ok < att {
+            problems.push(format!(
+                "{}: {} of {} tunnels failed to set up ({})",
+                p.name,
+                fmt_num(att - ok),
+                fmt_num(att),
+                failure_kinds(res.get("failed"))
+            ));
+        }
+        if dr + dh > 0.0 {
+            problems.push(format!(
+                "{}: {} tunnels dropped ({} in the ramp, {} in the hold; kinds: {})",
+                p.name,
+                fmt_num(dr + dh),
+                fmt_num(dr),
+                fmt_num(dh),
+                failure_kinds(res.get("dropped_kinds"))
+            ));
+        }
+        if alive + dh + dr < ok {
+            problems.push(format!(
+                "{}: only {} of {} held tunnels answered the probe after the hold",
+                p.name,
+                fmt_num(alive),
+                fmt_num(ok)
+            ));
+        }
+        if p.name == "ringway" && p.usr1_in_hold() {
+            if let Some(c) = p.ringway_tunnel_counts().first() {
+                let expect = ok - dr - dh;
+                if (*c as f64 - expect).abs() > (expect * 0.002).max(5.0) {
+                    problems.push(format!("ringway: its stats (SIGUSR1 while held) count {} tunnels, loadgen holds {}", fmt_num(*c as f64), fmt_num(expect)));
+                }
+            }
+        }
+        if p.session
+            .as_ref()
+            .and_then(|s| s.get("alive_at_stop"))
+            .and_then(Value::as_bool)
+            == Some(false)
+        {
+            problems.push(format!(
+                "{}: the proxy died before the stop (exit {})",
+                p.name,
+                fmt_grouped(num(p.session.as_ref(), "exit_status"))
+            ));
+        } else if num(p.session.as_ref(), "exit_status").is_some_and(|rc| rc != 0.0) {
+            problems.push(format!(
+                "{}: exit status {} on SIGTERM",
+                p.name,
+                fmt_grouped(num(p.session.as_ref(), "exit_status"))
+            ));
+        }
+        let a = text(p.session.as_ref(), "abort").trim();
+        if !a.is_empty() {
+            problems.push(format!("{}: run cut short: {a}", p.name));
+        }
+        let panics: Vec<&str> = p
+            .log
+            .lines()
+            .filter(|l| {
+                l.contains("panicked")
+                    || l.contains("ringway: error")
+                    || l.contains("[crit]")
+                    || l.contains("[emerg]")
+            })
+            .take(3)
+            .collect();
+        for l in panics {
+            problems.push(format!("{}: log: {l}", p.name));
+        }
+        if m.is_none() {
+            problems.push(format!("{}: no memory samples", p.name));
+        }
+    }
+
+    // What bounds the next step up, from the measurement.
+    let _ = writeln!(o, "## What bounds it");
+    let _ = writeln!(o);
+    for (p, m) in proxies.iter().zip(&stats) {
+        let (Some(m), Some(ok)) = (m, p.ok()) else {
+            continue;
+        };
+        if ok <= 0.0 {
+            continue;
+        }
+        let box_per = (m.before.free_kb - m.held.free_kb) / ok; // KiB per tunnel, whole box
+        let floor3 = 3.0 * MIB * KIB; // 3 GiB in KiB
+        let more = if box_per > 1.0 {
+            (m.held.free_kb - floor3) / box_per
+        } else {
+            f64::NAN
+        };
+        let att = num(p.result.as_ref(), "attempted").unwrap_or(0.0);
+        let held_all = ok >= att;
+        let _ = writeln!(
+            o,
+            "- **{}**: {} of {} held{}. Lowest MemFree {} MiB. At {} KiB of MemFree per tunnel (whole box: clients, proxy, backends), \
+             the box reaches 3 GiB free at about {} tunnels in this layout.",
+            p.name,
+            fmt_num(ok),
+            fmt_num(att),
+            if held_all { " (nothing bound at this size)" } else { "" },
+            fmt_num(m.min_free_kb / MIB),
+            fmt_num(box_per),
+            if more.is_finite() { fmt_num(ok + more.max(0.0)) } else { "– (too small a drop to project)".into() },
+        );
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "`ringway explain` for this run (explain/):");
+    let _ = writeln!(o);
+    if let Ok(rd) = std::fs::read_dir(dir.join("explain")) {
+        let mut files: Vec<PathBuf> = rd.filter_map(|e| Some(e.ok()?.path())).collect();
+        files.sort();
+        for fpath in files {
+            let t = std::fs::read_to_string(&fpath).unwrap_or_default();
+            let name = fpath
+                .file_name()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            let _ = writeln!(o, "```\n# {name}\n{}\n```\n", t.trim_end());
+        }
+    }
+    let _ = writeln!(o, "## Problems seen");
+    let _ = writeln!(o);
+    if problems.is_empty() {
+        let _ = writeln!(o, "None.");
+    } else {
+        for p in &problems {
+            let _ = writeln!(o, "- {p}");
+        }
+    }
+    let _ = writeln!(o);
+    let _ = writeln!(o, "Plot: `plots/ceiling-memory.svg`. Raw: `raw/` (loadgen JSON, session JSON, `*.mem.tsv`), logs: `logs/`.");
+    (o, problems)
+}

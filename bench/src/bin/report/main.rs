@@ -1,0 +1,74 @@
+//! report: summary.md and SVG plots for a results folder written by `scripts/compare.sh`.
+//!
+//! `report RUN_DIR` reads `RUN_DIR/meta.json`, `RUN_DIR/raw/*.json` (loadgen results named
+//! `SESSION__WORKLOAD.json`, proxy facts named `SESSION.session.json`), `RUN_DIR/raw/*.mem.tsv`
+//! (proxy RSS and MemFree samples) and `RUN_DIR/conf/*.conf` (the budgets), and writes
+//! `RUN_DIR/summary.md` and `RUN_DIR/plots/{ramp,latency,cpu}.svg`. It only reads the raw files,
+//! so it can be re-run on an old folder (e.g. after changing this report).
+//!
+//! Session labels: `ceiling__{ringway,nginx}` (1 worker, seed budget), `raised__{ringway,nginx}`
+//! (same raised budget for both), `nginxmax__nginx` (nginx's own largest here) and
+//! `perf__rN__{ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo, bulk and
+//! HTTP; the `http-cN` workloads skip ringway-copy, since plain HTTP never reaches the relay).
+//! With `compare.sh --baseline DIR` also `perf__rN__{baseline-splice,baseline-copy}` (an
+//! earlier build; meta.json's `baseline` names it): rows next to ringway's in sections 4 to 6,
+//! and section 7 compares their proxy CPU.
+//!
+//! | file | job |
+//! |---|---|
+//! | `run.rs` | loading a results folder; budgets, repetitions, CPU per unit, labels |
+//! | `sections/mod.rs` | the section order, the findings, the closing lists |
+//! | `sections/provenance.rs` | title and provenance lines |
+//! | `sections/ceiling.rs` | 1. ceiling at the seed budget, 2. backend distribution |
+//! | `sections/raised.rs` | 3. raised ceiling and memory per tunnel |
+//! | `sections/echo_bulk.rs` | 4. echo and 5. bulk: throughput, latency, CPU |
+//! | `sections/http.rs` | 6. keep-alive HTTP |
+//! | `sections/baseline.rs` | 7. before/after (`compare.sh --baseline`): CPU now vs the baseline's |
+//! | `plots.rs` | plots/*.svg |
+
+mod plots;
+mod run;
+mod sections;
+
+use std::path::PathBuf;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.len() != 1 || args[0].starts_with('-') {
+        eprintln!("usage: report RUN_DIR   (a folder written by scripts/compare.sh)");
+        std::process::exit(2);
+    }
+    let dir = PathBuf::from(&args[0]);
+    let run = match run::load(&dir) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("report: {e}");
+            std::process::exit(1);
+        }
+    };
+    let md = sections::summary(&run);
+    let path = dir.join("summary.md");
+    if let Err(e) = std::fs::write(&path, md) {
+        eprintln!("report: cannot write {}: {e}", path.display());
+        std::process::exit(1);
+    }
+    let plots = dir.join("plots");
+    let _ = std::fs::create_dir_all(&plots);
+    for (name, res) in [
+        ("ramp.svg", plots::plot_ramp(&run, &plots.join("ramp.svg"))),
+        (
+            "latency.svg",
+            plots::plot_latency(&run, &plots.join("latency.svg")),
+        ),
+        ("cpu.svg", plots::plot_cpu(&run, &plots.join("cpu.svg"))),
+    ] {
+        if let Err(e) = res {
+            eprintln!("report: plot {name}: {e}");
+        }
+    }
+    eprintln!(
+        "report: wrote {} and {}/*.svg",
+        path.display(),
+        plots.display()
+    );
+}

@@ -1,0 +1,190 @@
+//! Section 6 of summary.md: small keep-alive HTTP GETs per target (requests/s, latency, proxy
+//! CPU per request, client connections the proxy closed), with the ratios to nginx and direct.
+
+use ringway_bench::fmt::{fmt_count, fmt_num, fmt_num_opt, fmt_param, fmt_ratio, fmt_spread};
+use ringway_bench::json::{at, num};
+use ringway_bench::stats::{median_of, ratio};
+use serde_json::Value;
+use std::fmt::Write as _;
+
+use super::{compare_to_nginx, perf_health, Findings};
+use crate::run::{backend_cpu, proxy_cpu, target_label, Run, BASELINE_SPLICE};
+
+/// The HTTP workloads present in the results (`http-c<conns>`), by connection count.
+pub fn http_workloads(run: &Run) -> Vec<String> {
+    let mut wls: Vec<String> = run
+        .results
+        .keys()
+        .filter(|(s, w)| s.starts_with("perf__r") && w.starts_with("http-"))
+        .map(|(_, w)| w.clone())
+        .collect();
+    wls.sort_by_key(|w| {
+        let conns = w.rsplit_once("-c").and_then(|x| x.1.parse::<u64>().ok());
+        (conns.unwrap_or(u64::MAX), w.clone())
+    });
+    wls.dedup();
+    wls
+}
+
+/// Row label: plain HTTP has no relay mode, so ringway's splice session is just "ringway".
+fn http_label(run: &Run, t: &str) -> String {
+    match t {
+        "ringway-splice" => "ringway".into(),
+        BASELINE_SPLICE => run.baseline_name(),
+        t => target_label(t).into(),
+    }
+}
+
+/// Section 6: small keep-alive GETs, requests/s and proxy CPU per request.
+pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
+    let (problems, nginx_wins) = (&mut fd.problems, &mut fd.nginx_wins);
+    let m = &run.meta;
+    let wls = http_workloads(run);
+    let listed = at(m, "params.workloads")
+        .and_then(Value::as_array)
+        .is_some_and(|w| {
+            w.iter()
+                .any(|x| x.as_str().is_some_and(|x| x.starts_with("http-")))
+        });
+    if wls.is_empty() && !listed {
+        return; // a run from before the HTTP workloads
+    }
+    let _ = writeln!(
+        o,
+        "\n## 6. HTTP, small keep-alive GETs, closed loop (1 worker × {} slots, upstream `keepalive {}`)\n",
+        fmt_num_opt(at(m, "params.perf_budget")
+            .and_then(|b| b.get(1))
+            .and_then(Value::as_f64)),
+        fmt_count(num(m, "params.http_upstream_keepalive"))
+    );
+    let _ = writeln!(
+        o,
+        "`loadgen http`: each connection sends `GET /` and waits for the whole response before the next; wsecho \
+         answers `200` with a 14-byte body and keeps the connection open. Requests/s counts 2xx responses; latency \
+         runs from a request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
+         proxy's process tree per request. \"Client connections closed\": by the proxy (direct: the backend) after \
+         a response, per 1,000 requests; loadgen reconnects and goes on. Same sessions as echo and bulk (median over \
+         {} repetition(s) of {} s); ringway is the `--tunnel splice` session (plain HTTP never reaches the relay).\n",
+        fmt_param(num(m, "params.reps")),
+        fmt_param(num(m, "params.duration_s"))
+    );
+    for wl in &wls {
+        let wl = wl.as_str();
+        let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
+        let pipeline = run
+            .reps("nginx", wl)
+            .first()
+            .or(run.reps("direct", wl).first())
+            .and_then(|v| num(*v, "params.pipeline"))
+            .unwrap_or(1.0);
+        let _ = writeln!(
+            o,
+            "### {conns} connections{}\n",
+            if pipeline > 1.0 {
+                format!(", {pipeline} pipelined")
+            } else {
+                String::new()
+            }
+        );
+        let _ = writeln!(
+            o,
+            "| target | requests/s | latency p50 | p90 | p99 | p99.9 | proxy CPU per req | backends CPU per req | client connections closed per 1,000 req | req/s vs nginx | proxy CPU/req vs nginx | p99 vs nginx | req/s vs direct |"
+        );
+        let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+        let get = |t: &str, path: &'static str| run.metric(t, wl, move |v| num(v, path));
+        let cpu = |t: &str| run.metric(t, wl, |v| proxy_cpu(v, t, "tree_cpu_us_per_req"));
+        let closes = |t: &str| {
+            run.metric(t, wl, |v| {
+                let n = num(v, "requests")?;
+                (n > 0.0).then(|| num(v, "reconnects").unwrap_or(0.0) * 1000.0 / n)
+            })
+        };
+        let ng_rate = median_of(get("nginx", "requests_per_s"));
+        let ng_cpu = median_of(cpu("nginx"));
+        let ng_p99 = median_of(get("nginx", "latency_us.p99"));
+        let d_rate = median_of(get("direct", "requests_per_s"));
+        for t in run.http_targets() {
+            let rate = get(t, "requests_per_s");
+            if rate.is_none() {
+                let _ = writeln!(
+                    o,
+                    "| {} | no result | | | | | | | | | | | |",
+                    http_label(run, t)
+                );
+                problems.push(format!("{wl} {t}: no result"));
+                continue;
+            }
+            let p99 = get(t, "latency_us.p99");
+            let c = cpu(t);
+            let be = run.metric(t, wl, |v| backend_cpu(v, t, "tree_cpu_us_per_req"));
+            let cl = closes(t);
+            let vs = |x: Option<f64>| {
+                if t == "direct" {
+                    "–".into()
+                } else {
+                    fmt_ratio(x)
+                }
+            };
+            let _ = writeln!(
+                o,
+                "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                http_label(run, t),
+                fmt_spread(rate, "req/s"),
+                fmt_spread(get(t, "latency_us.p50"), "µs"),
+                fmt_spread(get(t, "latency_us.p90"), "µs"),
+                fmt_spread(p99, "µs"),
+                fmt_spread(get(t, "latency_us.p999"), "µs"),
+                fmt_spread(c, "µs"),
+                fmt_spread(be, "µs"),
+                fmt_spread(cl, ""),
+                vs(ratio(median_of(rate), ng_rate)),
+                vs(ratio(median_of(c), ng_cpu)),
+                vs(ratio(median_of(p99), ng_p99)),
+                fmt_ratio(ratio(median_of(rate), d_rate)),
+            );
+            // More than 1 % of responses followed by a close: the proxy does not keep client
+            // connections alive (nginx closes after keepalive_requests, 1,000 by default).
+            if let Some(cl) = median_of(cl).filter(|&x| x > 10.0) {
+                problems.push(format!(
+                    "{wl} {}: closed the client connection after {} of every 1,000 responses (no keep-alive to clients: each request paid a reconnect)",
+                    http_label(run, t),
+                    fmt_num(cl)
+                ));
+            }
+            if t.starts_with("ringway") {
+                let label = format!("{wl} (HTTP)");
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "req/s",
+                    rate,
+                    get("nginx", "requests_per_s"),
+                    true,
+                );
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "proxy CPU µs/req",
+                    c,
+                    cpu("nginx"),
+                    false,
+                );
+                compare_to_nginx(
+                    nginx_wins,
+                    &label,
+                    t,
+                    "p99 latency µs",
+                    p99,
+                    get("nginx", "latency_us.p99"),
+                    false,
+                );
+            }
+            for v in run.reps(t, wl) {
+                perf_health(wl, t, v, problems);
+            }
+        }
+        let _ = writeln!(o);
+    }
+}
