@@ -80,7 +80,7 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
 }
 
 /// One worker thread to start in this process.
-struct Slot {
+struct WorkerStart {
     index: usize,
     listener: OwnedFd,
     inbox: Inbox,
@@ -102,7 +102,7 @@ pub fn start(cfg: Config) -> io::Result<Server> {
         let ctl_fd = sys::eventfd()?;
         let (tx, rx) = mpsc::channel::<OwnedFd>();
         outboxes.push(Outbox::Channel { tx, wake: ctl_fd });
-        slots.push(Slot {
+        slots.push(WorkerStart {
             index,
             listener,
             inbox: Inbox::Channel(rx),
@@ -141,7 +141,7 @@ pub fn start_child(cfg: Config, setup: ChildSetup) -> io::Result<Server> {
         counters: setup.counters,
         outboxes,
     });
-    let slot = Slot {
+    let slot = WorkerStart {
         index: setup.index,
         // SAFETY: the listener was inherited for this worker process's one worker, and
         // nothing else in the process owns it.
@@ -156,7 +156,7 @@ fn launch(
     cfg: Config,
     counters: Counters,
     peers: Arc<Peers>,
-    slots: Vec<Slot>,
+    slots: Vec<WorkerStart>,
     addr: SocketAddr,
 ) -> io::Result<Server> {
     let cfg = Arc::new(cfg);
