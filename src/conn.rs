@@ -154,11 +154,12 @@ impl Conn {
         Ok(())
     }
 
-    /// Connect the upstream socket to backend `b`, with the linked connect timeout.
-    pub fn connect(&mut self, ring: &mut Ring, b: usize) -> io::Result<()> {
+    /// Connect the upstream socket to backend `b`, with route `route`'s linked connect
+    /// timeout.
+    pub fn connect(&mut self, ring: &mut Ring, b: usize, route: usize) -> io::Result<()> {
         let t1 = self.tok(Op::Connect, Side::Upstream);
         let t2 = self.tok(Op::ConnectTimeout, Side::Upstream);
-        ring.connect(self.fd(Side::Upstream), b, t1, t2)?;
+        ring.connect(self.fd(Side::Upstream), b, route, t1, t2)?;
         self.inflight += 2;
         Ok(())
     }

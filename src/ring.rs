@@ -216,12 +216,15 @@ pub struct Ring {
     batch: Vec<Completion>,
     /// The worker's periodic timer (boxed: SQEs point at it).
     tick_ts: Box<types::Timespec>,
-    /// The linked timeout of every connect.
-    connect_ts: Box<types::Timespec>,
+    /// The linked timeouts of connects, one per route (`proxy_connect_timeout`). Set once
+    /// by [`Ring::configure`] and never changed after, so SQEs may point into it.
+    connect_ts: Vec<types::Timespec>,
     /// Backend addresses, by backend index (connect SQEs point into it).
     addrs: Vec<socket2::SockAddr>,
     /// Lingering closes receive into it and discard what they read.
     discard: Box<[u8]>,
+    /// [`Ring::configure`] ran.
+    configured: bool,
 }
 
 fn timespec(d: std::time::Duration) -> Box<types::Timespec> {
@@ -263,26 +266,32 @@ impl Ring {
             bufs: None,
             batch: Vec::with_capacity(1024),
             tick_ts: timespec(std::time::Duration::from_millis(250)),
-            connect_ts: timespec(std::time::Duration::from_secs(60)),
+            connect_ts: Vec::new(),
             addrs: Vec::new(),
             discard: vec![0u8; 4096].into_boxed_slice(),
+            configured: false,
         })
     }
 
-    /// Set the tick period, the connect timeout and the backend table. Call before any
-    /// operation that uses them is pushed (the worker does it once, at start).
+    /// Set the tick period, the connect timeouts (one per route) and the backend table,
+    /// once: operations point into them, so a second call is refused.
     pub fn configure(
         &mut self,
         tick: std::time::Duration,
-        connect_timeout: std::time::Duration,
+        connect_timeouts: &[std::time::Duration],
         backends: &[std::net::SocketAddr],
-    ) {
+    ) -> io::Result<()> {
+        if self.configured {
+            return Err(io::Error::other("the ring is configured once"));
+        }
+        self.configured = true;
         self.tick_ts = timespec(tick);
-        self.connect_ts = timespec(connect_timeout);
+        self.connect_ts = connect_timeouts.iter().map(|d| *timespec(*d)).collect();
         self.addrs = backends
             .iter()
             .map(|a| socket2::SockAddr::from(*a))
             .collect();
+        Ok(())
     }
 
     /// Check that the kernel supports every opcode ringway submits; name the missing one.
@@ -472,25 +481,27 @@ impl Ring {
     }
 
     /// Connect `fd` to backend `backend` of the table given to [`Ring::configure`], linked
-    /// to the connect timeout. The address and the timespec are the ring's own.
+    /// to connect timeout `timeout` (a route's). The address and the timespec are the
+    /// ring's own.
     pub fn connect(
         &mut self,
         fd: RawFd,
         backend: usize,
+        timeout: usize,
         tok: Token,
         tok_timeout: Token,
     ) -> io::Result<()> {
-        let Some(addr) = self.addrs.get(backend) else {
+        let (Some(addr), Some(ts)) = (self.addrs.get(backend), self.connect_ts.get(timeout)) else {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
-                "connect to a backend the ring does not know",
+                "connect to a backend or with a timeout the ring does not know",
             ));
         };
         let c = opcode::Connect::new(types::Fd(fd), addr.as_ptr() as *const _, addr.len())
             .build()
             .flags(squeue::Flags::IO_LINK)
             .user_data(tok.encode());
-        let t = opcode::LinkTimeout::new(&*self.connect_ts as *const _)
+        let t = opcode::LinkTimeout::new(ts as *const _)
             .build()
             .user_data(tok_timeout.encode());
         self.push_pair(c, t)

@@ -33,7 +33,7 @@ pub struct Server {
     workers: Vec<WorkerHandle>,
     counters: Counters,
     ups: Arc<Upstreams>,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
     cfg: Arc<Config>,
 }
 
@@ -82,7 +82,7 @@ pub fn raise_nofile(cfg: &Config) -> Option<String> {
 /// One worker thread to start in this process.
 struct WorkerStart {
     index: usize,
-    listener: OwnedFd,
+    listeners: Vec<OwnedFd>,
     inbox: Inbox,
     ctl_fd: RawFd,
 }
@@ -93,24 +93,32 @@ pub fn start(cfg: Config) -> io::Result<Server> {
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let n = cfg.workers;
     let counters = Counters::heap(n, cfg.upstreams.len());
-    let (fds, addr) = listener::bind_reuseport(cfg.listen, n, cfg.backlog)?;
+    // One SO_REUSEPORT group per listen address; worker i takes the i-th of each.
+    let mut per_worker: Vec<Vec<OwnedFd>> = (0..n).map(|_| Vec::new()).collect();
+    let mut addrs = Vec::new();
+    for listen in &cfg.routing().listens {
+        let (fds, addr) = listener::bind_reuseport(*listen, n, cfg.backlog)?;
+        addrs.push(addr);
+        for (index, listener) in fds.into_iter().enumerate() {
+            // SAFETY: the listener was just bound for this worker and nothing else owns it.
+            per_worker[index].push(unsafe { sys::adopt(listener) });
+        }
+    }
     let mut slots = Vec::with_capacity(n);
     let mut outboxes = Vec::with_capacity(n);
-    for (index, listener) in fds.into_iter().enumerate() {
-        // SAFETY: the listener was just bound for this worker and nothing else owns it.
-        let listener = unsafe { sys::adopt(listener) };
+    for (index, listeners) in per_worker.into_iter().enumerate() {
         let ctl_fd = sys::eventfd()?;
-        let (tx, rx) = mpsc::channel::<OwnedFd>();
+        let (tx, rx) = mpsc::channel::<(OwnedFd, u8)>();
         outboxes.push(Outbox::Channel { tx, wake: ctl_fd });
         slots.push(WorkerStart {
             index,
-            listener,
+            listeners,
             inbox: Inbox::Channel(rx),
             ctl_fd,
         });
     }
     let peers = Arc::new(Peers { counters, outboxes });
-    launch(cfg, counters, peers, slots, addr)
+    launch(cfg, counters, peers, slots, addrs)
 }
 
 /// What a process-mode worker inherits from its master.
@@ -145,11 +153,11 @@ pub fn start_child(cfg: Config, setup: ChildSetup) -> io::Result<Server> {
         index: setup.index,
         // SAFETY: the listener was inherited for this worker process's one worker, and
         // nothing else in the process owns it.
-        listener: unsafe { sys::adopt(setup.listener) },
+        listeners: vec![unsafe { sys::adopt(setup.listener) }],
         inbox: Inbox::Unix(setup.inbox),
         ctl_fd,
     };
-    launch(cfg, setup.counters, peers, vec![slot], addr)
+    launch(cfg, setup.counters, peers, vec![slot], vec![addr])
 }
 
 fn launch(
@@ -157,10 +165,16 @@ fn launch(
     counters: Counters,
     peers: Arc<Peers>,
     slots: Vec<WorkerStart>,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
 ) -> io::Result<Server> {
     let cfg = Arc::new(cfg);
-    let ups = Arc::new(Upstreams::new(&cfg.upstreams, cfg.balance, counters));
+    let groups: Vec<_> = cfg
+        .routing()
+        .groups
+        .iter()
+        .map(|g| (g.backends.clone(), g.balance))
+        .collect();
+    let ups = Arc::new(Upstreams::with_groups(&cfg.upstreams, &groups, counters));
     let ncpu = sys::online_cpus();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
     let mut workers = Vec::new();
@@ -171,7 +185,7 @@ fn launch(
             index: i,
             cfg: cfg.clone(),
             ups: ups.clone(),
-            listener: slot.listener,
+            listeners: slot.listeners,
             ctl_fd: slot.ctl_fd,
             control: control.clone(),
             stats: counters.worker(i),
@@ -227,7 +241,7 @@ fn launch(
         workers,
         counters,
         ups,
-        addr,
+        addrs,
         cfg,
     };
     for _ in 0..server.workers.len() {
@@ -247,9 +261,14 @@ fn launch(
 }
 
 impl Server {
-    /// The address every worker listens on.
+    /// The (first) address every worker listens on.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addr
+        self.addrs[0]
+    }
+
+    /// Every listen address (the routing table's, in its order; one without routing).
+    pub fn local_addrs(&self) -> &[SocketAddr] {
+        &self.addrs
     }
 
     /// The configuration in force.

@@ -249,10 +249,12 @@ pub fn is_peer_gone(err: i32) -> bool {
     )
 }
 
-/// Send one descriptor over a unix datagram socket (SCM_RIGHTS), without blocking.
-pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
+/// Send one descriptor over a unix datagram socket (SCM_RIGHTS), with one byte of
+/// data, `tag`, without blocking.
+pub fn send_fd(sock: RawFd, fd: RawFd, tag: u8) -> io::Result<()> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let iov = [std::io::IoSlice::new(b"f")];
+    let tag = [tag];
+    let iov = [std::io::IoSlice::new(&tag)];
     let fds = [fd];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     sendmsg::<()>(sock, &iov, &cmsg, MsgFlags::MSG_DONTWAIT, None)
@@ -260,8 +262,9 @@ pub fn send_fd(sock: RawFd, fd: RawFd) -> io::Result<()> {
         .map_err(io::Error::from)
 }
 
-/// Receive one descriptor sent with [`send_fd`]; `Ok(None)` when nothing is waiting.
-pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
+/// Receive one descriptor sent with [`send_fd`], and its tag; `Ok(None)` when nothing is
+/// waiting.
+pub fn recv_fd(sock: RawFd) -> io::Result<Option<(OwnedFd, u8)>> {
     use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
     let mut byte = [0u8; 1];
     let mut iov = [std::io::IoSliceMut::new(&mut byte)];
@@ -281,7 +284,7 @@ pub fn recv_fd(sock: RawFd) -> io::Result<Option<OwnedFd>> {
                         fds.iter().map(|&fd| unsafe { adopt(fd) }).collect();
                     if !owned.is_empty() {
                         // Extra descriptors (ringway never sends any) close as they drop.
-                        return Ok(Some(owned.swap_remove(0)));
+                        return Ok(Some((owned.swap_remove(0), byte[0])));
                     }
                 }
             }

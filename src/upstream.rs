@@ -10,21 +10,35 @@
 use crate::config::Balance;
 use crate::shm::Counters;
 use std::net::{IpAddr, SocketAddr};
+use std::ops::Range;
 
-/// The backend table and the counters balancing reads.
+/// One upstream group's share of the backend table: a range of it and its policy.
+#[derive(Debug)]
+pub struct Group {
+    /// Its backends (indices into [`Upstreams::addrs`]).
+    pub range: Range<usize>,
+    /// The policy.
+    pub balance: Balance,
+    /// Ketama ring over the group's backends: (point, backend), sorted by point.
+    ring: Vec<(u64, u16)>,
+}
+
+/// The backend table of every upstream group and the counters balancing reads.
 #[derive(Debug)]
 pub struct Upstreams {
-    /// Backend addresses in configuration order.
+    /// Backend addresses: every group's, one after the other.
     pub addrs: Vec<SocketAddr>,
-    /// The policy.
+    /// The policy of the first group (the only one of a configuration without routing).
     pub balance: Balance,
     /// Per-(worker, backend) counters; least-conn sums a backend's column.
     pub counters: Counters,
     /// Stable id per backend (a hash of its address): the sticky cookie's value, so adding
     /// or removing a backend does not re-pin anyone else's clients.
     pub ids: Vec<u32>,
-    /// Ketama ring: (point, backend), sorted by point.
-    ring: Vec<(u64, u16)>,
+    /// The groups (one without routing).
+    pub groups: Vec<Group>,
+    /// Per backend: its group.
+    group_of: Vec<u16>,
 }
 
 /// Points per backend on the consistent-hash ring (ketama uses 160).
@@ -37,41 +51,86 @@ pub fn backend_id(addr: &SocketAddr) -> u32 {
 }
 
 impl Upstreams {
-    /// Build the table over `counters` (which must have a column per address).
+    /// One group over all of `addrs`, balanced by `balance`, over `counters` (which must
+    /// have a column per address).
     pub fn new(addrs: &[SocketAddr], balance: Balance, counters: Counters) -> Upstreams {
+        Upstreams::with_groups(addrs, &[(0..addrs.len(), balance)], counters)
+    }
+
+    /// Groups `groups` (ranges of `addrs`, each with its policy).
+    pub fn with_groups(
+        addrs: &[SocketAddr],
+        groups: &[(Range<usize>, Balance)],
+        counters: Counters,
+    ) -> Upstreams {
         assert_eq!(counters.backends(), addrs.len());
-        let mut ring = Vec::with_capacity(addrs.len() * POINTS);
-        for (i, a) in addrs.iter().enumerate() {
-            for p in 0..POINTS {
-                ring.push((
-                    mix(crate::hash::fnv1a(format!("{a}#{p}").as_bytes())),
-                    i as u16,
-                ));
-            }
-        }
-        ring.sort_unstable();
+        let mut group_of = vec![0u16; addrs.len()];
+        let groups: Vec<Group> = groups
+            .iter()
+            .enumerate()
+            .map(|(gi, (range, balance))| {
+                let mut ring = Vec::with_capacity(range.len() * POINTS);
+                for i in range.clone() {
+                    group_of[i] = gi as u16;
+                    let a = addrs[i];
+                    for p in 0..POINTS {
+                        ring.push((
+                            mix(crate::hash::fnv1a(format!("{a}#{p}").as_bytes())),
+                            i as u16,
+                        ));
+                    }
+                }
+                ring.sort_unstable();
+                Group {
+                    range: range.clone(),
+                    balance: *balance,
+                    ring,
+                }
+            })
+            .collect();
         Upstreams {
             addrs: addrs.to_vec(),
-            balance,
+            balance: groups.first().map_or(Balance::RoundRobin, |g| g.balance),
             counters,
             ids: addrs.iter().map(backend_id).collect(),
-            ring,
+            groups,
+            group_of,
         }
     }
 
-    /// The backend whose sticky id is `id`, if any.
+    /// The group of backend `b`.
+    pub fn group_of(&self, b: usize) -> usize {
+        self.group_of.get(b).copied().unwrap_or(0) as usize
+    }
+
+    /// The backend of group `g` whose sticky id is `id`, if any.
+    pub fn by_id_in(&self, g: usize, id: u32) -> Option<usize> {
+        let r = self.groups[g].range.clone();
+        self.ids[r.clone()]
+            .iter()
+            .position(|&x| x == id)
+            .map(|i| r.start + i)
+    }
+
+    /// The backend whose sticky id is `id` in the first group, if any.
     pub fn by_id(&self, id: u32) -> Option<usize> {
-        self.ids.iter().position(|&x| x == id)
+        self.by_id_in(0, id)
     }
 
-    /// The first ring point at or after `key` (wrapping): the consistent-hash choice.
-    pub fn ring_pick(&self, key: u64) -> usize {
+    /// Group `g`'s first ring point at or after `key` (wrapping): the consistent-hash choice.
+    pub fn ring_pick_in(&self, g: usize, key: u64) -> usize {
+        let ring = &self.groups[g].ring;
         let k = mix(key);
-        let i = self.ring.partition_point(|&(p, _)| p < k);
-        self.ring[i % self.ring.len()].1 as usize
+        let i = ring.partition_point(|&(p, _)| p < k);
+        ring[i % ring.len()].1 as usize
     }
 
-    /// Number of backends.
+    /// [`Upstreams::ring_pick_in`] for the first group.
+    pub fn ring_pick(&self, key: u64) -> usize {
+        self.ring_pick_in(0, key)
+    }
+
+    /// Number of backends (every group's).
     pub fn len(&self) -> usize {
         self.addrs.len()
     }
@@ -81,14 +140,16 @@ impl Upstreams {
         self.addrs.is_empty()
     }
 
-    /// Pick the first backend to try for a client. `rr` is the worker's round-robin cursor.
-    pub fn pick(&self, rr: &mut usize, client: IpAddr) -> usize {
-        let n = self.addrs.len();
-        match self.balance {
+    /// Pick the first backend of group `g` to try for a client. `rr` is the worker's
+    /// round-robin cursor for that group.
+    pub fn pick_in(&self, g: usize, rr: &mut usize, client: IpAddr) -> usize {
+        let group = &self.groups[g];
+        let (base, n) = (group.range.start, group.range.len());
+        match group.balance {
             Balance::RoundRobin => {
                 let i = *rr % n;
                 *rr = rr.wrapping_add(1);
-                i
+                base + i
             }
             Balance::LeastConn => {
                 // Fewest active over all workers; ties broken round robin so equal
@@ -99,40 +160,53 @@ impl Upstreams {
                 let mut best_n = u64::MAX;
                 for k in 0..n {
                     let i = (start + k) % n;
-                    let a = self.counters.sum(i, |c| &c.active);
+                    let a = self.counters.sum(base + i, |c| &c.active);
                     if a < best_n {
                         best = i;
                         best_n = a;
                     }
                 }
-                best
+                base + best
             }
-            Balance::IpHash => (hash_ip(client) % n as u64) as usize,
+            Balance::IpHash => base + (hash_ip(client) % n as u64) as usize,
             // The key `--hash-key remote_addr` yields when no request was parsed.
-            Balance::Hash => self.ring_pick(crate::hash::fnv1a_ip(client)),
+            Balance::Hash => self.ring_pick_in(g, crate::hash::fnv1a_ip(client)),
         }
     }
 
-    /// Pick for a parsed request: its sticky cookie's backend if it names one, else the
-    /// consistent hash of its key (policy `hash`), else the policy.
+    /// [`Upstreams::pick_in`] for the first group.
+    pub fn pick(&self, rr: &mut usize, client: IpAddr) -> usize {
+        self.pick_in(0, rr, client)
+    }
+
+    /// Pick in group `g` for a parsed request: its sticky cookie's backend if it names
+    /// one of the group's, else the consistent hash of its key (policy `hash`), else the
+    /// policy.
     pub fn pick_for(
         &self,
+        g: usize,
         rr: &mut usize,
         client: IpAddr,
         info: &crate::http::RequestInfo,
     ) -> usize {
-        if let Some(b) = info.sticky.and_then(|id| self.by_id(id)) {
+        if let Some(b) = info.sticky.and_then(|id| self.by_id_in(g, id)) {
             return b;
         }
-        match (self.balance, info.hash) {
-            (Balance::Hash, Some(h)) => self.ring_pick(h),
-            _ => self.pick(rr, client),
+        match (self.groups[g].balance, info.hash) {
+            (Balance::Hash, Some(h)) => self.ring_pick_in(g, h),
+            _ => self.pick_in(g, rr, client),
         }
     }
 
-    /// The backend to try after `i` failed: the next one in order.
+    /// The backend to try after `i` failed: the next one of its group, in order.
     pub fn next_after(&self, i: usize) -> usize {
-        (i + 1) % self.addrs.len()
+        let r = &self.groups[self.group_of(i)].range;
+        r.start + (i - r.start + 1) % r.len()
+    }
+
+    /// How many backends the group of backend `i` has.
+    pub fn group_len(&self, i: usize) -> usize {
+        self.groups[self.group_of(i)].range.len()
     }
 }
 

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 mod cli;
 mod nginx;
+pub mod routing;
 mod types;
 
 pub use cli::{auto_upstream_bind, from_cli, Cli};
@@ -124,6 +125,10 @@ pub struct Config {
     /// Workers run as separate processes under a master (nginx-style), each with its own
     /// descriptor table; otherwise as threads of one process.
     pub process_mode: bool,
+    /// The routing table of an nginx.conf with several servers or locations; `None`:
+    /// every request takes the one route the fields above describe (flags, or a file with
+    /// one server and one `location /`).
+    pub routing: Option<std::sync::Arc<routing::Routing>>,
 }
 
 impl Config {
@@ -155,6 +160,15 @@ impl Config {
             process_mode: false,
             sticky_cookie: None,
             hash_key: HashKey::RemoteAddr,
+            routing: None,
+        }
+    }
+
+    /// The routing table in force: the file's, or the one route of the fields above.
+    pub fn routing(&self) -> std::sync::Arc<routing::Routing> {
+        match &self.routing {
+            Some(r) => r.clone(),
+            None => std::sync::Arc::new(routing::Routing::single(self)),
         }
     }
 
@@ -177,6 +191,17 @@ impl Config {
         }
         if self.workers == 0 {
             return Err("--worker-processes must be at least 1".into());
+        }
+        if let Some(r) = &self.routing {
+            if self.process_mode && r.listens.len() > 1 {
+                return Err(format!(
+                    "{} listen addresses: process mode (ringway_worker_mode process) serves one listen address for now; use thread mode or one address",
+                    r.listens.len()
+                ));
+            }
+            if r.listens.len() > u8::MAX as usize {
+                return Err("too many listen addresses (at most 255)".into());
+            }
         }
         Ok(())
     }

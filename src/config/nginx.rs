@@ -1,94 +1,261 @@
-//! nginx.conf (the parsed subset, [`NginxConf`]) → [`Config`]: which server and
-//! location define the proxy, and nginx's defaults for what the file leaves out.
+//! nginx.conf (the parsed subset, [`NginxConf`]) → [`Config`]: the servers, their
+//! locations and upstreams as a routing table, and nginx's defaults for what the file
+//! leaves out.
+//!
+//! The first `server` block's `location /` (or its first location) is the primary route:
+//! it fills the top-level [`Config`] fields (listen address, backends, balancing,
+//! timeouts). A file with one server and that one location needs nothing more; any other
+//! shape (several locations or servers, `=`/`^~`/regex locations, a `proxy_pass` URI,
+//! several listen addresses) also gets a [`Routing`] table, which every request is
+//! matched against.
 
-use super::{parse_addr, parse_hash_key, Balance, Config, SetHeader};
-use crate::nginx_conf::NginxConf;
+use super::routing::{Group, HostTable, Locations, Matcher, Route, Routing, VirtualServer};
+use super::{parse_addr, parse_hash_key, Balance, Config, HashKey, SetHeader};
+use crate::nginx_conf::{Location, LocationMatch, NginxConf};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-/// Map an nginx.conf (the supported subset) onto a [`Config`]. The first `server` block
-/// and its `location /` (or first location) with `proxy_pass` define the proxy.
+/// nginx's default for the proxy and client timeouts the file leaves out.
+const NGINX_DEFAULT_TIMEOUT_MS: u64 = 60_000;
+
+/// Map an nginx.conf (the supported subset) onto a [`Config`].
 pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>), String> {
-    use crate::nginx_conf::{BalanceDirective as NB, WorkerProcesses};
+    use crate::nginx_conf::WorkerProcesses;
     let mut warnings = conf.warnings.clone();
     let server = conf
         .servers
         .first()
         .ok_or_else(|| format!("{file}: no `server {{ ... }}` block: ringway needs one with `listen` and `location / {{ proxy_pass ...; }}`"))?;
-    if conf.servers.len() > 1 {
-        warnings.push(format!(
-            "{file}:{}: ringway serves only the first server block; later ones are ignored",
-            conf.servers[1].line
-        ));
+    for sv in &conf.servers {
+        if sv.listen.is_empty() {
+            return Err(format!("{file}:{}: server block has no listen", sv.line));
+        }
+        for loc in &sv.locations {
+            if loc.proxy_pass.is_none() {
+                return Err(format!(
+                    "{file}:{}: location {} has no proxy_pass: ringway only proxies (it serves no files); add `proxy_pass http://UPSTREAM;` or remove the location",
+                    loc.line, loc.path
+                ));
+            }
+        }
+        if sv.locations.is_empty() {
+            warnings.push(format!(
+                "{file}:{}: server block has no location: its requests are answered 404",
+                sv.line
+            ));
+        }
     }
-    let listen = server
-        .listen
-        .first()
-        .ok_or_else(|| format!("{file}:{}: server block has no listen", server.line))?;
-    let listen_addr =
-        parse_addr(&listen.addr).map_err(|e| format!("{file}:{}: listen: {e}", server.line))?;
-    let loc = server
+    let primary = server
         .locations
         .iter()
-        .find(|l| l.path == "/" && l.proxy_pass.is_some())
-        .or_else(|| server.locations.iter().find(|l| l.proxy_pass.is_some()))
+        .find(|l| l.path == "/" && l.kind == LocationMatch::Prefix)
+        .or_else(|| server.locations.first())
         .ok_or_else(|| {
             format!(
                 "{file}:{}: no location with proxy_pass in the server block",
                 server.line
             )
         })?;
-    let target = loc.proxy_pass.clone().unwrap_or_default();
-    let mut upstreams = Vec::new();
-    let mut balance = Balance::RoundRobin;
-    let mut hash_key = None;
-    let mut sticky = None;
-    // nginx keeps no upstream connection alive unless the upstream block says `keepalive N;`.
-    let mut keepalive = 0;
-    let mut upstream_idle_ms = None;
-    if let Some(up) = conf.upstreams.iter().find(|u| u.name == target) {
-        for s in &up.servers {
-            if s.down {
-                continue;
-            }
-            if s.backup {
-                warnings.push(format!("{file}:{}: `backup` servers are not supported yet; {} is used as a normal server", s.line, s.addr));
-            }
-            if s.weight != 1 {
-                warnings.push(format!(
-                    "{file}:{}: weight={} is not supported yet; {} gets an equal share",
-                    s.line, s.weight, s.addr
-                ));
-            }
-            upstreams
-                .push(parse_addr(&s.addr).map_err(|e| format!("{file}:{}: server: {e}", s.line))?);
+    let simple = conf.servers.len() == 1
+        && server.locations.len() == 1
+        && server.listen.len() == 1
+        && primary.kind == LocationMatch::Prefix
+        && primary.path == "/"
+        && primary.pass_uri.is_none();
+
+    // Upstream groups, in order of first use (the primary route's first).
+    let mut upstreams: Vec<SocketAddr> = Vec::new();
+    let mut groups: Vec<Group> = Vec::new();
+    let group_index = |groups: &mut Vec<Group>,
+                       target: &str,
+                       upstreams: &mut Vec<SocketAddr>,
+                       warnings: &mut Vec<String>,
+                       line: usize|
+     -> Result<usize, String> {
+        if let Some(g) = groups.iter().position(|g| g.name == target) {
+            return Ok(g);
         }
-        balance = match &up.balance {
-            NB::RoundRobin => Balance::RoundRobin,
-            NB::LeastConn => Balance::LeastConn,
-            NB::IpHash => Balance::IpHash,
-            NB::Hash { key, consistent } => {
-                hash_key =
-                    Some(parse_hash_key(key).map_err(|e| format!("{file}:{}: {e}", up.line))?);
-                if !consistent {
-                    warnings.push(format!("{file}:{}: `hash {key}` without `consistent`: ringway always uses a consistent (ketama) hash", up.line));
+        let g = group(conf, file, target, line, upstreams, warnings)?;
+        groups.push(g);
+        Ok(groups.len() - 1)
+    };
+    let primary_group = group_index(
+        &mut groups,
+        primary.proxy_pass.as_deref().unwrap_or_default(),
+        &mut upstreams,
+        &mut warnings,
+        primary.line,
+    )?;
+    let primary_route = route(primary, file, primary_group, &mut warnings);
+
+    let mut cfg = Config::new(
+        parse_addr(&server.listen[0].addr)
+            .map_err(|e| format!("{file}:{}: listen: {e}", server.line))?,
+        Vec::new(),
+    );
+    let g0 = &groups[primary_group];
+    cfg.balance = g0.balance;
+    cfg.keepalive = g0.keepalive;
+    cfg.sticky_cookie = g0.sticky_cookie.clone();
+    cfg.hash_key = g0.hash_key.clone();
+    cfg.upstream_idle_timeout = g0.idle_timeout;
+    cfg.set_headers = primary_route.set_headers.clone();
+    cfg.read_timeout = primary_route.read_timeout;
+    cfg.tunnel_idle_timeout = primary_route.tunnel_idle_timeout;
+    cfg.connect_timeout = primary_route.connect_timeout;
+    cfg.keepalive_timeout = primary_route.keepalive_timeout;
+    cfg.body_timeout = primary_route.body_timeout;
+    cfg.head_timeout = Duration::from_millis(
+        primary
+            .client_header_timeout_ms
+            .unwrap_or(NGINX_DEFAULT_TIMEOUT_MS),
+    );
+
+    if !simple {
+        let mut routes = Vec::new();
+        let mut servers = Vec::new();
+        let mut listens: Vec<SocketAddr> = Vec::new();
+        // Per listen address: its servers in file order, and its default_server.
+        let mut on_listen: Vec<(Vec<usize>, Option<usize>)> = Vec::new();
+        for (si, sv) in conf.servers.iter().enumerate() {
+            let mut locations = Locations::default();
+            for loc in &sv.locations {
+                let target = loc.proxy_pass.as_deref().unwrap_or_default();
+                let g = group_index(&mut groups, target, &mut upstreams, &mut warnings, loc.line)?;
+                routes.push(route(loc, file, g, &mut warnings));
+                locations.add(matcher(loc, file)?, routes.len() - 1);
+            }
+            for l in &sv.listen {
+                let addr =
+                    parse_addr(&l.addr).map_err(|e| format!("{file}:{}: listen: {e}", sv.line))?;
+                let li = match listens.iter().position(|a| *a == addr) {
+                    Some(i) => i,
+                    None => {
+                        listens.push(addr);
+                        on_listen.push((Vec::new(), None));
+                        listens.len() - 1
+                    }
+                };
+                on_listen[li].0.push(si);
+                if l.default_server {
+                    if let Some(prev) = on_listen[li].1 {
+                        return Err(format!(
+                            "{file}:{}: a duplicate default server for {addr} (the first is the server on line {})",
+                            sv.line, conf.servers[prev].line
+                        ));
+                    }
+                    on_listen[li].1 = Some(si);
                 }
-                Balance::Hash
             }
-            NB::StickyCookie { name } => {
-                sticky = Some(name.clone());
-                Balance::RoundRobin
-            }
-        };
-        keepalive = up.keepalive.unwrap_or(0);
-        upstream_idle_ms = up.keepalive_timeout_ms;
-    } else {
-        upstreams.push(
-            parse_addr(&target).map_err(|e| format!("{file}:{}: proxy_pass: {e}", loc.line))?,
-        );
+            servers.push(VirtualServer {
+                name: format!("{file}:{}", sv.line),
+                names: sv.server_names.clone(),
+                locations,
+            });
+        }
+        let hosts = on_listen
+            .iter()
+            .map(|(list, default)| HostTable::new(&servers, list, *default))
+            .collect();
+        cfg.routing = Some(std::sync::Arc::new(Routing {
+            listens,
+            hosts,
+            servers,
+            routes,
+            groups,
+        }));
     }
-    if upstreams.is_empty() {
+    cfg.upstreams = upstreams;
+    cfg.workers = match conf.worker_processes {
+        Some(WorkerProcesses::N(n)) => n,
+        // nginx's compiled default is 1 worker.
+        None => 1,
+        Some(WorkerProcesses::Auto) => crate::sys::online_cpus(),
+    };
+    // nginx's compiled default is 512; the shipped nginx.conf says 1024.
+    cfg.worker_connections = conf.worker_connections.unwrap_or(512);
+    // nginx's default listen backlog on Linux is 511.
+    cfg.backlog = server.listen[0].backlog.unwrap_or(511);
+    cfg.rlimit_nofile = conf.worker_rlimit_nofile;
+    cfg.process_mode = conf.process_mode.unwrap_or(false);
+    Ok((cfg, warnings))
+}
+
+/// The group a `proxy_pass` target names: an upstream block, or one `host:port`. Its
+/// backends are appended to `upstreams`.
+fn group(
+    conf: &NginxConf,
+    file: &str,
+    target: &str,
+    line: usize,
+    upstreams: &mut Vec<SocketAddr>,
+    warnings: &mut Vec<String>,
+) -> Result<Group, String> {
+    use crate::nginx_conf::BalanceDirective as NB;
+    let start = upstreams.len();
+    let mut g = Group {
+        name: target.to_string(),
+        backends: start..start,
+        balance: Balance::RoundRobin,
+        hash_key: HashKey::RemoteAddr,
+        sticky_cookie: None,
+        // nginx keeps no upstream connection alive unless the upstream says `keepalive N;`.
+        keepalive: 0,
+        idle_timeout: Duration::from_millis(NGINX_DEFAULT_TIMEOUT_MS),
+    };
+    let Some(up) = conf.upstreams.iter().find(|u| u.name == target) else {
+        upstreams.push(parse_addr(target).map_err(|e| format!("{file}:{line}: proxy_pass: {e}"))?);
+        g.backends = start..upstreams.len();
+        return Ok(g);
+    };
+    for s in &up.servers {
+        if s.down {
+            continue;
+        }
+        if s.backup {
+            warnings.push(format!(
+                "{file}:{}: `backup` servers are not supported yet; {} is used as a normal server",
+                s.line, s.addr
+            ));
+        }
+        if s.weight != 1 {
+            warnings.push(format!(
+                "{file}:{}: weight={} is not supported yet; {} gets an equal share",
+                s.line, s.weight, s.addr
+            ));
+        }
+        upstreams.push(parse_addr(&s.addr).map_err(|e| format!("{file}:{}: server: {e}", s.line))?);
+    }
+    g.balance = match &up.balance {
+        NB::RoundRobin => Balance::RoundRobin,
+        NB::LeastConn => Balance::LeastConn,
+        NB::IpHash => Balance::IpHash,
+        NB::Hash { key, consistent } => {
+            g.hash_key = parse_hash_key(key).map_err(|e| format!("{file}:{}: {e}", up.line))?;
+            if !consistent {
+                warnings.push(format!("{file}:{}: `hash {key}` without `consistent`: ringway always uses a consistent (ketama) hash", up.line));
+            }
+            Balance::Hash
+        }
+        NB::StickyCookie { name } => {
+            g.sticky_cookie = Some(name.clone());
+            Balance::RoundRobin
+        }
+    };
+    g.keepalive = up.keepalive.unwrap_or(0);
+    if let Some(ms) = up.keepalive_timeout_ms {
+        g.idle_timeout = Duration::from_millis(ms);
+    }
+    g.backends = start..upstreams.len();
+    if g.backends.is_empty() {
         return Err(format!("{file}: upstream '{target}' has no usable server"));
     }
+    Ok(g)
+}
+
+/// The route of location `loc`, served by group `group`: its headers and timeouts with
+/// nginx's defaults.
+fn route(loc: &Location, file: &str, group: usize, warnings: &mut Vec<String>) -> Route {
     // Upgrade and Connection are hop-by-hop: ringway applies nginx's WebSocket rules for
     // them itself. Every other proxy_set_header is applied as nginx would (and, as in
     // nginx, nothing else is added: no X-Forwarded-For unless the file asks for it).
@@ -124,40 +291,53 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
             ));
         }
     }
-    let mut cfg = Config::new(listen_addr, upstreams);
-    cfg.balance = balance;
-    cfg.keepalive = keepalive;
-    cfg.set_headers = set_headers;
-    cfg.sticky_cookie = sticky;
-    if let Some(k) = hash_key {
-        cfg.hash_key = k;
-    }
-    cfg.workers = match conf.worker_processes {
-        Some(WorkerProcesses::N(n)) => n,
-        // nginx's compiled default is 1 worker.
-        None => 1,
-        Some(WorkerProcesses::Auto) => crate::sys::online_cpus(),
+    let ms = |v: Option<u64>, default: u64| Duration::from_millis(v.unwrap_or(default));
+    let read_timeout = ms(loc.read_timeout_ms, NGINX_DEFAULT_TIMEOUT_MS);
+    let modifier = match loc.kind {
+        LocationMatch::Prefix => "",
+        LocationMatch::PrefixNoRegex => "^~ ",
+        LocationMatch::Exact => "= ",
+        LocationMatch::Regex {
+            case_insensitive: false,
+        } => "~ ",
+        LocationMatch::Regex {
+            case_insensitive: true,
+        } => "~* ",
     };
-    // nginx's compiled default is 512; the shipped nginx.conf says 1024.
-    cfg.worker_connections = conf.worker_connections.unwrap_or(512);
-    if let Some(b) = listen.backlog {
-        cfg.backlog = b;
-    } else {
-        cfg.backlog = 511; // nginx's default listen backlog on Linux
+    Route {
+        name: format!("{file}:{}: location {modifier}{}", loc.line, loc.path),
+        group,
+        set_headers,
+        connect_timeout: ms(loc.connect_timeout_ms, NGINX_DEFAULT_TIMEOUT_MS),
+        read_timeout,
+        // nginx applies proxy_read_timeout to upgraded connections too: an idle tunnel closes.
+        tunnel_idle_timeout: Some(read_timeout),
+        body_timeout: ms(loc.client_body_timeout_ms, NGINX_DEFAULT_TIMEOUT_MS),
+        // nginx's default keepalive_timeout is 75 s.
+        keepalive_timeout: ms(loc.keepalive_timeout_ms, 75_000),
+        pass_uri: loc.pass_uri.as_ref().map(|u| (loc.path.clone(), u.clone())),
     }
-    cfg.read_timeout = Duration::from_millis(loc.read_timeout_ms.unwrap_or(60_000));
-    // nginx applies proxy_read_timeout to upgraded connections too: an idle tunnel closes.
-    cfg.tunnel_idle_timeout = Some(cfg.read_timeout);
-    cfg.connect_timeout = Duration::from_millis(loc.connect_timeout_ms.unwrap_or(60_000));
-    // nginx's defaults: keepalive_timeout 75s, client_body_timeout and
-    // client_header_timeout 60s, an upstream's keepalive_timeout 60s.
-    cfg.keepalive_timeout = Duration::from_millis(loc.keepalive_timeout_ms.unwrap_or(75_000));
-    cfg.body_timeout = Duration::from_millis(loc.client_body_timeout_ms.unwrap_or(60_000));
-    cfg.head_timeout = Duration::from_millis(loc.client_header_timeout_ms.unwrap_or(60_000));
-    cfg.upstream_idle_timeout = Duration::from_millis(upstream_idle_ms.unwrap_or(60_000));
-    cfg.rlimit_nofile = conf.worker_rlimit_nofile;
-    cfg.process_mode = conf.process_mode.unwrap_or(false);
-    Ok((cfg, warnings))
+}
+
+/// How location `loc` matches.
+fn matcher(loc: &Location, file: &str) -> Result<Matcher, String> {
+    Ok(match loc.kind {
+        LocationMatch::Exact => Matcher::Exact(loc.path.clone()),
+        LocationMatch::Prefix => Matcher::Prefix {
+            path: loc.path.clone(),
+            stop: false,
+        },
+        LocationMatch::PrefixNoRegex => Matcher::Prefix {
+            path: loc.path.clone(),
+            stop: true,
+        },
+        LocationMatch::Regex { case_insensitive } => Matcher::Regex(
+            regex::RegexBuilder::new(&loc.path)
+                .case_insensitive(case_insensitive)
+                .build()
+                .map_err(|e| format!("{file}:{}: location {}: {e}", loc.line, loc.path))?,
+        ),
+    })
 }
 
 #[cfg(test)]

@@ -16,6 +16,8 @@ pub const EXPECTATION_FAILED: &[u8] = b"HTTP/1.1 417 Expectation Failed\r\nConte
 pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 /// 504 Gateway Timeout.
 pub const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\ngateway timeout\n";
+/// 404: no location of the server matches the request path (nginx would look for a file).
+pub const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
 
 #[cfg(test)]
 mod tests {
@@ -31,6 +33,7 @@ mod tests {
             GATEWAY_TIMEOUT,
             REQUEST_TIMEOUT,
             EXPECTATION_FAILED,
+            NOT_FOUND,
         ] {
             let mut h = [httparse::EMPTY_HEADER; 8];
             let mut resp = httparse::Response::new(&mut h);

@@ -19,6 +19,8 @@ pub enum ClientError {
     TooLarge,
     /// An `Expect` other than `100-continue` → 417.
     Expectation,
+    /// No location of the chosen server matches the path → 404.
+    NoRoute,
 }
 
 /// Which parts of a request choose its backend, and what ringway adds to the forwarded
@@ -35,6 +37,25 @@ pub struct RequestRules {
     /// Upstream connections are kept alive (`--keepalive N` > 0): plain requests go out
     /// without `Connection: close`.
     pub upstream_keepalive: bool,
+    /// `proxy_pass` with a URI part: a request target starting with `.0` goes out with
+    /// that prefix replaced by `.1` (nginx's rewrite of the matched location prefix).
+    pub pass_uri: Option<(String, String)>,
+}
+
+impl RequestRules {
+    /// The rules of route `r` of `routing`: its group's sticky cookie, hash key and
+    /// keep-alive, its own headers and `proxy_pass` URI.
+    pub fn of_route(routing: &crate::config::routing::Routing, r: usize) -> RequestRules {
+        let route = &routing.routes[r];
+        let g = &routing.groups[route.group];
+        RequestRules {
+            sticky_cookie: g.sticky_cookie.clone(),
+            hash_key: (g.balance == crate::config::Balance::Hash).then(|| g.hash_key.clone()),
+            set_headers: route.set_headers.clone(),
+            upstream_keepalive: g.keepalive > 0,
+            pass_uri: route.pass_uri.clone(),
+        }
+    }
 }
 
 /// The value of cookie `name` in a `Cookie` header value, if present.
@@ -71,6 +92,8 @@ pub struct RequestInfo {
     pub sticky: Option<u32>,
     /// Hash of the consistent-hash key, when the policy is `hash` and the key is present.
     pub hash: Option<u64>,
+    /// The route the request took (0 without routing).
+    pub route: u16,
 }
 
 /// Parse the client's request head in `buf` and, when complete, write the head to send
@@ -95,6 +118,19 @@ pub fn parse_request_routed(
     max: usize,
     client_ip: IpAddr,
     rules: &RequestRules,
+    out: &mut Vec<u8>,
+) -> Result<Option<RequestInfo>, ClientError> {
+    parse_request_with(buf, max, client_ip, |_, _| Some((0, rules)), out)
+}
+
+/// [`parse_request_routed`] with the rules of the route `route` chooses from the
+/// request target and Host (`None` from it: no location matches → [`ClientError::NoRoute`]).
+/// The head is parsed and checked once; the route is asked once, before any rule is used.
+pub fn parse_request_with<'r>(
+    buf: &[u8],
+    max: usize,
+    client_ip: IpAddr,
+    route: impl FnOnce(&str, Option<&[u8]>) -> Option<(u16, &'r RequestRules)>,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -215,6 +251,8 @@ pub fn parse_request_routed(
     } else {
         named_in_connection(hs, "keep-alive")
     };
+    let host_value = hs.iter().find(|h| eq(h.name, "host")).map(|h| h.value);
+    let (route, rules) = route(path, host_value).ok_or(ClientError::NoRoute)?;
     let cookie = |name: &str| {
         hs.iter()
             .filter(|h| eq(h.name, "cookie"))
@@ -233,7 +271,18 @@ pub fn parse_request_routed(
     };
 
     out.clear();
-    let _ = write!(out, "{method} {path} HTTP/1.{minor}\r\n");
+    match &rules.pass_uri {
+        Some((prefix, with)) if path.starts_with(prefix.as_str()) => {
+            let _ = write!(
+                out,
+                "{method} {with}{} HTTP/1.{minor}\r\n",
+                &path[prefix.len()..]
+            );
+        }
+        _ => {
+            let _ = write!(out, "{method} {path} HTTP/1.{minor}\r\n");
+        }
+    }
     for h in hs {
         if is_hop_by_hop(h.name)
             || eq(h.name, "expect")
@@ -307,6 +356,7 @@ pub fn parse_request_routed(
         expect_continue: expect_continue && body != Body::None && minor == 1,
         sticky,
         hash,
+        route,
     }))
 }
 

@@ -106,7 +106,7 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "error_log" => harmless(MHSL, AtLeast(1)),
         "access_log" => harmless(HSL, AtLeast(1)),
         "log_format" => harmless(HTTP, AtLeast(2)),
-        "server_name" => harmless(SERVER, AtLeast(1)),
+        "server_name" => known(SERVER, AtLeast(1), false),
         "sendfile" | "tcp_nopush" | "tcp_nodelay" | "gzip" | "proxy_buffering" => {
             harmless(HSL, Flag)
         }
@@ -209,7 +209,6 @@ mod tests {
             (19, "access_log"),
             (20, "server_tokens"),
             (21, "client_max_body_size"),
-            (24, "server_name"),
             (25, "proxy_buffering"),
             (25, "proxy_redirect"),
             (25, "proxy_cache_bypass"),

@@ -163,6 +163,9 @@ pub enum BalanceDirective {
 pub struct ServerBlock {
     /// Its `listen` directives (a server without any listens on `0.0.0.0:80`, like nginx).
     pub listen: Vec<Listen>,
+    /// Its `server_name` names, in file order (lower-cased; `*.example.com`,
+    /// `www.example.*` and `""` kept as written; `_` is just a name that never matches).
+    pub server_names: Vec<String>,
     /// Its `location` blocks, in file order.
     pub locations: Vec<Location>,
     /// Line of the `server` directive.
@@ -179,18 +182,45 @@ pub struct Listen {
     pub backlog: Option<u32>,
     /// `reuseport`.
     pub reuseport: bool,
+    /// `default_server` (or `default`): the server for requests whose Host matches no
+    /// `server_name` on this address.
+    pub default_server: bool,
 }
 
-/// A `location PATH { ... }` block, with the proxy settings it inherits from its `server` and
-/// `http` blocks already merged in (nginx semantics: each value inherits separately, and
-/// `proxy_set_header` lines are inherited only when the location has none of its own).
+/// How a `location` matches (nginx's modifiers).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationMatch {
+    /// `location /p`: the longest matching prefix wins, unless a regex location matches.
+    Prefix,
+    /// `location ^~ /p`: a prefix that, when it is the longest match, stops the regex search.
+    PrefixNoRegex,
+    /// `location = /p`: this exact path only; checked first.
+    Exact,
+    /// `location ~ re` (`case_insensitive` false) or `location ~* re` (true): a regular
+    /// expression, tried in file order after the prefixes.
+    Regex {
+        /// `~*`.
+        case_insensitive: bool,
+    },
+}
+
+/// A `location [MOD] PATH { ... }` block, with the proxy settings it inherits from its
+/// `server` and `http` blocks already merged in (nginx semantics: each value inherits
+/// separately, and `proxy_set_header` lines are inherited only when the location has none
+/// of its own).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Location {
-    /// The prefix path, e.g. `/` or `/socket.io/` (`location ^~ /p` is read as `/p`).
+    /// The path (`/`, `/socket.io/`) or, for a regex location, the expression.
     pub path: String,
+    /// The modifier.
+    pub kind: LocationMatch,
     /// `proxy_pass` target: the name of an upstream when one by that name exists, otherwise a
     /// normalized `host:port`. The `http://` prefix is stripped.
     pub proxy_pass: Option<String>,
+    /// The URI part of `proxy_pass` (`proxy_pass http://b/v1/;` → `/v1/`): it replaces the
+    /// part of the request path that matched the location, as in nginx. `None` when
+    /// `proxy_pass` has no URI part (the request path goes unchanged).
+    pub pass_uri: Option<String>,
     /// `proxy_http_version`: `"1.0"` or `"1.1"`.
     pub proxy_http_version: Option<String>,
     /// `proxy_set_header NAME VALUE;` pairs in file order (values unexpanded, e.g.
@@ -430,7 +460,10 @@ mod tests {
             "there is no upstream \"nodes\" and it is not a host:port",
         );
         err_at(&in_location("proxy_pass https://u;"), 5, "https");
-        err_at(&in_location("proxy_pass http://u/api/;"), 5, "URI part");
+        // A URI part is a rewrite of the matched prefix (nginx's); with a query, refused.
+        let c = ok(&in_location("proxy_pass http://u/api/;"));
+        assert_eq!(c.servers[0].locations[0].pass_uri.as_deref(), Some("/api/"));
+        err_at(&in_location("proxy_pass http://u/api?x=1;"), 5, "query");
         err_at(&in_location("proxy_pass http://$host;"), 5, "variables");
         err_at(
             &in_location("proxy_pass http://u;\nproxy_pass http://u;"),
@@ -460,15 +493,23 @@ mod tests {
             4,
             "duplicate location",
         );
+        // Regex locations parse (they route); a bad expression or a named location does not.
+        let c = ok("http {\n server {\n  location ~ \\.php$ { }\n }\n}");
+        assert_eq!(
+            c.servers[0].locations[0].kind,
+            LocationMatch::Regex {
+                case_insensitive: false
+            }
+        );
         err_at(
-            "http {\n server {\n  location ~ \\.php$ { }\n }\n}",
+            "http {\n server {\n  location ~ ([ { }\n }\n}",
             3,
-            "not supported",
+            "invalid regular expression",
         );
         err_at(
             "http {\n server {\n  location @named { }\n }\n}",
             3,
-            "prefix locations",
+            "named location",
         );
         err_at("http {\n map $a b { }\n}", 2, "invalid map variable");
         err_at(
@@ -491,7 +532,9 @@ mod tests {
         std::fs::write(&path, SEED).unwrap();
         let c = parse_file(&path).unwrap();
         assert_eq!(c.upstreams[0].name, "nodes");
-        assert!(c.warnings[0].starts_with(&format!("{}:14: ", path.display())));
+        std::fs::write(&path, "http {\n sendfile on;\n}\n").unwrap();
+        let c = parse_file(&path).unwrap();
+        assert!(c.warnings[0].starts_with(&format!("{}:2: ", path.display())));
         std::fs::write(&path, b"pid x;\n\xff;\n").unwrap();
         assert_eq!(parse_file(&path).unwrap_err().line, 2);
         std::fs::remove_file(&path).unwrap();

@@ -139,6 +139,7 @@ impl Exchange {
                 expect_continue: false,
                 sticky: None,
                 hash: None,
+                route: 0,
             },
             cin: Box::default(),
             cin_pos: 0,
@@ -252,7 +253,8 @@ impl Session {
         // a pooled one turns out to have been closed by the backend.
         ex.replayable = ex.req_body.done();
         self.conn.deadline = 0;
-        let b = ctx.ups.pick_for(&mut ctx.rr, peer, &info);
+        let g = ctx.route(info.route).group;
+        let b = ctx.ups.pick_for(g, &mut ctx.rr[g], peer, &info);
         Ok(Step::Upstream(b))
     }
 
@@ -290,9 +292,11 @@ impl Session {
     pub fn connect(&mut self, b: usize, ctx: &mut Ctx) -> io::Result<Step> {
         self.set_backend(b, ctx);
         let v6 = ctx.ups.addrs[b].is_ipv6();
+        let mut route = 0;
         if let Some(ex) = self.ex() {
             ex.attempts += 1;
             ex.req = ReqPhase::Connecting;
+            route = ex.info.route;
         }
         let fd = match sys::tcp_socket(v6) {
             Ok(fd) => fd,
@@ -316,7 +320,7 @@ impl Session {
             }
         }
         self.conn.upstream = Some(fd);
-        self.conn.connect(&mut ctx.ring, b)?;
+        self.conn.connect(&mut ctx.ring, b, route as usize)?;
         Ok(Step::Continue)
     }
 
@@ -344,7 +348,7 @@ impl Session {
         } else {
             io::Error::from_raw_os_error(-res).to_string()
         };
-        if (attempts as usize) < 2 && ctx.ups.len() > 1 {
+        if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
             let next = ctx.ups.next_after(b);
             ctx.log(format_args!(
                 "upstream {}: {why}; trying {}",
@@ -367,10 +371,10 @@ impl Session {
     /// An upstream connection is ready (fresh or pooled): answer `Expect: 100-continue`
     /// now that the backend is reachable, then send the head.
     fn upstream_ready(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
-        let at = ctx.now + ms(ctx.cfg.read_timeout);
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
+        let at = ctx.now + ms(ctx.route(ex.info.route).read_timeout);
         ex.resp_at = at;
         let cont = ex.info.expect_continue && !ex.req_body.done();
         if cont {
@@ -430,7 +434,10 @@ impl Session {
             self.close_after_response(ctx)?;
             return Ok(Step::Continue);
         }
-        let reuse = ri.reusable && !ex.upstream_dirty && ctx.cfg.keepalive > 0 && !ctx.shutting;
+        let reuse = ri.reusable
+            && !ex.upstream_dirty
+            && ctx.group(ex.info.route).keepalive > 0
+            && !ctx.shutting;
         let backend = self.backend as usize;
         let up = self.conn.upstream.take();
         self.unset_backend(ctx);
@@ -454,6 +461,7 @@ impl Session {
         else {
             return;
         };
+        let keepalive_timeout = ctx.route(ex.info.route).keepalive_timeout;
         let mut buf = std::mem::take(&mut ex.cin);
         let len = ex.cin_len - ex.cin_pos;
         if buf.len() > head_cap && len <= HEAD_FIRST {
@@ -473,7 +481,7 @@ impl Session {
         let timeout = if len > 0 {
             ctx.cfg.head_timeout
         } else {
-            ctx.cfg.keepalive_timeout
+            keepalive_timeout
         };
         self.conn.deadline = ctx.now + ms(timeout);
     }
@@ -507,7 +515,8 @@ impl Session {
 
     /// The `101` is at the client: the session becomes a tunnel.
     pub(super) fn start_tunnel(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
-        let idle_ms = ctx.cfg.tunnel_idle_timeout.map(ms).unwrap_or(0);
+        let route = self.ex().map_or(0, |ex| ex.info.route);
+        let idle_ms = ctx.route(route).tunnel_idle_timeout.map(ms).unwrap_or(0);
         let b = self.backend as usize;
         let State::Exchange(ex) =
             std::mem::replace(&mut self.state, State::Tunnel(Tunnel::upgraded(idle_ms)))

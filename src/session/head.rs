@@ -92,13 +92,19 @@ impl Session {
             return Ok(Step::Continue);
         };
         let mut out = std::mem::take(&mut ctx.head_scratch);
-        let parsed = http::parse_request_routed(
-            &h.buf[..h.len],
-            ctx.cfg.max_head,
-            peer,
-            &ctx.rules,
-            &mut out,
-        );
+        let (routing, rules, listen) = (&ctx.routing, &ctx.rules, self.listen as usize);
+        let matching = ctx.matching;
+        // The route is chosen once per request head, by the head's own target and Host.
+        let router = |target: &str, host: Option<&[u8]>| {
+            let r = if matching {
+                routing.route(listen, host, target)?
+            } else {
+                0
+            };
+            Some((r as u16, &rules[r]))
+        };
+        let parsed =
+            http::parse_request_with(&h.buf[..h.len], ctx.cfg.max_head, peer, router, &mut out);
         let r = match parsed {
             Ok(None) => self.submit_head_recv(ctx),
             Err(e) => {
@@ -108,6 +114,7 @@ impl Session {
                         (reply::EXPECTATION_FAILED, "Expect other than 100-continue")
                     }
                     ClientError::Malformed(w) => (reply::BAD_REQUEST, w),
+                    ClientError::NoRoute => (reply::NOT_FOUND, "no location matches the path"),
                 };
                 ctx.log(format_args!(
                     "client {peer}: {why}; answering {}",

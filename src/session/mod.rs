@@ -26,6 +26,7 @@ pub mod reply;
 pub mod request;
 pub mod response;
 
+use crate::config::routing::{Group, Route, Routing};
 use crate::config::Config;
 use crate::conn::Conn;
 use crate::http::RequestRules;
@@ -172,8 +173,12 @@ pub struct Ctx {
     pub cfg: Arc<Config>,
     /// Backends and their counters.
     pub ups: Arc<Upstreams>,
-    /// Request rewriting rules derived from the config.
-    pub rules: RequestRules,
+    /// Routes and upstream groups (one of each without a routing table).
+    pub routing: Arc<Routing>,
+    /// Requests are matched against `routing` (false: everything takes route 0).
+    pub matching: bool,
+    /// Per route: the request rewriting rules.
+    pub rules: Vec<RequestRules>,
     /// Worker clock, milliseconds since the worker started.
     pub now: u64,
     /// Worker index (log lines, counters).
@@ -186,8 +191,8 @@ pub struct Ctx {
     pub spare: Vec<Box<Exchange>>,
     /// Scratch for the rewritten request head.
     pub head_scratch: Vec<u8>,
-    /// Round-robin cursor.
-    pub rr: usize,
+    /// Per upstream group: the round-robin cursor.
+    pub rr: Vec<usize>,
     /// Per backend: the next `--upstream-bind` source.
     pub bind_rr: Vec<usize>,
     /// Upgraded tunnels alive.
@@ -205,6 +210,14 @@ impl Ctx {
     pub fn bctr(&self, b: usize) -> &'static BackendCounters {
         self.ups.counters.backend(self.index, b)
     }
+    /// Route `r`.
+    pub fn route(&self, r: u16) -> &Route {
+        &self.routing.routes[r as usize]
+    }
+    /// The upstream group of route `r`.
+    pub fn group(&self, r: u16) -> &Group {
+        &self.routing.groups[self.route(r).group]
+    }
     /// Keep an exchange (nothing in flight points into it) for the next request.
     pub fn recycle(&mut self, mut ex: Box<Exchange>) {
         if self.spare.len() < SPARE_MAX {
@@ -221,6 +234,8 @@ pub struct Session {
     pub conn: Conn,
     /// Client address (X-Forwarded-For, ip-hash).
     pub peer: IpAddr,
+    /// The listen address it came in on (an index of the routing table's listens).
+    pub listen: u16,
     /// Backend index, or NO_BACKEND.
     pub backend: u16,
     /// How the slots were granted.

@@ -42,11 +42,12 @@ impl Session {
         if res < 0 {
             return self.up_send_failed(phase, res, ctx);
         }
-        let body_at = ctx.now + ms(ctx.cfg.body_timeout);
-        let read_at = ctx.now + ms(ctx.cfg.read_timeout);
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
+        let route = ctx.route(ex.info.route);
+        let body_at = ctx.now + ms(route.body_timeout);
+        let read_at = ctx.now + ms(route.read_timeout);
         let start_resp;
         if phase == ReqPhase::SendingHead {
             ex.head_sent += res as usize;
@@ -104,8 +105,8 @@ impl Session {
             // A backend that answers early (413, say) may stop reading the body; its
             // answer may be on its way. Stop the request half, let the response half
             // finish; the client connection closes after it.
-            let read_at = ctx.now + ms(ctx.cfg.read_timeout);
             if let Some(ex) = self.ex() {
+                let read_at = ctx.now + ms(ctx.route(ex.info.route).read_timeout);
                 ex.req = ReqPhase::Aborted;
                 ex.req_at = 0;
                 if matches!(ex.resp, RespPhase::Waiting | RespPhase::ReadingHead) {
@@ -156,10 +157,10 @@ impl Session {
             ));
             return Ok(Step::Close);
         }
-        let body_at = ctx.now + ms(ctx.cfg.body_timeout);
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
+        let body_at = ctx.now + ms(ctx.route(ex.info.route).body_timeout);
         ex.cin_len += res as usize;
         match ex.req_body.feed(&ex.cin[ex.cin_pos..ex.cin_len]) {
             Ok(k) => {

@@ -58,13 +58,14 @@ impl Session {
             return Ok(self.fail(reply::BAD_GATEWAY));
         }
         let id = ctx.ups.ids[b];
-        let client_keep = !ctx.shutting && !ctx.cfg.keepalive_timeout.is_zero();
-        let at = ctx.now + ms(ctx.cfg.read_timeout);
-        let sticky_name = ctx.cfg.sticky_cookie.as_deref();
         let State::Exchange(ex) = &mut self.state else {
             return Ok(Step::Continue);
         };
         let ex = &mut **ex;
+        let route = &ctx.routing.routes[ex.info.route as usize];
+        let client_keep = !ctx.shutting && !route.keepalive_timeout.is_zero();
+        let at = ctx.now + ms(route.read_timeout);
+        let sticky_name = ctx.routing.groups[route.group].sticky_cookie.as_deref();
         ex.ulen += res as usize;
         // Sticky cookie: (re-)pin the client unless it already names this backend.
         let set_cookie = sticky_name
@@ -128,10 +129,10 @@ impl Session {
     }
 
     fn on_response_body_bytes(&mut self, b: usize, res: i32, ctx: &mut Ctx) -> io::Result<Step> {
-        let at = ctx.now + ms(ctx.cfg.read_timeout);
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
+        let at = ctx.now + ms(ctx.route(ex.info.route).read_timeout);
         if res == 0 && ex.resp_body == Body::Close {
             ex.resp = RespPhase::Done;
             return self.finish_exchange(ctx);
@@ -202,7 +203,6 @@ impl Session {
             return Ok(Step::Close);
         }
         let n = res as usize;
-        let at = ctx.now + ms(ctx.cfg.read_timeout);
         let ex = match &mut self.state {
             State::Reply { msg, sent, .. } => {
                 *sent += n;
@@ -214,6 +214,7 @@ impl Session {
             State::Exchange(ex) => ex,
             _ => return Ok(Step::Continue),
         };
+        let at = ctx.now + ms(ctx.routing.routes[ex.info.route as usize].read_timeout);
         if ex.req == ReqPhase::SendingContinue {
             ex.usent += n;
             if ex.usent < reply::CONTINUE.len() {

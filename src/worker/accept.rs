@@ -25,8 +25,8 @@ pub struct Control {
 pub enum Outbox {
     /// A sibling thread: a channel, then a wake-up of its control eventfd.
     Channel {
-        /// The sibling's inbox.
-        tx: std::sync::mpsc::Sender<OwnedFd>,
+        /// The sibling's inbox: the client and the listen address it came in on.
+        tx: std::sync::mpsc::Sender<(OwnedFd, u8)>,
         /// The sibling's control eventfd (owned by the server).
         wake: RawFd,
     },
@@ -40,8 +40,8 @@ pub enum Outbox {
 /// Where a worker receives clients handed over by full siblings.
 #[derive(Debug)]
 pub enum Inbox {
-    /// From sibling threads.
-    Channel(std::sync::mpsc::Receiver<OwnedFd>),
+    /// From sibling threads: the client and the listen address it came in on.
+    Channel(std::sync::mpsc::Receiver<(OwnedFd, u8)>),
     /// From sibling processes (unix datagram socket, SCM_RIGHTS).
     Unix(RawFd),
 }
@@ -72,10 +72,12 @@ impl Peers {
     }
 }
 
-/// The worker's listener and the state of its accept.
+/// One of the worker's listeners (one per listen address) and the state of its accept.
 #[derive(Debug)]
 pub struct Acceptor {
     listener: OwnedFd,
+    /// Its index (the listen address's); accept tokens carry it.
+    index: u32,
     /// Multishot accept (false in `pause` mode: one accept at a time).
     multishot: bool,
     /// An accept is in flight.
@@ -85,23 +87,25 @@ pub struct Acceptor {
 }
 
 impl Acceptor {
-    /// Accept on `listener`, multishot or one at a time.
-    pub fn new(listener: OwnedFd, multishot: bool) -> Acceptor {
+    /// Accept on `listener`, listen address number `index`, multishot or one at a time.
+    pub fn new(listener: OwnedFd, index: usize, multishot: bool) -> Acceptor {
         Acceptor {
             listener,
+            index: index as u32,
             multishot,
             armed: false,
             retry_at: 0,
         }
     }
 
+    /// The token of this listener's accepts.
+    fn token(&self) -> Token {
+        Token::session(Op::Accept, Side::Client, self.index, 0)
+    }
+
     /// Submit the accept.
     pub fn arm(&mut self, ring: &mut Ring) -> io::Result<()> {
-        ring.accept(
-            self.listener.as_raw_fd(),
-            self.multishot,
-            Token::worker(Op::Accept),
-        )?;
+        ring.accept(self.listener.as_raw_fd(), self.multishot, self.token())?;
         self.armed = true;
         Ok(())
     }
@@ -115,7 +119,7 @@ impl Acceptor {
         }
         // A slot index no session has, so its completion is never taken for a session's.
         let tok = Token::session(Op::Cancel, Side::Upstream, u32::MAX, 0);
-        ring.cancel_token(Token::worker(Op::Accept), tok)
+        ring.cancel_token(self.token(), tok)
     }
 
     /// An accept failed with `err`: say why when it matters and back off for 100 ms.
@@ -191,15 +195,16 @@ impl Handoff {
             .map(|(_, j)| j)
     }
 
-    /// Hand an accepted client to sibling `j`; gives the client back when that failed.
-    pub fn hand_off(&mut self, j: usize, fd: OwnedFd) -> Result<(), OwnedFd> {
+    /// Hand a client accepted on listen address `listen` to sibling `j`; gives the client
+    /// back when that failed.
+    pub fn hand_off(&mut self, j: usize, fd: OwnedFd, listen: u8) -> Result<(), OwnedFd> {
         match &self.peers.outboxes[j] {
             Outbox::Channel { tx, wake } => {
-                tx.send(fd).map_err(|e| e.0)?;
+                tx.send((fd, listen)).map_err(|e| (e.0).0)?;
                 sys::eventfd_wake(*wake);
             }
             Outbox::Unix(sock) => {
-                if sys::send_fd(*sock, fd.as_raw_fd()).is_err() {
+                if sys::send_fd(*sock, fd.as_raw_fd(), listen).is_err() {
                     return Err(fd);
                 }
                 // The receiver has its own copy now; ours closes as it drops.
@@ -210,8 +215,8 @@ impl Handoff {
         Ok(())
     }
 
-    /// The next client handed over by a sibling, if one is waiting.
-    pub fn next_inbound(&mut self, log: impl Fn(std::fmt::Arguments<'_>)) -> Option<OwnedFd> {
+    /// The next client handed over by a sibling (and its listen address), if one is waiting.
+    pub fn next_inbound(&mut self, log: impl Fn(std::fmt::Arguments<'_>)) -> Option<(OwnedFd, u8)> {
         match &self.inbox {
             Inbox::Channel(rx) => rx.try_recv().ok(),
             Inbox::Unix(sock) => match sys::recv_fd(*sock) {

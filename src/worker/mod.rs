@@ -63,8 +63,8 @@ pub struct WorkerInit {
     pub cfg: Arc<Config>,
     /// Backends.
     pub ups: Arc<Upstreams>,
-    /// The worker's own listener (closed when the worker ends).
-    pub listener: OwnedFd,
+    /// The worker's own listeners, one per listen address (closed when the worker ends).
+    pub listeners: Vec<OwnedFd>,
     /// The worker's control eventfd (owned by the server, which closes it after join).
     pub ctl_fd: RawFd,
     /// Commands.
@@ -86,7 +86,7 @@ pub struct Worker {
     timers: Timers,
     budget: Budget,
     pool: UpstreamPool,
-    acceptor: Acceptor,
+    acceptors: Vec<Acceptor>,
     handoff: Handoff,
     ctl_fd: RawFd,
     control: Arc<Control>,
@@ -121,7 +121,10 @@ impl Worker {
         if init.index == 0 && !ring.features.defer_taskrun {
             eprintln!("ringway: note: this kernel refused IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN; running without them (slightly more context switches)");
         }
-        ring.configure(TICK, cfg.connect_timeout, &init.ups.addrs);
+        let routing = cfg.routing();
+        let connect_timeouts: Vec<Duration> =
+            routing.routes.iter().map(|r| r.connect_timeout).collect();
+        ring.configure(TICK, &connect_timeouts, &init.ups.addrs)?;
         let reserve = if cfg.at_limit == AtLimit::Reply503 {
             cfg.reserve_503
         } else {
@@ -131,19 +134,17 @@ impl Worker {
         let ctx = Ctx {
             ring,
             relay: Relay::new(cfg.tunnel, PIPE_POOL_IDLE, init.index),
-            rules: http::RequestRules {
-                sticky_cookie: cfg.sticky_cookie.clone(),
-                hash_key: (cfg.balance == crate::config::Balance::Hash)
-                    .then(|| cfg.hash_key.clone()),
-                set_headers: cfg.set_headers.clone(),
-                upstream_keepalive: cfg.keepalive > 0,
-            },
+            rules: (0..routing.routes.len())
+                .map(|r| http::RequestRules::of_route(&routing, r))
+                .collect(),
+            matching: cfg.routing.is_some(),
+            rr: vec![init.index; routing.groups.len()],
+            routing,
             now: 0,
             index: init.index,
             shutting: false,
             spare: Vec::new(),
             head_scratch: Vec::with_capacity(1024),
-            rr: init.index,
             bind_rr: vec![init.index; backends],
             tunnels: 0,
             errors: 0,
@@ -162,7 +163,12 @@ impl Worker {
             timers: Timers::default(),
             budget: Budget::new(cfg.worker_connections, reserve),
             pool: UpstreamPool::new(backends),
-            acceptor: Acceptor::new(init.listener, cfg.at_limit != AtLimit::Pause),
+            acceptors: init
+                .listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, fd)| Acceptor::new(fd, i, cfg.at_limit != AtLimit::Pause))
+                .collect(),
             handoff: Handoff::new(init.index, init.peers, init.inbox),
             ctl_fd: init.ctl_fd,
             control: init.control,
@@ -202,8 +208,11 @@ impl Worker {
                 if self.slab.is_empty() || self.ctx.now >= self.shutdown_deadline {
                     break;
                 }
-            } else if !self.acceptor.armed && self.ctx.now >= self.acceptor.retry_at {
-                self.arm_accept()?;
+            } else {
+                let now = self.ctx.now;
+                if self.acceptors.iter().any(|a| !a.armed && now >= a.retry_at) {
+                    self.arm_accept()?;
+                }
             }
             self.publish();
         }
@@ -245,30 +254,40 @@ impl Worker {
 
     // ----- accept and admission ------------------------------------------------------
 
+    /// Arm every listener's accept that is not armed (and not backing off).
     fn arm_accept(&mut self) -> io::Result<()> {
-        if self.acceptor.armed || self.ctx.shutting {
+        if self.ctx.shutting {
             return Ok(());
         }
         let pause = self.ctx.cfg.at_limit == AtLimit::Pause;
         if pause && !self.room_for_client() && self.handoff.sibling_with_room().is_none() {
             return Ok(());
         }
-        self.acceptor.arm(&mut self.ctx.ring)
+        let now = self.ctx.now;
+        for a in &mut self.acceptors {
+            if !a.armed && now >= a.retry_at {
+                a.arm(&mut self.ctx.ring)?;
+            }
+        }
+        Ok(())
     }
 
-    fn on_accept(&mut self, c: Completion) -> io::Result<()> {
+    fn on_accept(&mut self, listen: usize, c: Completion) -> io::Result<()> {
+        let Some(a) = self.acceptors.get_mut(listen) else {
+            return Ok(());
+        };
         if !c.more() {
-            self.acceptor.armed = false;
+            a.armed = false;
         }
         let fd = match c.into_fd() {
             Ok(fd) => fd,
             Err(err) => {
                 let ctx = &self.ctx;
-                self.acceptor
-                    .failed(err, ctx.now, ctx.shutting, |m| ctx.log(m));
+                a.failed(err, ctx.now, ctx.shutting, |m| ctx.log(m));
                 return Ok(());
             }
         };
+        let listen = listen as u8;
         if self.ctx.shutting {
             return Ok(());
         }
@@ -278,14 +297,14 @@ impl Worker {
             match self.handoff.sibling_with_room() {
                 // SO_REUSEPORT hashed this client to us although we are full: hand it to
                 // a sibling with room, as nginx's shared accept queue would have.
-                Some(j) => match self.handoff.hand_off(j, fd) {
+                Some(j) => match self.handoff.hand_off(j, fd, listen) {
                     Ok(()) => return Ok(()),
                     Err(fd) => fd,
                 },
                 None => fd,
             }
         };
-        self.admit(fd)
+        self.admit(fd, listen)
     }
 
     /// Whether a client can be admitted here (idle pooled upstream connections give
@@ -298,17 +317,18 @@ impl Worker {
     fn drain_inbox(&mut self) -> io::Result<()> {
         loop {
             let ctx = &self.ctx;
-            let Some(fd) = self.handoff.next_inbound(|m| ctx.log(m)) else {
+            let Some((fd, listen)) = self.handoff.next_inbound(|m| ctx.log(m)) else {
                 return Ok(());
             };
             if !self.ctx.shutting {
-                self.admit(fd)?;
+                self.admit(fd, listen)?;
             }
         }
     }
 
-    /// Admit an accepted client against this worker's budget, or give the at-limit answer.
-    fn admit(&mut self, fd: OwnedFd) -> io::Result<()> {
+    /// Admit a client accepted on listen address `listen` against this worker's budget, or
+    /// give the at-limit answer.
+    fn admit(&mut self, fd: OwnedFd, listen: u8) -> io::Result<()> {
         self.accepted += 1;
         // Idle pooled upstream connections are the first to go when slots run out.
         while !self.budget.has_room() && !self.pool.is_empty() {
@@ -356,6 +376,7 @@ impl Worker {
             Session {
                 conn,
                 peer,
+                listen: listen as u16,
                 backend: NO_BACKEND,
                 admission,
                 state: State::Head(head),
@@ -375,7 +396,7 @@ impl Worker {
             return Ok(());
         };
         match tok.op {
-            Op::Accept => return self.on_accept(c),
+            Op::Accept => return self.on_accept(tok.idx as usize, c),
             Op::Tick => return self.on_tick(),
             Op::Control if tok.side == Side::Upstream => {
                 // The process-mode handoff inbox.
@@ -550,7 +571,8 @@ impl Worker {
     /// Keep `fd`, an idle connection to backend `b`, for reuse — or close it when the pool
     /// is off or no slot is free.
     fn pool_put(&mut self, b: usize, fd: OwnedFd) -> io::Result<()> {
-        if self.ctx.cfg.keepalive == 0 || self.ctx.shutting {
+        let group = &self.ctx.routing.groups[self.ctx.ups.group_of(b)];
+        if group.keepalive == 0 || self.ctx.shutting {
             return Ok(());
         }
         // More than `keepalive` may be idle for a moment: the surplus is trimmed at the
@@ -564,6 +586,7 @@ impl Worker {
         let idx = self.slab.insert(|idx, gen| Session {
             conn: Conn::new(idx, gen, None, Some(fd)),
             peer: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+            listen: 0,
             backend: NO_BACKEND,
             admission: Admission::Pooled,
             state: State::Pooled { backend: b as u16 },
@@ -613,15 +636,22 @@ impl Worker {
         fd
     }
 
-    /// At each tick: close pooled connections idle longer than `--upstream-idle-timeout`,
-    /// then the oldest until at most `keepalive` are left.
+    /// At each tick: close pooled connections idle longer than their upstream's
+    /// `keepalive_timeout` (`--upstream-idle-timeout`), then, per upstream, the oldest
+    /// until at most its `keepalive` are left.
     fn pool_expire(&mut self) -> io::Result<()> {
-        let idle = ms(self.ctx.cfg.upstream_idle_timeout);
+        let (ups, routing) = (self.ctx.ups.clone(), self.ctx.routing.clone());
+        let idle = |b: usize| ms(routing.groups[ups.group_of(b)].idle_timeout);
         while let Some(idx) = self.pool.take_expired(self.ctx.now, idle) {
             drop(self.unpool(idx));
         }
-        while self.pool.len() > self.ctx.cfg.keepalive {
-            self.evict_oldest()?;
+        for g in &routing.groups {
+            while self.pool.count_in(g.backends.clone()) > g.keepalive {
+                match self.pool.take_oldest_in(g.backends.clone()) {
+                    Some(idx) => drop(self.unpool(idx)),
+                    None => break,
+                }
+            }
         }
         Ok(())
     }
@@ -645,7 +675,9 @@ impl Worker {
     fn begin_shutdown(&mut self) -> io::Result<()> {
         self.ctx.shutting = true;
         self.shutdown_deadline = self.ctx.now + ms(SHUTDOWN_GRACE);
-        self.acceptor.cancel(&mut self.ctx.ring)?;
+        for a in &mut self.acceptors {
+            a.cancel(&mut self.ctx.ring)?;
+        }
         // Pooled connections close with everything else (their slots return when freed).
         self.pool.clear();
         for idx in self.slab.live_indices() {

@@ -58,11 +58,24 @@ impl UpstreamPool {
         Some(idx)
     }
 
-    /// A connection idle since before `now - idle`, unlisted (one per call).
-    pub fn take_expired(&mut self, now: u64, idle: u64) -> Option<u32> {
-        for q in &mut self.per_backend {
+    /// The oldest connection to a backend in `backends`, unlisted.
+    pub fn take_oldest_in(&mut self, backends: std::ops::Range<usize>) -> Option<u32> {
+        let b = backends.max_by_key(|&b| self.per_backend[b].len())?;
+        let (idx, _, _) = self.per_backend[b].pop_front()?;
+        self.count -= 1;
+        Some(idx)
+    }
+
+    /// Connections listed for backends in `backends`.
+    pub fn count_in(&self, backends: std::ops::Range<usize>) -> usize {
+        self.per_backend[backends].iter().map(|q| q.len()).sum()
+    }
+
+    /// A connection idle since before `now - idle(backend)`, unlisted (one per call).
+    pub fn take_expired(&mut self, now: u64, idle: impl Fn(usize) -> u64) -> Option<u32> {
+        for (b, q) in self.per_backend.iter_mut().enumerate() {
             if let Some(&(idx, _, since)) = q.front() {
-                if since + idle <= now {
+                if since + idle(b) <= now {
                     q.pop_front();
                     self.count -= 1;
                     return Some(idx);

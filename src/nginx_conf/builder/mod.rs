@@ -5,7 +5,9 @@
 use super::directives::{spec_for, Args, Ctx, Spec, SUBSET_HINT};
 use super::tree::Directive;
 use super::values::{parse_size, parse_time_ms, parse_u64};
-use super::{ConfError, Listen, Location, Map, NginxConf, ServerBlock, WorkerProcesses};
+use super::{
+    ConfError, Listen, Location, LocationMatch, Map, NginxConf, ServerBlock, WorkerProcesses,
+};
 
 mod server;
 mod upstream;
@@ -45,12 +47,14 @@ impl Proxy {
 
 struct RawLocation {
     path: String,
+    kind: LocationMatch,
     line: usize,
     proxy: Proxy,
 }
 
 struct RawServer {
     listen: Vec<Listen>,
+    server_names: Vec<String>,
     locations: Vec<RawLocation>,
     proxy: Proxy,
     line: usize,
@@ -347,13 +351,18 @@ impl Builder<'_> {
             for mut rl in rs.locations {
                 rl.proxy.inherit(&rs.proxy);
                 rl.proxy.inherit(&proxy);
-                let proxy_pass = match &rl.proxy.pass {
-                    Some((raw, line)) => Some(self.resolve_pass(raw, *line, &rl.path)?),
-                    None => None,
+                let (proxy_pass, pass_uri) = match &rl.proxy.pass {
+                    Some((raw, line)) => {
+                        let (target, uri) = self.resolve_pass(raw, *line, &rl.path, rl.kind)?;
+                        (Some(target), uri)
+                    }
+                    None => (None, None),
                 };
                 locations.push(Location {
                     path: rl.path,
+                    kind: rl.kind,
                     proxy_pass,
+                    pass_uri,
                     proxy_http_version: rl.proxy.http_version,
                     set_headers: rl.proxy.headers.unwrap_or_default(),
                     read_timeout_ms: rl.proxy.read,
@@ -367,6 +376,7 @@ impl Builder<'_> {
             }
             self.conf.servers.push(ServerBlock {
                 listen: rs.listen,
+                server_names: rs.server_names,
                 locations,
                 line: rs.line,
             });
@@ -469,10 +479,14 @@ mod tests {
                     addr: "0.0.0.0:8080".into(),
                     backlog: None,
                     reuseport: false,
+                    default_server: false,
                 }],
+                server_names: vec!["_".into()],
                 locations: vec![Location {
                     path: "/".into(),
+                    kind: LocationMatch::Prefix,
                     proxy_pass: Some("nodes".into()),
+                    pass_uri: None,
                     proxy_http_version: Some("1.1".into()),
                     set_headers: hdr(&[
                         ("Upgrade", "$http_upgrade"),
@@ -496,7 +510,7 @@ mod tests {
                 default: Some("upgrade".into()),
                 line: 5,
             }],
-            warnings: vec!["nginx.conf:14: ignoring harmless directive 'server_name'".into()],
+            warnings: vec![],
         };
         assert_eq!(c, expected);
     }
@@ -603,12 +617,14 @@ http {
                 Listen {
                     addr: "127.0.0.1:8080".into(),
                     backlog: Some(4096),
-                    reuseport: true
+                    reuseport: true,
+                    default_server: false,
                 },
                 Listen {
                     addr: "[::1]:8081".into(),
                     backlog: None,
-                    reuseport: false
+                    reuseport: false,
+                    default_server: false,
                 },
             ]
         );

@@ -1,16 +1,18 @@
-//! `server { ... }` blocks: `listen`, `location` blocks, the `proxy_*` directives and
-//! `proxy_pass` resolution.
+//! `server { ... }` blocks: `listen`, `server_name`, `location` blocks with nginx's
+//! modifiers (`=`, `^~`, `~`, `~*`), the `proxy_*` directives and `proxy_pass` resolution
+//! (an upstream or `host:port`, and its URI part).
 
 use super::{Builder, Proxy, RawLocation, RawServer, Res};
 use crate::nginx_conf::directives::Ctx;
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
-use crate::nginx_conf::Listen;
+use crate::nginx_conf::{Listen, LocationMatch};
 
 impl Builder<'_> {
     pub(super) fn server(&mut self, d: &Directive) -> Res<RawServer> {
         let mut rs = RawServer {
             listen: Vec::new(),
+            server_names: Vec::new(),
             locations: Vec::new(),
             proxy: Proxy::default(),
             line: d.line,
@@ -31,9 +33,18 @@ impl Builder<'_> {
                     }
                     rs.listen.push(l);
                 }
+                "server_name" => {
+                    for name in &c.args {
+                        rs.server_names.push(self.server_name(c, name)?);
+                    }
+                }
                 "location" => {
                     let l = self.location(c)?;
-                    if let Some(prev) = rs.locations.iter().find(|p| p.path == l.path) {
+                    if let Some(prev) = rs
+                        .locations
+                        .iter()
+                        .find(|p| p.path == l.path && same_kind(p.kind, l.kind))
+                    {
                         return Err(self.err(
                             c.line,
                             format!(
@@ -56,9 +67,38 @@ impl Builder<'_> {
                 addr: "0.0.0.0:80".to_string(),
                 backlog: None,
                 reuseport: false,
+                default_server: false,
             });
         }
         Ok(rs)
+    }
+
+    /// One `server_name` argument: an exact name, `*.suffix`, `prefix.*`, or `""`.
+    /// Regex names (`~...`) are refused: ringway does not match them.
+    fn server_name(&self, c: &Directive, name: &str) -> Res<String> {
+        if name.starts_with('~') {
+            return Err(self.err(
+                c.line,
+                format!(
+                    "server_name \"{name}\": regular-expression server names are not \
+                     supported (use exact names, *.suffix or prefix.*)"
+                ),
+            ));
+        }
+        let inner_star = name
+            .trim_start_matches("*.")
+            .trim_end_matches(".*")
+            .contains('*');
+        if inner_star || name == "*" {
+            return Err(self.err(
+                c.line,
+                format!(
+                    "server_name \"{name}\": a wildcard may only be \"*.\" at the start \
+                     or \".*\" at the end"
+                ),
+            ));
+        }
+        Ok(name.to_ascii_lowercase())
     }
 
     fn listen(&mut self, c: &Directive) -> Res<Listen> {
@@ -68,6 +108,7 @@ impl Builder<'_> {
             addr,
             backlog: None,
             reuseport: false,
+            default_server: false,
         };
         for p in c.args.iter().skip(1) {
             if p == "reuseport" {
@@ -75,7 +116,7 @@ impl Builder<'_> {
             } else if let Some(v) = p.strip_prefix("backlog=") {
                 l.backlog = Some(self.positive(c, v)?);
             } else if p == "default_server" || p == "default" {
-                self.warn(c.line, &format!("ignoring listen parameter '{p}'"));
+                l.default_server = true;
             } else if matches!(p.as_str(), "ssl" | "http2" | "quic" | "proxy_protocol") {
                 return Err(self.err(
                     c.line,
@@ -96,34 +137,72 @@ impl Builder<'_> {
     }
 
     fn location(&mut self, d: &Directive) -> Res<RawLocation> {
-        let path = if d.args.len() == 2 {
+        let (kind, path) = if d.args.len() == 2 {
+            let kind = match d.arg(0) {
+                "^~" => LocationMatch::PrefixNoRegex,
+                "=" => LocationMatch::Exact,
+                "~" => LocationMatch::Regex {
+                    case_insensitive: false,
+                },
+                "~*" => LocationMatch::Regex {
+                    case_insensitive: true,
+                },
+                m => return Err(self.err(d.line, format!("invalid location modifier \"{m}\""))),
+            };
+            (kind, d.arg(1))
+        } else {
             match d.arg(0) {
-                "^~" => d.arg(1),
-                m @ ("=" | "~" | "~*") => {
+                // `location =/p` and friends: nginx accepts the modifier glued on.
+                a if a.starts_with("^~") => (LocationMatch::PrefixNoRegex, &a[2..]),
+                a if a.starts_with("~*") => (
+                    LocationMatch::Regex {
+                        case_insensitive: true,
+                    },
+                    &a[2..],
+                ),
+                a if a.starts_with('=') => (LocationMatch::Exact, &a[1..]),
+                a if a.starts_with('~') => (
+                    LocationMatch::Regex {
+                        case_insensitive: false,
+                    },
+                    &a[1..],
+                ),
+                a if a.starts_with('@') => {
                     return Err(self.err(
                         d.line,
                         format!(
-                            "location modifier \"{m}\" is not supported \
-                             (ringway matches plain path prefixes only)"
+                            "named location \"{a}\" is not supported (ringway has no \
+                             error_page or try_files to reach it)"
                         ),
                     ))
                 }
-                m => return Err(self.err(d.line, format!("invalid location modifier \"{m}\""))),
+                a => (LocationMatch::Prefix, a),
             }
-        } else {
-            d.arg(0)
         };
-        if !path.starts_with('/') {
+        if let LocationMatch::Regex { case_insensitive } = kind {
+            if let Err(e) = regex::RegexBuilder::new(path)
+                .case_insensitive(case_insensitive)
+                .build()
+            {
+                let first = e.to_string();
+                let first = first.lines().last().unwrap_or("").trim();
+                return Err(self.err(
+                    d.line,
+                    format!("location \"{path}\": invalid regular expression ({first})"),
+                ));
+            }
+        } else if !path.starts_with('/') {
             return Err(self.err(
                 d.line,
                 format!(
-                    "unsupported location \"{path}\" (ringway supports prefix locations \
-                     starting with \"/\")"
+                    "unsupported location \"{path}\" (a prefix or exact location starts \
+                     with \"/\")"
                 ),
             ));
         }
         let mut rl = RawLocation {
             path: path.to_string(),
+            kind,
             line: d.line,
             proxy: Proxy::default(),
         };
@@ -201,8 +280,15 @@ impl Builder<'_> {
         Ok(())
     }
 
-    /// Turns a `proxy_pass` argument into an upstream name or a normalized `host:port`.
-    pub(super) fn resolve_pass(&self, raw: &str, line: usize, loc_path: &str) -> Res<String> {
+    /// Turns a `proxy_pass` argument into an upstream name or a normalized `host:port`, and
+    /// its URI part (`None` when it has none).
+    pub(super) fn resolve_pass(
+        &self,
+        raw: &str,
+        line: usize,
+        loc_path: &str,
+        kind: LocationMatch,
+    ) -> Res<(String, Option<String>)> {
         if raw.contains('$') {
             return Err(self.err(
                 line,
@@ -235,20 +321,35 @@ impl Builder<'_> {
                 format!("proxy_pass \"{raw}\": missing upstream or host"),
             ));
         }
-        let uri_ok = uri.is_empty() || (uri == "/" && loc_path == "/");
-        if !uri_ok {
-            return Err(self.err(
-                line,
-                format!(
-                    "proxy_pass \"{raw}\": a URI part (\"{uri}\") is not supported; \
-                     write \"proxy_pass http://{auth};\""
-                ),
-            ));
-        }
+        // `location / { proxy_pass http://b/; }` replaces "/" with "/": no rewrite.
+        let pass_uri = if uri.is_empty() || (uri == "/" && loc_path == "/") {
+            None
+        } else {
+            if matches!(kind, LocationMatch::Regex { .. }) {
+                // nginx refuses this too: a regex match has no prefix to replace.
+                return Err(self.err(
+                    line,
+                    format!(
+                        "proxy_pass \"{raw}\": a URI part (\"{uri}\") cannot be used in a \
+                         regular-expression location; write \"proxy_pass http://{auth};\""
+                    ),
+                ));
+            }
+            if uri.contains('?') || uri.contains('#') {
+                return Err(self.err(
+                    line,
+                    format!(
+                        "proxy_pass \"{raw}\": a query or fragment in the URI part is not \
+                         supported"
+                    ),
+                ));
+            }
+            Some(uri.to_string())
+        };
         if self.conf.upstreams.iter().any(|u| u.name == auth) {
-            return Ok(auth.to_string());
+            return Ok((auth.to_string(), pass_uri));
         }
-        parse_host_port(auth, None, None).map_err(|_| {
+        let target = parse_host_port(auth, None, None).map_err(|_| {
             self.err(
                 line,
                 format!(
@@ -256,8 +357,16 @@ impl Builder<'_> {
                      host:port address"
                 ),
             )
-        })
+        })?;
+        Ok((target, pass_uri))
     }
+}
+
+/// Two locations clash when they have the same path and the same kind of match (a
+/// prefix and an exact location on the same path may coexist, as in nginx).
+fn same_kind(a: LocationMatch, b: LocationMatch) -> bool {
+    let prefix = |k| matches!(k, LocationMatch::Prefix | LocationMatch::PrefixNoRegex);
+    a == b || (prefix(a) && prefix(b))
 }
 
 #[cfg(test)]
@@ -283,14 +392,13 @@ mod tests {
             Listen {
                 addr: "0.0.0.0:8080".into(),
                 backlog: Some(4096),
-                reuseport: true
+                reuseport: true,
+                default_server: false,
             }
         );
         let c = ok("http {\n server {\n  listen 80 default_server;\n }\n}");
-        assert_eq!(
-            c.warnings,
-            vec!["nginx.conf:3: ignoring listen parameter 'default_server'"]
-        );
+        assert!(c.warnings.is_empty());
+        assert!(c.servers[0].listen[0].default_server);
         let c = ok("http {\n server {\n }\n}");
         assert_eq!(c.servers[0].listen[0].addr, "0.0.0.0:80");
         assert_eq!(c.warnings.len(), 1);

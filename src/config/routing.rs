@@ -1,0 +1,292 @@
+//! Routing, as nginx routes: the listen address a client came in on, then the `server`
+//! block by the request's Host (`server_name`: exact names, then the longest `*.suffix`,
+//! then the longest `prefix.*`, else the address's `default_server`, else its first
+//! server), then the `location` by the request path (`=` exact first, then the longest
+//! prefix — `^~` stops the search there — then the regular expressions in file order,
+//! else the longest prefix). The chosen location is a [`Route`]: its upstream [`Group`],
+//! its `proxy_set_header`s, timeouts and `proxy_pass` URI.
+//!
+//! A [`Config`](super::Config) built from flags, or from an nginx.conf with one server and
+//! one proxied `location /`, has no routing table at all (`Config::routing` is `None`):
+//! every request takes the one route, and no matching is done.
+
+use super::{Balance, HashKey, SetHeader};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::ops::Range;
+use std::time::Duration;
+
+/// A set of backends and how to balance over them (an nginx `upstream` block, or one
+/// `proxy_pass host:port`).
+#[derive(Clone, Debug)]
+pub struct Group {
+    /// The upstream's name (or the `host:port` of a direct `proxy_pass`).
+    pub name: String,
+    /// Its backends: a range of `Config::upstreams`.
+    pub backends: Range<usize>,
+    /// Balancing policy.
+    pub balance: Balance,
+    /// Key of `hash`.
+    pub hash_key: HashKey,
+    /// `sticky cookie NAME`.
+    pub sticky_cookie: Option<String>,
+    /// `keepalive N` (idle connections per worker; 0: none).
+    pub keepalive: usize,
+    /// The upstream's `keepalive_timeout`.
+    pub idle_timeout: Duration,
+}
+
+/// What serves the requests of one `location`.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// Where the location is, for people: `nginx.conf:14: location /api`.
+    pub name: String,
+    /// The upstream group.
+    pub group: usize,
+    /// `proxy_set_header` lines (Upgrade/Connection are ringway's own).
+    pub set_headers: Vec<SetHeader>,
+    /// `proxy_connect_timeout`.
+    pub connect_timeout: Duration,
+    /// `proxy_read_timeout`.
+    pub read_timeout: Duration,
+    /// `proxy_read_timeout` applied to tunnels, as nginx does.
+    pub tunnel_idle_timeout: Option<Duration>,
+    /// `client_body_timeout`.
+    pub body_timeout: Duration,
+    /// `keepalive_timeout` (clients).
+    pub keepalive_timeout: Duration,
+    /// `proxy_pass` with a URI part: (the matched prefix, what replaces it).
+    pub pass_uri: Option<(String, String)>,
+}
+
+/// How one location matches.
+#[derive(Clone, Debug)]
+pub enum Matcher {
+    /// `location = /p`.
+    Exact(String),
+    /// `location /p` (`stop` false) or `location ^~ /p` (`stop` true).
+    Prefix {
+        /// The prefix.
+        path: String,
+        /// `^~`: when this is the longest prefix, regexes are not tried.
+        stop: bool,
+    },
+    /// `location ~ re` / `~* re`.
+    Regex(regex::Regex),
+}
+
+/// The locations of one server, ready to match.
+#[derive(Clone, Debug, Default)]
+pub struct Locations {
+    exact: Vec<(String, usize)>,
+    /// Longest first.
+    prefix: Vec<(String, bool, usize)>,
+    /// File order.
+    regex: Vec<(regex::Regex, usize)>,
+}
+
+impl Locations {
+    /// Add location `m` serving route `route` (file order matters for regexes).
+    pub fn add(&mut self, m: Matcher, route: usize) {
+        match m {
+            Matcher::Exact(p) => self.exact.push((p, route)),
+            Matcher::Prefix { path, stop } => {
+                self.prefix.push((path, stop, route));
+                // Stable: equal lengths keep file order (they differ, duplicates refused).
+                self.prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+            }
+            Matcher::Regex(re) => self.regex.push((re, route)),
+        }
+    }
+
+    /// The route for request path `path` (without its query), as nginx chooses it.
+    pub fn find(&self, path: &str) -> Option<usize> {
+        if let Some((_, r)) = self.exact.iter().find(|(p, _)| p == path) {
+            return Some(*r);
+        }
+        let longest = self
+            .prefix
+            .iter()
+            .find(|(p, _, _)| path.starts_with(p.as_str()));
+        if let Some((_, true, r)) = longest {
+            return Some(*r);
+        }
+        if let Some((_, r)) = self.regex.iter().find(|(re, _)| re.is_match(path)) {
+            return Some(*r);
+        }
+        longest.map(|(_, _, r)| *r)
+    }
+}
+
+/// One `server` block.
+#[derive(Clone, Debug)]
+pub struct VirtualServer {
+    /// Where it is, for people: `nginx.conf:12`.
+    pub name: String,
+    /// Its `server_name`s, lower case.
+    pub names: Vec<String>,
+    /// Its locations.
+    pub locations: Locations,
+}
+
+/// Which server of one listen address serves a Host.
+#[derive(Clone, Debug, Default)]
+pub struct HostTable {
+    exact: HashMap<String, usize>,
+    /// `*.example.com` stored as `.example.com` (and `.example.com` itself), longest first.
+    suffix: Vec<(String, usize)>,
+    /// `www.example.*` stored as `www.example.`, longest first.
+    prefix: Vec<(String, usize)>,
+    /// The `default_server` (or the first server on the address).
+    default: usize,
+}
+
+impl HostTable {
+    /// The table of servers `servers` (indices, in file order) on one address, with
+    /// `default` the `default_server` if one is marked.
+    pub fn new(all: &[VirtualServer], servers: &[usize], default: Option<usize>) -> HostTable {
+        let mut t = HostTable {
+            default: default.or(servers.first().copied()).unwrap_or(0),
+            ..HostTable::default()
+        };
+        for &s in servers {
+            for n in &all[s].names {
+                if let Some(rest) = n.strip_prefix("*.") {
+                    t.suffix.push((format!(".{rest}"), s));
+                } else if let Some(rest) = n.strip_prefix('.') {
+                    // nginx: `.example.com` is `example.com` and `*.example.com`.
+                    t.exact.entry(rest.to_string()).or_insert(s);
+                    t.suffix.push((n.clone(), s));
+                } else if let Some(rest) = n.strip_suffix(".*") {
+                    t.prefix.push((format!("{rest}."), s));
+                } else {
+                    // The first server to name a host keeps it (nginx warns, "conflicting
+                    // server name", and ignores the later one).
+                    t.exact.entry(n.clone()).or_insert(s);
+                }
+            }
+        }
+        t.suffix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        t.prefix.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        t
+    }
+
+    /// The server for `host` (a Host header value: its port is ignored; `None` for a
+    /// request without one).
+    pub fn find(&self, host: Option<&[u8]>) -> usize {
+        let Some(host) = host.and_then(|h| std::str::from_utf8(h).ok()) else {
+            return self.exact.get("").copied().unwrap_or(self.default);
+        };
+        let host = host.trim();
+        let name = if let Some(rest) = host.strip_prefix('[') {
+            // `[v6]:port` or `[v6]`: keep the brackets, drop the port.
+            rest.find(']').map_or(host, |i| &host[..i + 2])
+        } else {
+            match host.rsplit_once(':') {
+                Some((n, _)) if !n.contains(':') => n,
+                _ => host,
+            }
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        if let Some(&s) = self.exact.get(&name) {
+            return s;
+        }
+        if let Some((_, s)) = self
+            .suffix
+            .iter()
+            .find(|(suf, _)| name.ends_with(suf.as_str()))
+        {
+            return *s;
+        }
+        if let Some((_, s)) = self
+            .prefix
+            .iter()
+            .find(|(pre, _)| name.starts_with(pre.as_str()))
+        {
+            return *s;
+        }
+        self.default
+    }
+}
+
+/// The whole routing table of a configuration with several servers or locations.
+#[derive(Clone, Debug)]
+pub struct Routing {
+    /// Listen addresses, in first-use order (a worker has one listener per address).
+    pub listens: Vec<SocketAddr>,
+    /// Per listen address: which server serves which Host.
+    pub hosts: Vec<HostTable>,
+    /// The servers.
+    pub servers: Vec<VirtualServer>,
+    /// The routes (one per proxied location).
+    pub routes: Vec<Route>,
+    /// The upstream groups.
+    pub groups: Vec<Group>,
+}
+
+impl Routing {
+    /// The table of a configuration without one: one listen address, one server, one
+    /// route to one group of every backend, all from the top-level fields.
+    pub fn single(cfg: &super::Config) -> Routing {
+        Routing {
+            listens: vec![cfg.listen],
+            hosts: vec![HostTable::default()],
+            servers: vec![VirtualServer {
+                name: "the server".into(),
+                names: Vec::new(),
+                locations: Locations::default(),
+            }],
+            routes: vec![Route {
+                name: "every request".into(),
+                group: 0,
+                set_headers: cfg.set_headers.clone(),
+                connect_timeout: cfg.connect_timeout,
+                read_timeout: cfg.read_timeout,
+                tunnel_idle_timeout: cfg.tunnel_idle_timeout,
+                body_timeout: cfg.body_timeout,
+                keepalive_timeout: cfg.keepalive_timeout,
+                pass_uri: None,
+            }],
+            groups: vec![Group {
+                name: "the upstreams".into(),
+                backends: 0..cfg.upstreams.len(),
+                balance: cfg.balance,
+                hash_key: cfg.hash_key.clone(),
+                sticky_cookie: cfg.sticky_cookie.clone(),
+                keepalive: cfg.keepalive,
+                idle_timeout: cfg.upstream_idle_timeout,
+            }],
+        }
+    }
+
+    /// The route for a request that came in on listen address `listen` with Host `host`
+    /// and path `target` (the request target; its query is ignored). `None`: no location
+    /// of the chosen server matches (nginx would look for a file; ringway answers 404).
+    pub fn route(&self, listen: usize, host: Option<&[u8]>, target: &str) -> Option<usize> {
+        let server = self.hosts.get(listen)?.find(host);
+        let path = target.split(['?', '#']).next().unwrap_or(target);
+        self.servers.get(server)?.locations.find(path)
+    }
+
+    /// Lines for `ringway -t`: every server, its names and where its locations go.
+    pub fn describe(&self, upstreams: &[SocketAddr]) -> String {
+        use std::fmt::Write as _;
+        let mut s = String::new();
+        for (i, r) in self.routes.iter().enumerate() {
+            let g = &self.groups[r.group];
+            let _ = writeln!(
+                s,
+                "ringway: route {i}: {} → {} ({} backend(s): {:?}){}",
+                r.name,
+                g.name,
+                g.backends.len(),
+                &upstreams[g.backends.clone()],
+                r.pass_uri
+                    .as_ref()
+                    .map(|(p, u)| format!(", path {p}… → {u}…"))
+                    .unwrap_or_default()
+            );
+        }
+        s
+    }
+}
