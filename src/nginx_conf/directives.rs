@@ -135,29 +135,38 @@ mod tests {
     use super::super::fixtures::*;
 
     #[test]
-    fn include_is_refused() {
+    fn include_needs_a_file() {
+        // Text has no directory to resolve paths against; parse_file follows includes
+        // (include.rs tests that).
         let e = err("http {\n    include mime.types;\n}\n");
-        assert_eq!(e.line, 2);
         assert_eq!(
             e.to_string(),
-            "nginx.conf:2: \"include mime.types\" is refused: ringway does not follow \
-             includes; inline the content of the included file here"
+            "nginx.conf:2: \"include mime.types\": include needs a configuration file to \
+             resolve paths against (it works in files read with ringway -c FILE)"
         );
         err_at(
             "include /etc/nginx/conf.d/*.conf;",
             1,
-            "does not follow includes",
+            "needs a configuration file",
         );
         err_at(
             "http {\n map $a $b {\n  include m.conf;\n }\n}",
             3,
-            "does not follow includes",
+            "needs a configuration file",
         );
         err_at(
             &in_location("include proxy_params;"),
             5,
-            "does not follow includes",
+            "needs a configuration file",
         );
+        // Its shape is checked first, as nginx does.
+        err_at(
+            "\ninclude a b;",
+            2,
+            "invalid number of arguments in \"include\"",
+        );
+        err_at("include;", 1, "invalid number of arguments in \"include\"");
+        err_at("include a { }", 1, "\"include\" is not terminated by \";\"");
     }
 
     #[test]
