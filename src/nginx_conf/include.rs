@@ -294,14 +294,21 @@ mod tests {
             t.write("site.conf", body);
             parse_file(&main)
         };
-        // Warnings.
+        // Warnings, and the structured list.
         let c = parse_site("access_log off;\nserver {\n}\n").unwrap();
         assert_eq!(
             c.warnings,
             [
-                format!("{site}:1: ignoring harmless directive 'access_log'"),
+                format!(
+                    "{site}:1: ignoring harmless directive 'access_log': ringway writes no \
+                     access log"
+                ),
                 format!("{site}:2: server block has no \"listen\"; using 0.0.0.0:80 like nginx"),
             ]
+        );
+        assert_eq!(
+            (c.ignored[0].file.clone(), c.ignored[0].line),
+            (site.clone(), 1)
         );
         // Errors found by the lexer, the tree and the builder, in every kind of block.
         for (body, line, needle) in [
@@ -433,6 +440,6 @@ mod tests {
         );
         assert!(e.msg.contains("nested more than 16 deep"), "{e}");
         t.write("nginx.conf", "include n2.conf;\n");
-        assert_eq!(parse_file(&main).unwrap().warnings.len(), 1);
+        assert_eq!(parse_file(&main).unwrap().ignored[0].directive, "pid");
     }
 }

@@ -24,18 +24,27 @@
 //! match nothing; a plain path that cannot be read, an include cycle and includes nested more
 //! than 16 deep are errors. [`parse_str`] has no directory and refuses `include`.
 //!
-//! Some directives are accepted but have no effect on ringway ("harmless"; each one produces a
-//! warning in [`NginxConf::warnings`]): `user`, `pid`, `daemon`, `master_process`, `error_log`,
-//! `access_log`, `log_format`, `server_name`, `sendfile`, `tcp_nopush`, `tcp_nodelay`,
-//! `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
-//! `client_max_body_size`, `multi_accept`, `use`, `proxy_buffering`, `proxy_buffer_size`,
-//! the `*_temp_path` directives,
-//! `proxy_buffers`, `proxy_redirect` and `proxy_cache_bypass`.
+//! Some directives are accepted but have no effect on ringway ("harmless"). Each one gives a
+//! warning in [`NginxConf::warnings`] that names it and says why ignoring it is safe, and an
+//! entry in [`NginxConf::ignored`]: `user` (ringway keeps the identity it was started with),
+//! `pid`, `daemon`, `master_process`, `error_log` (stderr), `access_log`, `log_format`,
+//! `sendfile`, `tcp_nopush`, `tcp_nodelay` (always on), `types_hash_max_size`,
+//! `default_type`, `gzip`, `server_tokens`, `client_max_body_size` (a limit ringway does not
+//! enforce: the warning says "not enforced"), `multi_accept`, `use`, `proxy_buffering`,
+//! `proxy_buffer_size`, `proxy_buffers`, `proxy_redirect off|default`, `proxy_cache_bypass`,
+//! the `*_temp_path` directives, `server_name`; in a `map`, `hostnames` and `volatile`; after
+//! `sticky cookie NAME`, its other parameters.
 //!
 //! Everything else is an error that names the file and line ([`ConfError`]): unknown
-//! directives, wrong argument counts, a missing `;`, unbalanced braces, a directive in the wrong
-//! block, malformed numbers/sizes/durations, a `proxy_pass` that names neither an upstream nor a
-//! `host:port`, two balancing methods in one upstream, an upstream without servers, etc.
+//! directives (whatever they would route, restrict or limit: `limit_req`, `allow`, `ssl_*`,
+//! `proxy_cache`, `rewrite`, ...), wrong argument counts, a missing `;`, unbalanced braces, a
+//! directive in the wrong block, malformed numbers/sizes/durations, a `proxy_pass` that names
+//! neither an upstream nor a `host:port`, two balancing methods in one upstream, an upstream
+//! without servers, an upstream `server` parameter other than `weight=`, `max_fails=`,
+//! `fail_timeout=`, `backup`, `down` (`max_conns=`, `slow_start=`, ...), `proxy_redirect` with
+//! a rewrite rule (ringway does not rewrite `Location`), etc. The upstream `server`
+//! parameters are all passed on in [`UpstreamServer`]; what the proxy makes of them is the
+//! caller's (`crate::config`) to say.
 //!
 //! Every message names the file its line is in: an included file's path (as resolved) for a
 //! line of an included file.
@@ -95,8 +104,26 @@ pub struct NginxConf {
     /// `map $source $variable { ... }` blocks of the `http` block, in file order.
     pub maps: Vec<Map>,
     /// Non-fatal remarks, each formatted as `FILE:LINE: text`, e.g.
-    /// `nginx.conf:12: ignoring harmless directive 'server_name'`.
+    /// `nginx.conf:12: ignoring harmless directive 'access_log': ringway writes no access log`.
+    /// Every entry of [`NginxConf::ignored`] is one of them.
     pub warnings: Vec<String>,
+    /// What the file asks for that ringway accepts but does not do, in file order (each one
+    /// also has its line in [`NginxConf::warnings`]).
+    pub ignored: Vec<Ignored>,
+}
+
+/// A directive (or a parameter of one) that ringway accepts and ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The directive's name, e.g. `access_log` (for a parameter: the directive it is in,
+    /// e.g. `sticky`, and the parameter is named in `reason`).
+    pub directive: String,
+    /// The file it is written in (an included file's path when it comes from an include).
+    pub file: String,
+    /// Its line in that file.
+    pub line: usize,
+    /// Why ignoring it is safe, e.g. `ringway writes no access log`.
+    pub reason: String,
 }
 
 /// Value of `worker_processes`.

@@ -1,7 +1,8 @@
 //! `map $source $variable { ... }` blocks: their entries, `default`, and the parameters
-//! ringway ignores (with a warning).
+//! ringway ignores.
 
 use super::{Builder, Res};
+use crate::nginx_conf::directives::MAP_PARAM_REASON;
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::Map;
 
@@ -28,7 +29,8 @@ impl Builder<'_> {
             }
             match (e.name.as_str(), e.args.len()) {
                 ("hostnames" | "volatile", 0) => {
-                    self.warn_in(e, &format!("ignoring map parameter '{}'", e.name));
+                    let what = format!("map parameter '{}'", e.name);
+                    self.ignore(e, &what, MAP_PARAM_REASON);
                 }
                 ("default", 1) => {
                     if m.default.is_some() {

@@ -6,7 +6,7 @@
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use super::directives::{spec_for, Args, Ctx, Spec, SUBSET_HINT};
+use super::directives::{harmless_reason, spec_for, Args, Ctx, Spec, SUBSET_HINT};
 use super::tree::Directive;
 use super::{ConfError, Listen, Location, NginxConf, ServerBlock, WorkerProcesses};
 
@@ -141,7 +141,8 @@ impl Builder<'_> {
         Ok(spec)
     }
 
-    /// Validates what is cheap to validate in a harmless directive, then warns about it.
+    /// Validates what is cheap to validate in a harmless directive, refuses the forms that
+    /// are not harmless, then warns about it (and records it in [`NginxConf::ignored`]).
     fn harmless(&mut self, d: &Directive) -> Res<()> {
         match d.name.as_str() {
             "client_max_body_size" | "proxy_buffer_size" | "types_hash_max_size" => {
@@ -151,9 +152,32 @@ impl Builder<'_> {
                 self.number(d, d.arg(0))?;
                 self.size(d, d.arg(1))?;
             }
+            "proxy_redirect" if d.args.len() == 2 => {
+                return Err(self.err_in(
+                    d,
+                    format!(
+                        "\"proxy_redirect {} {}\" is refused: ringway does not rewrite \
+                         Location or Refresh headers; have the backend send the public URL, \
+                         or remove the line",
+                        d.arg(0),
+                        d.arg(1)
+                    ),
+                ));
+            }
+            "proxy_redirect" if !matches!(d.arg(0), "off" | "default") => {
+                return Err(self.err_in(
+                    d,
+                    format!(
+                        "invalid value \"{}\" in \"proxy_redirect\" directive \
+                         (off, default, or a REDIRECT REPLACEMENT pair)",
+                        d.arg(0)
+                    ),
+                ));
+            }
             _ => {}
         }
-        self.warn_in(d, &format!("ignoring harmless directive '{}'", d.name));
+        let what = format!("harmless directive '{}'", d.name);
+        self.ignore(d, &what, harmless_reason(&d.name));
         Ok(())
     }
 
@@ -400,7 +424,17 @@ mod tests {
                 line: 5,
                 file: "nginx.conf".into(),
             }],
-            warnings: vec!["nginx.conf:14: ignoring harmless directive 'server_name'".into()],
+            warnings: vec![
+                "nginx.conf:14: ignoring harmless directive 'server_name': ringway serves the \
+                 first server block for every request"
+                    .into(),
+            ],
+            ignored: vec![Ignored {
+                directive: "server_name".into(),
+                file: "nginx.conf".into(),
+                line: 14,
+                reason: "ringway serves the first server block for every request".into(),
+            }],
         };
         assert_eq!(c, expected);
     }

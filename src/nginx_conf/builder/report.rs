@@ -1,5 +1,5 @@
-//! How the builder reports: errors and warnings that name the file of their line, and nginx
-//! values read with an error naming the directive.
+//! How the builder reports: errors and warnings that name the file of their line, the list
+//! of ignored directives, and nginx values read with an error naming the directive.
 //!
 //! The helpers that take the [`Directive`] (`err_in`, `warn_in`, `duplicate`, `number`, ...)
 //! know its file exactly; `err` and `warn`, which take only a line, find it among the
@@ -12,7 +12,7 @@ use std::rc::Rc;
 use super::{Builder, Res};
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::{parse_size, parse_time_ms, parse_u64};
-use crate::nginx_conf::ConfError;
+use crate::nginx_conf::{ConfError, Ignored};
 
 impl Builder<'_> {
     /// The file of the directive on `line` among those being built: the innermost one of
@@ -61,6 +61,18 @@ impl Builder<'_> {
     pub(super) fn warn_in(&mut self, d: &Directive, msg: &str) {
         let w = format!("{}:{}: {}", d.file, d.line, msg);
         self.conf.warnings.push(w);
+    }
+
+    /// Records that ringway ignores `what` (a directive, or a parameter of directive `d`),
+    /// with a warning line: `FILE:LINE: ignoring WHAT: REASON`.
+    pub(super) fn ignore(&mut self, d: &Directive, what: &str, reason: &str) {
+        self.warn_in(d, &format!("ignoring {what}: {reason}"));
+        self.conf.ignored.push(Ignored {
+            directive: d.name.clone(),
+            file: d.file.to_string(),
+            line: d.line,
+            reason: reason.to_string(),
+        });
     }
 
     /// `"line N"` for a line of `d`'s file, else `"FILE:N"`.

@@ -1,7 +1,7 @@
 //! `upstream NAME { ... }` blocks: their `server` lines, balancing method and keep-alive.
 
 use super::{Builder, Res};
-use crate::nginx_conf::directives::Ctx;
+use crate::nginx_conf::directives::{Ctx, STICKY_PARAM_REASON};
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
 use crate::nginx_conf::{BalanceDirective, ConfError, UpstreamBlock, UpstreamServer};
@@ -114,7 +114,8 @@ impl Builder<'_> {
             return Err(self.err_in(c, format!("invalid cookie name \"{name}\"")));
         }
         for extra in c.args.iter().skip(2) {
-            self.warn_in(c, &format!("ignoring sticky cookie parameter '{extra}'"));
+            let what = format!("sticky cookie parameter '{extra}'");
+            self.ignore(c, &what, STICKY_PARAM_REASON);
         }
         Ok(BalanceDirective::StickyCookie {
             name: name.to_string(),
@@ -189,7 +190,14 @@ mod tests {
             ok("http {\nupstream u {\nsticky cookie srv_id expires=1h;\nserver 1.2.3.4:5;\n}\n}");
         assert_eq!(
             c.warnings,
-            vec!["nginx.conf:3: ignoring sticky cookie parameter 'expires=1h'"]
+            vec![format!(
+                "nginx.conf:3: ignoring sticky cookie parameter 'expires=1h': {}",
+                crate::nginx_conf::directives::STICKY_PARAM_REASON
+            )]
+        );
+        assert_eq!(
+            (c.ignored.len(), c.ignored[0].directive.as_str()),
+            (1, "sticky")
         );
         err_at(
             "http {\nupstream u {\nhash $remote_addr ketama;\nserver 1.2.3.4:5;\n}\n}",
