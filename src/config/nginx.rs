@@ -231,9 +231,10 @@ fn group(
         NB::LeastConn => Balance::LeastConn,
         NB::IpHash => Balance::IpHash,
         NB::Hash { key, consistent } => {
-            g.hash_key = parse_hash_key(key).map_err(|e| format!("{file}:{}: {e}", up.line))?;
+            g.hash_key =
+                parse_hash_key(key).map_err(|e| format!("{}:{}: {e}", up.file, up.line))?;
             if !consistent {
-                warnings.push(format!("{file}:{}: `hash {key}` without `consistent`: ringway always uses a consistent (ketama) hash", up.line));
+                warnings.push(format!("{}:{}: `hash {key}` without `consistent`: ringway always uses a consistent (ketama) hash", up.file, up.line));
             }
             Balance::Hash
         }
@@ -282,6 +283,12 @@ fn route(loc: &Location, file: &str, group: usize, warnings: &mut Vec<String>) -
                 loc.line
             )),
         }
+    }
+    if loc.send_timeout_ms.is_some() {
+        warnings.push(format!(
+            "{file}:{}: proxy_send_timeout is not enforced: a request body the backend stops reading is bounded by client_body_timeout, a tunnel by proxy_read_timeout",
+            loc.line
+        ));
     }
     if let Some(v) = &loc.proxy_http_version {
         if v != "1.1" {

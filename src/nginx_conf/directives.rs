@@ -1,5 +1,14 @@
 //! The directive table: every directive of the subset, the blocks it may appear in, its
-//! argument count, whether it opens a block, and whether it is harmless (warned, ignored).
+//! argument count, whether it opens a block, and whether it is harmless (warned, ignored);
+//! and, for each harmless one, why ignoring it is safe.
+//!
+//! The rule for a directive ringway does not implement: when what it asks for is what
+//! ringway does anyway, or only concerns something ringway does not have (files served,
+//! logs, caches, nginx's own buffers and processes), it is harmless: a warning names it and
+//! says why. When ignoring it would change where requests go, who may do what, or a limit
+//! the file sets, and ringway cannot honour it, it is not in the table (an error) or it is
+//! refused with a reason (`proxy_redirect` with a rewrite rule). `include` never reaches
+//! the table: the tree replaces it with the included directives.
 
 /// Appended to the "unknown directive" error so users know why a valid nginx directive fails.
 pub(super) const SUBSET_HINT: &str = "(ringway reads a subset of nginx.conf; see README)";
@@ -130,34 +139,92 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
     })
 }
 
+/// Why `hostnames` and `volatile` in a map are safe to ignore.
+pub(super) const MAP_PARAM_REASON: &str =
+    "ringway evaluates no map variable (it does the $connection_upgrade one's job itself)";
+
+/// Why the parameters after `sticky cookie NAME` are safe to ignore.
+pub(super) const STICKY_PARAM_REASON: &str =
+    "ringway's cookie is always \"NAME=ID; Path=/; HttpOnly\", a session cookie that names a \
+     backend and nothing else";
+
+/// Why ignoring the harmless directive `name` is safe (one line, shown in its warning).
+pub(super) fn harmless_reason(name: &str) -> &'static str {
+    match name {
+        "user" => {
+            "ringway does not switch users: it keeps the identity it was started with \
+             (start it as that user, not as root)"
+        }
+        "pid" => "ringway writes no pid file",
+        "daemon" => "ringway always runs in the foreground (daemon off)",
+        "master_process" => {
+            "ringway's process layout is its own (ringway_worker_mode thread|process)"
+        }
+        "error_log" => "ringway reports errors on stderr",
+        "access_log" | "log_format" => "ringway writes no access log",
+        "sendfile" | "tcp_nopush" => "ringway serves no files, it only proxies",
+        "tcp_nodelay" => "ringway always sets TCP_NODELAY",
+        "gzip" => "ringway never compresses: responses pass as the backend sent them",
+        "proxy_buffering" => {
+            "ringway never buffers whole responses: it streams (proxy_buffering off)"
+        }
+        "proxy_buffer_size" | "proxy_buffers" => "ringway streams through its own buffers",
+        "server_tokens" => "ringway sends no Server header of its own",
+        "types_hash_max_size" | "default_type" => "ringway serves no files, so no MIME types",
+        "client_max_body_size" => {
+            "not enforced: ringway streams request bodies of any size to the backend \
+             (nginx answers 413 above the limit); enforce it in the backend"
+        }
+        "proxy_redirect" => "ringway passes Location and Refresh headers unchanged",
+        "proxy_cache_bypass" => "ringway has no cache",
+        "client_body_temp_path"
+        | "proxy_temp_path"
+        | "fastcgi_temp_path"
+        | "uwsgi_temp_path"
+        | "scgi_temp_path" => "ringway writes no temporary files",
+        "multi_accept" | "use" => "ringway accepts connections through io_uring, its own way",
+        _ => "ringway has no equivalent",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::fixtures::*;
+    use super::*;
 
     #[test]
-    fn include_is_refused() {
+    fn include_needs_a_file() {
+        // Text has no directory to resolve paths against; parse_file follows includes
+        // (include.rs tests that).
         let e = err("http {\n    include mime.types;\n}\n");
-        assert_eq!(e.line, 2);
         assert_eq!(
             e.to_string(),
-            "nginx.conf:2: \"include mime.types\" is refused: ringway does not follow \
-             includes; inline the content of the included file here"
+            "nginx.conf:2: \"include mime.types\": include needs a configuration file to \
+             resolve paths against (it works in files read with ringway -c FILE)"
         );
         err_at(
             "include /etc/nginx/conf.d/*.conf;",
             1,
-            "does not follow includes",
+            "needs a configuration file",
         );
         err_at(
             "http {\n map $a $b {\n  include m.conf;\n }\n}",
             3,
-            "does not follow includes",
+            "needs a configuration file",
         );
         err_at(
             &in_location("include proxy_params;"),
             5,
-            "does not follow includes",
+            "needs a configuration file",
         );
+        // Its shape is checked first, as nginx does.
+        err_at(
+            "\ninclude a b;",
+            2,
+            "invalid number of arguments in \"include\"",
+        );
+        err_at("include;", 1, "invalid number of arguments in \"include\"");
+        err_at("include a { }", 1, "\"include\" is not terminated by \";\"");
     }
 
     #[test]
@@ -217,9 +284,32 @@ mod tests {
         ];
         let expected: Vec<String> = names
             .iter()
-            .map(|(l, n)| format!("nginx.conf:{l}: ignoring harmless directive '{n}'"))
+            .map(|(l, n)| {
+                format!(
+                    "nginx.conf:{l}: ignoring harmless directive '{n}': {}",
+                    harmless_reason(n)
+                )
+            })
             .collect();
         assert_eq!(c.warnings, expected);
+        // The same, structured.
+        let ignored: Vec<(usize, &str, &str, &str)> = c
+            .ignored
+            .iter()
+            .map(|i| {
+                (
+                    i.line,
+                    i.directive.as_str(),
+                    i.file.as_str(),
+                    i.reason.as_str(),
+                )
+            })
+            .collect();
+        let expected: Vec<(usize, &str, &str, &str)> = names
+            .iter()
+            .map(|&(l, n)| (l, n, "nginx.conf", harmless_reason(n)))
+            .collect();
+        assert_eq!(ignored, expected);
         // Harmless directives are still checked for context and values.
         err_at("server_name x;", 1, "not allowed in the top level");
         err_at(
@@ -234,5 +324,94 @@ mod tests {
             4,
             "not allowed",
         );
+    }
+
+    /// The audit: every directive the table accepts without implementing it says why that is
+    /// safe, and those ringway cannot honour are refused.
+    #[test]
+    fn every_harmless_directive_has_its_reason() {
+        let harmless = [
+            ("user", Ctx::Main),
+            ("pid", Ctx::Main),
+            ("daemon", Ctx::Main),
+            ("master_process", Ctx::Main),
+            ("error_log", Ctx::Main),
+            ("access_log", Ctx::Http),
+            ("log_format", Ctx::Http),
+            ("sendfile", Ctx::Http),
+            ("tcp_nopush", Ctx::Http),
+            ("tcp_nodelay", Ctx::Http),
+            ("gzip", Ctx::Http),
+            ("proxy_buffering", Ctx::Location),
+            ("server_tokens", Ctx::Http),
+            ("types_hash_max_size", Ctx::Http),
+            ("default_type", Ctx::Http),
+            ("client_max_body_size", Ctx::Http),
+            ("proxy_buffer_size", Ctx::Location),
+            ("proxy_buffers", Ctx::Location),
+            ("proxy_redirect", Ctx::Location),
+            ("proxy_cache_bypass", Ctx::Location),
+            ("client_body_temp_path", Ctx::Http),
+            ("proxy_temp_path", Ctx::Http),
+            ("fastcgi_temp_path", Ctx::Http),
+            ("uwsgi_temp_path", Ctx::Http),
+            ("scgi_temp_path", Ctx::Http),
+            ("multi_accept", Ctx::Events),
+            ("use", Ctx::Events),
+        ];
+        let fallback = harmless_reason("no such directive");
+        for (name, ctx) in harmless {
+            let spec = spec_for(name, ctx).unwrap_or_else(|| panic!("{name} is not in the table"));
+            assert!(spec.harmless && spec.ctxs.contains(&ctx), "{name}");
+            assert_ne!(
+                harmless_reason(name),
+                fallback,
+                "{name} has no reason of its own"
+            );
+        }
+        // A limit ringway does not enforce says so.
+        let c = ok("http {\n client_max_body_size 1m;\n}");
+        assert!(
+            c.warnings[0].starts_with(
+                "nginx.conf:2: ignoring harmless directive 'client_max_body_size': not enforced"
+            ),
+            "{:?}",
+            c.warnings
+        );
+        // proxy_redirect: off and default are what ringway does; a rewrite rule is refused.
+        let c = ok(&in_location("proxy_redirect default;"));
+        assert_eq!(c.ignored[0].directive, "proxy_redirect");
+        err_at(
+            &in_location("proxy_redirect http://localhost:8000/ /;"),
+            5,
+            "is refused: ringway does not rewrite Location or Refresh headers",
+        );
+        err_at(
+            &in_location("proxy_redirect on;"),
+            5,
+            "invalid value \"on\"",
+        );
+        // Unknown directives, limits included, are errors naming file and line.
+        let ssl = in_location("proxy_ssl_verify on;");
+        for (src, line) in [
+            (
+                "http {\n limit_req_zone $binary_remote_addr zone=one:10m rate=1r/s;\n}",
+                2,
+            ),
+            ("http {\n\n allow 10.0.0.0/8;\n}", 3),
+            (ssl.as_str(), 5),
+        ] {
+            err_at(src, line, "unknown directive");
+        }
+        // Map parameters ringway ignores are named too.
+        let c = ok("http {\n map $host $x {\n  hostnames;\n  default 1;\n }\n}");
+        assert_eq!(
+            c.warnings,
+            vec![format!(
+                "nginx.conf:3: ignoring map parameter 'hostnames': {}",
+                MAP_PARAM_REASON
+            )]
+        );
+        assert_eq!(c.ignored[0].directive, "hostnames");
     }
 }

@@ -65,3 +65,40 @@ pub(super) fn hdr(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         .map(|(a, b)| (a.to_string(), b.to_string()))
         .collect()
 }
+
+/// A fresh directory under the system temp dir, removed on drop.
+pub(super) struct TmpDir(pub(super) std::path::PathBuf);
+
+impl TmpDir {
+    pub(super) fn new(tag: &str) -> TmpDir {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir =
+            std::env::temp_dir().join(format!("ringway-ngxconf-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TmpDir(dir)
+    }
+
+    /// Writes `contents` to `rel` (creating its directories) and returns the full path.
+    pub(super) fn write(&self, rel: &str, contents: impl AsRef<[u8]>) -> std::path::PathBuf {
+        let path = self.0.join(rel);
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).unwrap();
+        }
+        std::fs::write(&path, contents).unwrap();
+        path
+    }
+
+    /// `rel` as messages name it.
+    pub(super) fn name(&self, rel: &str) -> String {
+        self.0.join(rel).display().to_string()
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}

@@ -16,20 +16,38 @@
 //!   `proxy_send_timeout`, `keepalive_timeout` (the client side's), `client_body_timeout`,
 //!   and (`http`/`server`) `client_header_timeout`
 //!
-//! Some directives are accepted but have no effect on ringway ("harmless"; each one produces a
-//! warning in [`NginxConf::warnings`]): `user`, `pid`, `daemon`, `master_process`, `error_log`,
-//! `access_log`, `log_format`, `server_name`, `sendfile`, `tcp_nopush`, `tcp_nodelay`,
-//! `types_hash_max_size`, `default_type`, `gzip`, `server_tokens`,
-//! `client_max_body_size`, `multi_accept`, `use`, `proxy_buffering`, `proxy_buffer_size`,
-//! the `*_temp_path` directives,
-//! `proxy_buffers`, `proxy_redirect` and `proxy_cache_bypass`.
+//! `include FILE;` and `include GLOB;` work in any block, as in nginx: the directives of the
+//! named files take the place of the `include`. A relative path is resolved against the
+//! directory of the main file (what nginx does with `-c FILE`: that directory is its
+//! configuration prefix), from included files too; a glob (`*`, `?`, `[...]`, in any path
+//! component; a leading `.` only matched literally) reads its matches in byte order and may
+//! match nothing; a plain path that cannot be read, an include cycle and includes nested more
+//! than 16 deep are errors. [`parse_str`] has no directory and refuses `include`.
+//!
+//! Some directives are accepted but have no effect on ringway ("harmless"). Each one gives a
+//! warning in [`NginxConf::warnings`] that names it and says why ignoring it is safe, and an
+//! entry in [`NginxConf::ignored`]: `user` (ringway keeps the identity it was started with),
+//! `pid`, `daemon`, `master_process`, `error_log` (stderr), `access_log`, `log_format`,
+//! `sendfile`, `tcp_nopush`, `tcp_nodelay` (always on), `types_hash_max_size`,
+//! `default_type`, `gzip`, `server_tokens`, `client_max_body_size` (a limit ringway does not
+//! enforce: the warning says "not enforced"), `multi_accept`, `use`, `proxy_buffering`,
+//! `proxy_buffer_size`, `proxy_buffers`, `proxy_redirect off|default`, `proxy_cache_bypass`,
+//! the `*_temp_path` directives, `server_name`; in a `map`, `hostnames` and `volatile`; after
+//! `sticky cookie NAME`, its other parameters.
 //!
 //! Everything else is an error that names the file and line ([`ConfError`]): unknown
-//! directives, wrong argument counts, a missing `;`, unbalanced braces, a directive in the wrong
-//! block, malformed numbers/sizes/durations, a `proxy_pass` that names neither an upstream nor a
-//! `host:port`, two balancing methods in one upstream, an upstream without servers, etc.
-//! `include` is always refused: ringway does not follow includes, so the content has to be
-//! pasted into the file.
+//! directives (whatever they would route, restrict or limit: `limit_req`, `allow`, `ssl_*`,
+//! `proxy_cache`, `rewrite`, ...), wrong argument counts, a missing `;`, unbalanced braces, a
+//! directive in the wrong block, malformed numbers/sizes/durations, a `proxy_pass` that names
+//! neither an upstream nor a `host:port`, two balancing methods in one upstream, an upstream
+//! without servers, an upstream `server` parameter other than `weight=`, `max_fails=`,
+//! `fail_timeout=`, `backup`, `down` (`max_conns=`, `slow_start=`, ...), `proxy_redirect` with
+//! a rewrite rule (ringway does not rewrite `Location`), etc. The upstream `server`
+//! parameters are all passed on in [`UpstreamServer`]; what the proxy makes of them is the
+//! caller's (`crate::config`) to say.
+//!
+//! Every message names the file its line is in: an included file's path (as resolved) for a
+//! line of an included file.
 //!
 //! The lexer follows nginx: bare words, `'single'` and `"double"` quoted strings with backslash
 //! escapes (`\"`, `\'`, `\\`, `\t`, `\r`, `\n`; any other `\x` is kept as is), `#` comments to
@@ -38,31 +56,34 @@
 //! are `N`, `Nk`, `Nm`, `Ng`.
 //!
 //! Parsing happens in two steps: the lexeme stream becomes a generic directive tree (name,
-//! arguments, optional block, line), which is then checked and turned into a typed
-//! [`NginxConf`]. No input makes the parser panic.
+//! arguments, optional block, file, line), with includes expanded, which is then checked and
+//! turned into a typed [`NginxConf`]. No input makes the parser panic.
 //!
 //! | step | module |
 //! |---|---|
 //! | text → lexemes (words, `;`, `{`, `}`) | `lexer` |
 //! | lexemes → directive tree | `tree` |
+//! | `include` → the included files' directives | `include` |
 //! | which directive is allowed where, with how many arguments | `directives` |
 //! | nginx value syntax: numbers, sizes, times, `host:port` | `values` |
 //! | directive tree → [`NginxConf`] | `builder` |
 
 use std::fmt;
 use std::path::Path;
+use std::rc::Rc;
 
 mod builder;
 mod directives;
 #[cfg(test)]
 mod fixtures;
+mod include;
 mod lexer;
 mod tree;
 mod values;
 
 use builder::Builder;
-use lexer::lex;
-use tree::TreeParser;
+use include::Includes;
+use tree::parse_tree;
 
 /// The typed result of parsing an nginx.conf subset.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,8 +104,26 @@ pub struct NginxConf {
     /// `map $source $variable { ... }` blocks of the `http` block, in file order.
     pub maps: Vec<Map>,
     /// Non-fatal remarks, each formatted as `FILE:LINE: text`, e.g.
-    /// `nginx.conf:12: ignoring harmless directive 'server_name'`.
+    /// `nginx.conf:12: ignoring harmless directive 'access_log': ringway writes no access log`.
+    /// Every entry of [`NginxConf::ignored`] is one of them.
     pub warnings: Vec<String>,
+    /// What the file asks for that ringway accepts but does not do, in file order (each one
+    /// also has its line in [`NginxConf::warnings`]).
+    pub ignored: Vec<Ignored>,
+}
+
+/// A directive (or a parameter of one) that ringway accepts and ignores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The directive's name, e.g. `access_log` (for a parameter: the directive it is in,
+    /// e.g. `sticky`, and the parameter is named in `reason`).
+    pub directive: String,
+    /// The file it is written in (an included file's path when it comes from an include).
+    pub file: String,
+    /// Its line in that file.
+    pub line: usize,
+    /// Why ignoring it is safe, e.g. `ringway writes no access log`.
+    pub reason: String,
 }
 
 /// Value of `worker_processes`.
@@ -112,6 +151,8 @@ pub struct UpstreamBlock {
     pub keepalive_timeout_ms: Option<u64>,
     /// Line of the `upstream` directive.
     pub line: usize,
+    /// File of the `upstream` directive (an included file's path when it comes from one).
+    pub file: String,
 }
 
 /// A `server ADDR [params];` line inside an upstream.
@@ -132,6 +173,8 @@ pub struct UpstreamServer {
     pub down: bool,
     /// Line of the `server` directive.
     pub line: usize,
+    /// File of the `server` directive (an included file's path when it comes from one).
+    pub file: String,
 }
 
 /// Load-balancing method of an upstream.
@@ -255,6 +298,8 @@ pub struct Map {
     pub default: Option<String>,
     /// Line of the `map` directive.
     pub line: usize,
+    /// File of the `map` directive (an included file's path when it comes from one).
+    pub file: String,
 }
 
 /// A configuration error, pointing at a file and line.
@@ -264,7 +309,8 @@ pub struct Map {
 /// or `FILE: MESSAGE` when `line` is 0 (the file could not be read).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfError {
-    /// The file name as given to [`parse_str`] / [`parse_file`].
+    /// The file the problem is in: the name given to [`parse_str`] / [`parse_file`], or an
+    /// included file's path (as resolved) when the problem is in that file.
     pub file: String,
     /// 1-based line number; 0 when the error is not about a line (e.g. I/O errors).
     pub line: usize,
@@ -284,26 +330,15 @@ impl fmt::Display for ConfError {
 
 impl std::error::Error for ConfError {}
 
-/// Parses nginx.conf text. `file_name` is only used in error and warning messages.
+/// Parses nginx.conf text. `file_name` is only used in error and warning messages. Text has
+/// no directory to resolve paths against, so `include` is refused here; [`parse_file`]
+/// follows it.
 pub fn parse_str(src: &str, file_name: &str) -> Result<NginxConf, ConfError> {
-    let tokens = lex(src, file_name)?;
-    let last_line = src.lines().count().max(1);
-    let mut tree = TreeParser {
-        toks: &tokens,
-        pos: 0,
-        file: file_name,
-        last_line,
-    };
-    let root = tree.block(0, None)?;
-    let mut b = Builder {
-        file: file_name,
-        conf: NginxConf::default(),
-    };
-    b.main_ctx(&root)?;
-    Ok(b.conf)
+    build(src, file_name, &mut Includes::none())
 }
 
-/// Reads and parses an nginx.conf file. Messages name the file as `path` displays.
+/// Reads and parses an nginx.conf file, following its `include` directives. Messages name
+/// the file as `path` displays (an included file as its resolved path displays).
 pub fn parse_file(path: &Path) -> Result<NginxConf, ConfError> {
     let name = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| ConfError {
@@ -311,22 +346,16 @@ pub fn parse_file(path: &Path) -> Result<NginxConf, ConfError> {
         line: 0,
         msg: format!("cannot read configuration file: {e}"),
     })?;
-    match String::from_utf8(bytes) {
-        Ok(src) => parse_str(&src, &name),
-        Err(e) => {
-            let valid = e.utf8_error().valid_up_to();
-            let line = e
-                .as_bytes()
-                .get(..valid)
-                .map_or(0, |b| b.iter().filter(|&&c| c == b'\n').count())
-                + 1;
-            Err(ConfError {
-                file: name,
-                line,
-                msg: "the file is not valid UTF-8".to_string(),
-            })
-        }
-    }
+    let src = include::utf8(bytes, &name)?;
+    build(&src, &name, &mut Includes::for_main(path, &name))
+}
+
+fn build(src: &str, file_name: &str, includes: &mut Includes) -> Result<NginxConf, ConfError> {
+    let file: Rc<str> = Rc::from(file_name);
+    let root = parse_tree(src, &file, 0, includes)?;
+    let mut b = Builder::new(file_name);
+    b.main_ctx(&root)?;
+    Ok(b.conf)
 }
 
 #[cfg(test)]

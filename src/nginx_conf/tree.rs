@@ -1,7 +1,11 @@
 //! The generic directive tree: lexemes → `name args... ;` / `name args... { block }`
-//! directives with their lines; unbalanced braces and missing `;` are caught here.
+//! directives with their file and line; unbalanced braces and missing `;` are caught here,
+//! and `include` directives are replaced by the directives of the files they name.
 
-use super::lexer::{Lexeme, Tok};
+use std::rc::Rc;
+
+use super::include::Includes;
+use super::lexer::{lex, Lexeme, Tok};
 use super::ConfError;
 
 /// Blocks nested deeper than this are rejected (the subset never needs more than 4 levels).
@@ -16,10 +20,20 @@ pub(super) struct Directive {
     arg_lines: Vec<usize>,
     pub(super) block: Option<Vec<Directive>>,
     pub(super) line: usize,
+    /// The file the directive is written in (an included file's name for included ones),
+    /// as messages show it.
+    pub(super) file: Rc<str>,
+    /// Block nesting level in the expanded tree (0: top level), whatever file it is in.
+    pub(super) depth: usize,
 }
 
 impl Directive {
-    fn new(words: Vec<(String, usize)>, block: Option<Vec<Directive>>) -> Directive {
+    fn new(
+        words: Vec<(String, usize)>,
+        block: Option<Vec<Directive>>,
+        file: &Rc<str>,
+        depth: usize,
+    ) -> Directive {
         let mut it = words.into_iter();
         let (name, line) = it.next().unwrap_or_default();
         let (args, arg_lines) = it.unzip();
@@ -29,6 +43,8 @@ impl Directive {
             arg_lines,
             block,
             line,
+            file: Rc::clone(file),
+            depth,
         }
     }
 
@@ -62,12 +78,32 @@ impl Directive {
     }
 }
 
+/// Lexes and parses the text of one file (`file` names it in messages) into directives at
+/// block level `depth` (that of the `include` that brought it in; 0 for the main file).
+pub(super) fn parse_tree(
+    src: &str,
+    file: &Rc<str>,
+    depth: usize,
+    includes: &mut Includes,
+) -> Result<Vec<Directive>, ConfError> {
+    let toks = lex(src, file)?;
+    let mut tree = TreeParser {
+        toks: &toks,
+        pos: 0,
+        file: Rc::clone(file),
+        last_line: src.lines().count().max(1),
+        includes,
+    };
+    tree.block(depth, None)
+}
+
 /// Turns lexemes into the directive tree.
-pub(super) struct TreeParser<'a> {
-    pub(super) toks: &'a [Lexeme],
-    pub(super) pos: usize,
-    pub(super) file: &'a str,
-    pub(super) last_line: usize,
+struct TreeParser<'a> {
+    toks: &'a [Lexeme],
+    pos: usize,
+    file: Rc<str>,
+    last_line: usize,
+    includes: &'a mut Includes,
 }
 
 impl TreeParser<'_> {
@@ -81,7 +117,7 @@ impl TreeParser<'_> {
 
     /// Parses directives until the matching `}` (or end of input at top level).
     /// `opener` is the name and line of the directive that opened this block.
-    pub(super) fn block(
+    fn block(
         &mut self,
         depth: usize,
         opener: Option<(&str, usize)>,
@@ -117,17 +153,29 @@ impl TreeParser<'_> {
                     if words.is_empty() {
                         return Err(self.err(tok.line, "unexpected \";\"".to_string()));
                     }
-                    out.push(Directive::new(std::mem::take(&mut words), None));
+                    let d = Directive::new(std::mem::take(&mut words), None, &self.file, depth);
+                    if d.name == "include" {
+                        out.extend(self.includes.expand(&d)?);
+                    } else {
+                        out.push(d);
+                    }
                 }
                 Tok::Open => {
                     let Some((name, line)) = words.first().cloned() else {
                         return Err(self.err(tok.line, "unexpected \"{\"".to_string()));
                     };
+                    if name == "include" {
+                        return Err(self.err(
+                            line,
+                            "directive \"include\" is not terminated by \";\"".to_string(),
+                        ));
+                    }
                     if depth >= MAX_DEPTH {
                         return Err(self.err(tok.line, "blocks are nested too deeply".to_string()));
                     }
                     let inner = self.block(depth + 1, Some((&name, line)))?;
-                    out.push(Directive::new(std::mem::take(&mut words), Some(inner)));
+                    let words = std::mem::take(&mut words);
+                    out.push(Directive::new(words, Some(inner), &self.file, depth));
                 }
                 Tok::Close => {
                     if let (Some((name, _)), Some((_, last))) = (words.first(), words.last()) {

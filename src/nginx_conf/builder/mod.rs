@@ -1,14 +1,17 @@
 //! The typed builder: directive tree → [`NginxConf`], checking each directive against the
 //! table and merging proxy settings down http → server → location the way nginx does.
-//! The `upstream` and `server` blocks are built in the submodules of those names.
+//! The `upstream`, `server` and `map` blocks are built in the submodules of those names;
+//! `report` holds the error, warning and value helpers (every message names its file).
 
-use super::directives::{spec_for, Args, Ctx, Spec, SUBSET_HINT};
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::directives::{harmless_reason, spec_for, Args, Ctx, Spec, SUBSET_HINT};
 use super::tree::Directive;
-use super::values::{parse_size, parse_time_ms, parse_u64};
-use super::{
-    ConfError, Listen, Location, LocationMatch, Map, NginxConf, ServerBlock, WorkerProcesses,
-};
+use super::{ConfError, Listen, Location, LocationMatch, NginxConf, ServerBlock, WorkerProcesses};
 
+mod map;
+mod report;
 mod server;
 mod upstream;
 
@@ -60,54 +63,39 @@ struct RawServer {
     line: usize,
 }
 
-/// Builds the [`NginxConf`] of one file.
+/// Builds the [`NginxConf`] of one configuration (its main file and what it includes).
 pub(super) struct Builder<'a> {
-    pub(super) file: &'a str,
+    /// The main file's name, for messages about no directive in particular.
+    main_file: &'a str,
+    /// Line and file of the directive checked last and of the blocks around it, outermost
+    /// first (index = nesting level): where `err` and `warn` look a line up.
+    scope: RefCell<Vec<(usize, Rc<str>)>>,
     pub(super) conf: NginxConf,
 }
 
 type Res<T> = Result<T, ConfError>;
 
-impl Builder<'_> {
-    fn err(&self, line: usize, msg: impl Into<String>) -> ConfError {
-        ConfError {
-            file: self.file.to_string(),
-            line,
-            msg: msg.into(),
+impl<'a> Builder<'a> {
+    pub(super) fn new(main_file: &'a str) -> Builder<'a> {
+        Builder {
+            main_file,
+            scope: RefCell::new(Vec::new()),
+            conf: NginxConf::default(),
         }
     }
+}
 
-    fn warn(&mut self, line: usize, msg: &str) {
-        let w = format!("{}:{}: {}", self.file, line, msg);
-        self.conf.warnings.push(w);
-    }
-
-    fn duplicate(&self, d: &Directive) -> ConfError {
-        self.err(d.line, format!("\"{}\" directive is duplicate", d.name))
-    }
-
+impl Builder<'_> {
     /// Checks that `d` is a known directive allowed in `ctx` with the right shape.
     fn check(&self, d: &Directive, ctx: Ctx) -> Res<Spec> {
-        if d.name == "include" {
-            return Err(self.err(
-                d.line,
-                format!(
-                    "\"include {}\" is refused: ringway does not follow includes; \
-                     inline the content of the included file here",
-                    d.args.join(" ")
-                ),
-            ));
-        }
+        self.enter(d);
         let Some(spec) = spec_for(&d.name, ctx) else {
-            return Err(self.err(
-                d.line,
-                format!("unknown directive \"{}\" {SUBSET_HINT}", d.name),
-            ));
+            return Err(self.err_in(d, format!("unknown directive \"{}\" {SUBSET_HINT}", d.name)));
         };
         if !spec.ctxs.contains(&ctx) {
             let allowed: Vec<&str> = spec.ctxs.iter().map(|c| c.describe()).collect();
-            return Err(self.err(
-                d.line,
+            return Err(self.err_in(
+                d,
                 format!(
                     "\"{}\" directive is not allowed in {} (it belongs in {})",
                     d.name,
@@ -117,14 +105,11 @@ impl Builder<'_> {
             ));
         }
         if spec.block && d.block.is_none() {
-            return Err(self.err(
-                d.line,
-                format!("directive \"{}\" has no opening \"{{\"", d.name),
-            ));
+            return Err(self.err_in(d, format!("directive \"{}\" has no opening \"{{\"", d.name)));
         }
         if !spec.block && d.block.is_some() {
-            return Err(self.err(
-                d.line,
+            return Err(self.err_in(
+                d,
                 format!("directive \"{}\" is not terminated by \";\"", d.name),
             ));
         }
@@ -137,8 +122,8 @@ impl Builder<'_> {
         };
         if !ok {
             let hint = d.semicolon_hint();
-            return Err(self.err(
-                d.line,
+            return Err(self.err_in(
+                d,
                 format!(
                     "invalid number of arguments in \"{}\" directive{hint}",
                     d.name
@@ -146,8 +131,8 @@ impl Builder<'_> {
             ));
         }
         if matches!(spec.args, Args::Flag) && !matches!(d.arg(0), "on" | "off") {
-            return Err(self.err(
-                d.line,
+            return Err(self.err_in(
+                d,
                 format!(
                     "invalid value \"{}\" in \"{}\" directive, it must be \"on\" or \"off\"",
                     d.arg(0),
@@ -158,7 +143,8 @@ impl Builder<'_> {
         Ok(spec)
     }
 
-    /// Validates what is cheap to validate in a harmless directive, then warns about it.
+    /// Validates what is cheap to validate in a harmless directive, refuses the forms that
+    /// are not harmless, then warns about it (and records it in [`NginxConf::ignored`]).
     fn harmless(&mut self, d: &Directive) -> Res<()> {
         match d.name.as_str() {
             "client_max_body_size" | "proxy_buffer_size" | "types_hash_max_size" => {
@@ -168,64 +154,33 @@ impl Builder<'_> {
                 self.number(d, d.arg(0))?;
                 self.size(d, d.arg(1))?;
             }
+            "proxy_redirect" if d.args.len() == 2 => {
+                return Err(self.err_in(
+                    d,
+                    format!(
+                        "\"proxy_redirect {} {}\" is refused: ringway does not rewrite \
+                         Location or Refresh headers; have the backend send the public URL, \
+                         or remove the line",
+                        d.arg(0),
+                        d.arg(1)
+                    ),
+                ));
+            }
+            "proxy_redirect" if !matches!(d.arg(0), "off" | "default") => {
+                return Err(self.err_in(
+                    d,
+                    format!(
+                        "invalid value \"{}\" in \"proxy_redirect\" directive \
+                         (off, default, or a REDIRECT REPLACEMENT pair)",
+                        d.arg(0)
+                    ),
+                ));
+            }
             _ => {}
         }
-        self.warn(d.line, &format!("ignoring harmless directive '{}'", d.name));
+        let what = format!("harmless directive '{}'", d.name);
+        self.ignore(d, &what, harmless_reason(&d.name));
         Ok(())
-    }
-
-    fn number(&self, d: &Directive, s: &str) -> Res<u64> {
-        parse_u64(s).ok_or_else(|| {
-            self.err(
-                d.line,
-                format!("invalid number \"{s}\" in \"{}\" directive", d.name),
-            )
-        })
-    }
-
-    /// A number `>= 1` that fits in `T`.
-    fn positive<T: TryFrom<u64>>(&self, d: &Directive, s: &str) -> Res<T> {
-        match parse_u64(s) {
-            Some(n) if n >= 1 => T::try_from(n).map_err(|_| {
-                self.err(
-                    d.line,
-                    format!("number \"{s}\" is too large in \"{}\" directive", d.name),
-                )
-            }),
-            Some(_) => Err(self.err(
-                d.line,
-                format!("\"{}\" must be at least 1, not \"{s}\"", d.name),
-            )),
-            None => Err(self.err(
-                d.line,
-                format!("invalid number \"{s}\" in \"{}\" directive", d.name),
-            )),
-        }
-    }
-
-    fn size(&self, d: &Directive, s: &str) -> Res<u64> {
-        parse_size(s).ok_or_else(|| {
-            self.err(
-                d.line,
-                format!(
-                    "invalid size \"{s}\" in \"{}\" directive (use nginx syntax: 512, 16k, 1m)",
-                    d.name
-                ),
-            )
-        })
-    }
-
-    fn time(&self, d: &Directive, s: &str) -> Res<u64> {
-        parse_time_ms(s).ok_or_else(|| {
-            self.err(
-                d.line,
-                format!(
-                    "invalid time \"{s}\" in \"{}\" directive \
-                     (use nginx syntax: 500ms, 10s, 5m, 1h; a plain number means seconds)",
-                    d.name
-                ),
-            )
-        })
     }
 
     /// Builds from the top-level directives.
@@ -256,13 +211,10 @@ impl Builder<'_> {
                         "process" => true,
                         "thread" => false,
                         other => {
-                            return Err(ConfError {
-                                file: self.file.to_string(),
-                                line: d.line,
-                                msg: format!(
-                                    "ringway_worker_mode \"{other}\": write thread or process"
-                                ),
-                            })
+                            return Err(self.err_in(
+                                d,
+                                format!("ringway_worker_mode \"{other}\": write thread or process"),
+                            ))
                         }
                     });
                 }
@@ -318,11 +270,12 @@ impl Builder<'_> {
                 "map" => {
                     let m = self.map(d)?;
                     if let Some(prev) = self.conf.maps.iter().find(|p| p.variable == m.variable) {
-                        return Err(self.err(
-                            d.line,
+                        return Err(self.err_in(
+                            d,
                             format!(
-                                "variable \"{}\" is already defined by the map on line {}",
-                                m.variable, prev.line
+                                "variable \"{}\" is already defined by the map on {}",
+                                m.variable,
+                                Self::at(d, &prev.file, prev.line)
                             ),
                         ));
                     }
@@ -331,28 +284,33 @@ impl Builder<'_> {
                 "upstream" => {
                     let u = self.upstream(d)?;
                     if let Some(prev) = self.conf.upstreams.iter().find(|p| p.name == u.name) {
-                        return Err(self.err(
-                            d.line,
+                        return Err(self.err_in(
+                            d,
                             format!(
-                                "duplicate upstream \"{}\" (first defined on line {})",
-                                u.name, prev.line
+                                "duplicate upstream \"{}\" (first defined on {})",
+                                u.name,
+                                Self::at(d, &prev.file, prev.line)
                             ),
                         ));
                     }
                     self.conf.upstreams.push(u);
                 }
-                "server" => raw_servers.push(self.server(d)?),
+                "server" => raw_servers.push((self.server(d)?, d)),
                 _ => self.proxy_directive(d, &mut proxy)?,
             }
         }
         // Inherit and resolve now that every upstream (wherever it appears) is known.
-        for rs in raw_servers {
+        for (rs, sd) in raw_servers {
             let mut locations = Vec::with_capacity(rs.locations.len());
             for mut rl in rs.locations {
                 rl.proxy.inherit(&rs.proxy);
                 rl.proxy.inherit(&proxy);
                 let (proxy_pass, pass_uri) = match &rl.proxy.pass {
                     Some((raw, line)) => {
+                        // Messages about it name the proxy_pass line's file.
+                        if let Some(pd) = find(sd, "proxy_pass", *line, raw) {
+                            self.enter(pd);
+                        }
                         let (target, uri) = self.resolve_pass(raw, *line, &rl.path, rl.kind)?;
                         (Some(target), uri)
                     }
@@ -383,55 +341,17 @@ impl Builder<'_> {
         }
         Ok(())
     }
+}
 
-    fn map(&mut self, d: &Directive) -> Res<Map> {
-        let variable = d.arg(1).to_string();
-        if variable.len() < 2 || !variable.starts_with('$') {
-            return Err(self.err(
-                d.line,
-                format!("invalid map variable \"{variable}\" (it must look like $name)"),
-            ));
+/// The directive `name` on `line` with first argument `arg` in `d`'s block (at any depth).
+fn find<'d>(d: &'d Directive, name: &str, line: usize, arg: &str) -> Option<&'d Directive> {
+    d.children().iter().find_map(|c| {
+        if c.name == name && c.line == line && c.arg(0) == arg {
+            Some(c)
+        } else {
+            find(c, name, line, arg)
         }
-        let mut m = Map {
-            source: d.arg(0).to_string(),
-            variable,
-            entries: Vec::new(),
-            default: None,
-            line: d.line,
-        };
-        for e in d.children() {
-            if e.name == "include" {
-                self.check(e, Ctx::Http)?;
-            }
-            if e.block.is_some() {
-                return Err(self.err(e.line, "unexpected \"{\" in map".to_string()));
-            }
-            match (e.name.as_str(), e.args.len()) {
-                ("hostnames" | "volatile", 0) => {
-                    self.warn(e.line, &format!("ignoring map parameter '{}'", e.name));
-                }
-                ("default", 1) => {
-                    if m.default.is_some() {
-                        return Err(self.err(e.line, "duplicate \"default\" in map"));
-                    }
-                    m.default = Some(e.arg(0).to_string());
-                }
-                (key, 1) => {
-                    if m.entries.iter().any(|(k, _)| k == key) {
-                        return Err(self.err(e.line, format!("duplicate map key \"{key}\"")));
-                    }
-                    m.entries.push((key.to_string(), e.arg(0).to_string()));
-                }
-                (key, _) => {
-                    return Err(self.err(
-                        e.line,
-                        format!("invalid map entry \"{key}\": expected \"KEY VALUE;\""),
-                    ))
-                }
-            }
-        }
-        Ok(m)
-    }
+    })
 }
 
 #[cfg(test)]
@@ -458,6 +378,7 @@ mod tests {
                         backup: false,
                         down: false,
                         line: 8,
+                        file: "nginx.conf".into(),
                     },
                     UpstreamServer {
                         addr: "127.0.0.1:9002".into(),
@@ -467,12 +388,14 @@ mod tests {
                         backup: false,
                         down: false,
                         line: 9,
+                        file: "nginx.conf".into(),
                     },
                 ],
                 balance: BalanceDirective::LeastConn,
                 keepalive: Some(32),
                 keepalive_timeout_ms: None,
                 line: 6,
+                file: "nginx.conf".into(),
             }],
             servers: vec![ServerBlock {
                 listen: vec![Listen {
@@ -509,7 +432,9 @@ mod tests {
                 entries: hdr(&[("", "close")]),
                 default: Some("upgrade".into()),
                 line: 5,
+                file: "nginx.conf".into(),
             }],
+            ignored: vec![],
             warnings: vec![],
         };
         assert_eq!(c, expected);

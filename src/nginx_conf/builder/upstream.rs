@@ -1,10 +1,10 @@
 //! `upstream NAME { ... }` blocks: their `server` lines, balancing method and keep-alive.
 
 use super::{Builder, Res};
-use crate::nginx_conf::directives::Ctx;
+use crate::nginx_conf::directives::{Ctx, STICKY_PARAM_REASON};
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
-use crate::nginx_conf::{BalanceDirective, UpstreamBlock, UpstreamServer};
+use crate::nginx_conf::{BalanceDirective, ConfError, UpstreamBlock, UpstreamServer};
 
 impl Builder<'_> {
     pub(super) fn upstream(&mut self, d: &Directive) -> Res<UpstreamBlock> {
@@ -15,6 +15,7 @@ impl Builder<'_> {
             keepalive: None,
             keepalive_timeout_ms: None,
             line: d.line,
+            file: d.file.to_string(),
         };
         let mut balance_line: Option<usize> = None;
         for c in d.children() {
@@ -49,8 +50,8 @@ impl Builder<'_> {
                         None => false,
                         Some("consistent") => true,
                         Some(other) => {
-                            return Err(self.err(
-                                c.line,
+                            return Err(self.err_in(
+                                c,
                                 format!("invalid parameter \"{other}\" in \"hash\" directive"),
                             ))
                         }
@@ -64,8 +65,8 @@ impl Builder<'_> {
                 _ => continue,
             };
             if let Some(prev) = balance_line {
-                return Err(self.err(
-                    c.line,
+                return Err(self.err_in(
+                    c,
                     format!(
                         "\"{}\": upstream \"{}\" already has a load balancing method \
                          (line {prev}); use only one",
@@ -77,20 +78,18 @@ impl Builder<'_> {
             u.balance = balance;
         }
         if u.servers.is_empty() {
-            return Err(self.err(
-                d.line,
-                format!("no servers are inside upstream \"{}\"", u.name),
-            ));
+            return Err(self.err_in(d, format!("no servers are inside upstream \"{}\"", u.name)));
         }
         if matches!(
             u.balance,
             BalanceDirective::IpHash | BalanceDirective::Hash { .. }
         ) {
             if let Some(s) = u.servers.iter().find(|s| s.backup) {
-                return Err(self.err(
-                    s.line,
-                    "\"backup\" cannot be used with ip_hash or hash balancing".to_string(),
-                ));
+                return Err(ConfError {
+                    file: s.file.clone(),
+                    line: s.line,
+                    msg: "\"backup\" cannot be used with ip_hash or hash balancing".to_string(),
+                });
             }
         }
         Ok(u)
@@ -98,8 +97,8 @@ impl Builder<'_> {
 
     fn sticky(&mut self, c: &Directive) -> Res<BalanceDirective> {
         if c.arg(0) != "cookie" {
-            return Err(self.err(
-                c.line,
+            return Err(self.err_in(
+                c,
                 format!(
                     "unsupported sticky method \"{}\": only \"sticky cookie NAME;\" is supported",
                     c.arg(0)
@@ -112,13 +111,11 @@ impl Builder<'_> {
                 .bytes()
                 .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b));
         if !token_ok {
-            return Err(self.err(c.line, format!("invalid cookie name \"{name}\"")));
+            return Err(self.err_in(c, format!("invalid cookie name \"{name}\"")));
         }
         for extra in c.args.iter().skip(2) {
-            self.warn(
-                c.line,
-                &format!("ignoring sticky cookie parameter '{extra}'"),
-            );
+            let what = format!("sticky cookie parameter '{extra}'");
+            self.ignore(c, &what, STICKY_PARAM_REASON);
         }
         Ok(BalanceDirective::StickyCookie {
             name: name.to_string(),
@@ -127,7 +124,7 @@ impl Builder<'_> {
 
     fn upstream_server(&self, c: &Directive) -> Res<UpstreamServer> {
         let addr = parse_host_port(c.arg(0), None, Some(80))
-            .map_err(|e| self.err(c.line, format!("invalid upstream server address {e}")))?;
+            .map_err(|e| self.err_in(c, format!("invalid upstream server address {e}")))?;
         let mut s = UpstreamServer {
             addr,
             weight: 1,
@@ -136,6 +133,7 @@ impl Builder<'_> {
             backup: false,
             down: false,
             line: c.line,
+            file: c.file.to_string(),
         };
         for p in c.args.iter().skip(1) {
             if p == "backup" {
@@ -147,13 +145,13 @@ impl Builder<'_> {
             } else if let Some(v) = p.strip_prefix("max_fails=") {
                 let n = self.number(c, v)?;
                 s.max_fails = Some(u32::try_from(n).map_err(|_| {
-                    self.err(c.line, format!("max_fails value \"{v}\" is too large"))
+                    self.err_in(c, format!("max_fails value \"{v}\" is too large"))
                 })?);
             } else if let Some(v) = p.strip_prefix("fail_timeout=") {
                 s.fail_timeout_ms = Some(self.time(c, v)?);
             } else {
-                return Err(self.err(
-                    c.line,
+                return Err(self.err_in(
+                    c,
                     format!(
                         "invalid parameter \"{p}\" in upstream \"server\" (supported: weight=, \
                          max_fails=, fail_timeout=, backup, down){}",
@@ -192,7 +190,14 @@ mod tests {
             ok("http {\nupstream u {\nsticky cookie srv_id expires=1h;\nserver 1.2.3.4:5;\n}\n}");
         assert_eq!(
             c.warnings,
-            vec!["nginx.conf:3: ignoring sticky cookie parameter 'expires=1h'"]
+            vec![format!(
+                "nginx.conf:3: ignoring sticky cookie parameter 'expires=1h': {}",
+                crate::nginx_conf::directives::STICKY_PARAM_REASON
+            )]
+        );
+        assert_eq!(
+            (c.ignored.len(), c.ignored[0].directive.as_str()),
+            (1, "sticky")
         );
         err_at(
             "http {\nupstream u {\nhash $remote_addr ketama;\nserver 1.2.3.4:5;\n}\n}",
