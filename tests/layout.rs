@@ -74,7 +74,12 @@ fn no_import_circle_between_top_level_modules() {
         if m == "lib" || m == "main" {
             continue;
         }
-        let code = code_of(&text);
+        // Code lines only: a doc comment may name another module without using it.
+        let code: String = code_of(&text)
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
         for (i, _) in code.match_indices("crate::") {
             let rest = &code[i + "crate::".len()..];
             let name: String = rest
