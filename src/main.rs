@@ -1,7 +1,7 @@
 //! The `ringway` command: flags → config, budget line, workers, signals, exit codes.
 //!
 //! Exit status: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start (message says why),
-//! 2 for bad flags.
+//! 2 for bad flags. SIGHUP is logged and ignored: there is no reload.
 
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
@@ -13,6 +13,11 @@ use ringway::config::{Cli, Config};
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
+    // SIGHUP (a closed terminal, a `systemctl kill -s HUP`, a reload habit) must never stop
+    // the proxy: block it before anything else so it can only be waited for, and logged.
+    let mut hup = SigSet::empty();
+    hup.add(Signal::SIGHUP);
+    let _ = hup.thread_block();
     // `ringway explain [flags]`: the same flags as a run, plus --tunnels N.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let explain_only = args.get(1).is_some_and(|a| a == "explain");
@@ -80,6 +85,7 @@ fn main() {
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGUSR1);
+    set.add(Signal::SIGHUP);
     if let Err(e) = set.thread_block() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
@@ -142,6 +148,7 @@ fn main() {
     loop {
         match set.wait() {
             Ok(Signal::SIGUSR1) => eprint!("{}", server.stats().render()),
+            Ok(Signal::SIGHUP) => eprintln!("{}", ringway::master::SIGHUP_IGNORED),
             Ok(sig) => {
                 eprintln!("ringway: {sig}: stopping");
                 break;
@@ -191,8 +198,9 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    // SIGUSR1 is the master's to answer; anything else stops this worker.
-    while let Ok(Signal::SIGUSR1) = set.wait() {}
+    // SIGUSR1 is the master's to answer, and SIGHUP is ignored (the master logs it once;
+    // a hangup reaches every process of the group); anything else stops this worker.
+    while let Ok(Signal::SIGUSR1 | Signal::SIGHUP) = set.wait() {}
     match server.stop() {
         Ok(()) => std::process::exit(0),
         Err(e) => {

@@ -10,8 +10,9 @@
 //! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
 //!
 //! The master forwards SIGTERM/SIGINT, prints aggregated stats on SIGUSR1 and at exit,
-//! and restarts a worker that dies (logging how it died) after zeroing that worker's
-//! counters: its connections died with it, the others' tunnels are untouched.
+//! logs and ignores SIGHUP (there is no reload; the workers ignore it too), and restarts
+//! a worker that dies (logging how it died) after zeroing that worker's counters: its
+//! connections died with it, the others' tunnels are untouched.
 
 use crate::config::Config;
 use crate::listener;
@@ -30,6 +31,9 @@ use std::time::{Duration, Instant};
 
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
+
+/// What the master (and a thread-mode `ringway`) logs for SIGHUP, which it ignores.
+pub const SIGHUP_IGNORED: &str = "ringway: SIGHUP: reload is not supported yet; ignored";
 
 /// Parse the inherited descriptors of a worker process, if this is one.
 /// Format: `index;listener;shm;inbox;tx0,tx1,...` (`-1` for the worker's own entry).
@@ -72,7 +76,7 @@ struct WorkerProc {
 }
 
 /// Run the master until SIGINT/SIGTERM; returns the exit status. `set` holds the blocked
-/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1); SIGCHLD is added here.
+/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1, SIGHUP); SIGCHLD is added here.
 pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Result<i32> {
     let w = cfg.workers;
     let (counters, shm) = Counters::memfd(w, cfg.upstreams.len())?;
@@ -147,6 +151,7 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
         let sig = set.wait().map_err(io::Error::from)?;
         match sig {
             Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render()),
+            Signal::SIGHUP => eprintln!("{SIGHUP_IGNORED}"),
             Signal::SIGCHLD => {
                 for (i, p) in procs.iter_mut().enumerate() {
                     let Some(child) = p.child.as_mut() else {
