@@ -14,7 +14,7 @@
 //! a worker that dies (logging how it died) after zeroing that worker's counters: its
 //! connections died with it, the others' tunnels are untouched.
 
-use crate::config::Config;
+use crate::config::{AsFlag, Config};
 use crate::listener;
 use crate::server::ChildSetup;
 use crate::shm::Counters;
@@ -140,11 +140,11 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
         );
     }
     println!(
-        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
+        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
         std::process::id(),
-        cfg.tunnel,
-        cfg.balance,
-        cfg.at_limit,
+        cfg.tunnel.as_flag(),
+        cfg.balance.as_flag(),
+        cfg.at_limit.as_flag(),
         cfg.upstreams.len()
     );
     loop {
