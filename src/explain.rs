@@ -1,6 +1,6 @@
 //! `ringway explain`: every limit between a configuration and N tunnels, which one binds
-//! first, and — when N does not fit — one plan: the smallest set of changes that reaches N
-//! (`plan.rs`), checked by running the same arithmetic again on the changed configuration.
+//! first, and — when N does not fit — one plan: the smallest set of changes that reaches
+//! N (`explain/plan.rs`), checked by the same arithmetic on the changed configuration.
 //!
 //! The arithmetic is pure ([`explain`] takes an [`Env`] read from the machine or crafted by
 //! a test); [`Env::read`] reads the machine. Figures per tunnel: two proxy sockets (two
