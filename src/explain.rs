@@ -399,6 +399,23 @@ mod tests {
         );
     }
 
+    /// Process mode must not leave a worker more slots than its own fd table backs.
+    #[test]
+    fn process_mode_caps_worker_connections_at_the_fd_table() {
+        let mut e = env();
+        e.nofile_soft = 20_000;
+        e.nofile_hard = 20_000;
+        let r = explain(&cfg(2, 19_990, 1), &e, 19_988);
+        let text = r.render();
+        let p = r.plan.as_ref().expect("a plan");
+        assert!(p.reaches(), "{text}");
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.change.as_str()).collect();
+        assert_eq!(steps.len(), 2, "{text}");
+        assert!(steps[0].contains("at least 3 worker processes"), "{text}");
+        // (20,000 − 168) / 2 = 9,916 tunnels per process: 2 × 9,916 + 2 slots.
+        assert!(steps[1].contains("--worker-connections 19834"), "{text}");
+    }
+
     #[test]
     fn memory_makes_a_target_unreachable() {
         let mut e = env();

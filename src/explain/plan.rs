@@ -6,8 +6,9 @@
 //!
 //! Order and choices, smallest first: descriptors per process (raise the hard limit where
 //! this process may, else one process per worker: the fewest that hold N), then slots
-//! (`worker_connections` for each worker's share, the worker count kept), then the
-//! machine-wide file limit, then upstream source addresses, then memory.
+//! (`worker_connections` for each worker's share, the worker count kept; in process mode
+//! no more than one process's descriptors back), then the machine-wide file limit, then
+//! upstream source addresses, then memory.
 
 use super::{ceil_div, fd_overhead, group, limits, port_count, Env, Report, BYTES_PER_TUNNEL};
 use crate::budget;
@@ -112,6 +113,9 @@ pub(super) fn plan(cfg: &Config, env: &Env, n: u64) -> Plan {
     let mut steps = Vec::new();
     let mut blocked = Vec::new();
     let reserve = cfg.reserve_503 as u64;
+    // In process mode, the most slots one worker's descriptor table can back: more, and a
+    // full table fails accepts (EMFILE) before the slots are full and siblings take over.
+    let mut wc_cap = None;
 
     // 1. Descriptors per process.
     let procs = if c.process_mode { c.workers as u64 } else { 1 };
@@ -175,6 +179,7 @@ pub(super) fn plan(cfg: &Config, env: &Env, n: u64) -> Plan {
                 });
                 c.process_mode = true;
                 c.workers = w as usize;
+                wc_cap = Some(per_proc * budget::PER_CLIENT as u64 + budget::RESERVED as u64);
             }
         }
     }
@@ -202,6 +207,18 @@ pub(super) fn plan(cfg: &Config, env: &Env, n: u64) -> Plan {
             ),
         });
         c.worker_connections = need_wc as usize;
+    } else if let Some(cap) = wc_cap.filter(|&cap| c.worker_connections as u64 > cap) {
+        steps.push(Step {
+            change: format!(
+                "set worker_connections to {} (--worker-connections {cap})",
+                group(cap)
+            ),
+            why: format!(
+                "what one process's {} descriptors back: a full worker then hands clients to a sibling instead of failing accepts (EMFILE) with slots still free",
+                group(e.nofile_hard)
+            ),
+        });
+        c.worker_connections = cap as usize;
     }
 
     // 3. The machine's open files.
