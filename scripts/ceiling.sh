@@ -421,3 +421,4 @@ write_meta $(((t_end - t_start) / 1000))
 log "writing summary.md and plots (target/release/ceiling_report $RUN)"
 "$BIN/ceiling_report" "$RUN" || die "ceiling_report failed; rerun: target/release/ceiling_report $RUN"
 log "done in $(((t_end - t_start) / 1000))s: $RUN/summary.md"
+results_advice "$RUN" "$root"

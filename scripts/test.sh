@@ -16,10 +16,43 @@ if ! command -v nginx >/dev/null 2>&1 && [ -x scripts/compare.sh ]; then
     fi
 fi
 
+# What this run makes in /tmp goes when it ends; a failed smoke run's folder is kept (and
+# named) for its logs.
 log=$(mktemp /tmp/ringway-test.XXXXXX)
-trap 'rm -f "$log"' EXIT
+smoke="" prefix=""
+cleanup() {
+    local rc=$?
+    rm -f "$log"
+    [[ -z $prefix ]] || rm -rf "$prefix"
+    if [[ -n $smoke ]]; then
+        if ((rc == 0)); then
+            rm -rf "$smoke"
+        else
+            echo "test.sh: kept $smoke (the smoke run's logs) for this failure" >&2
+        fi
+    fi
+}
+trap cleanup EXIT
 cargo test --workspace --all-targets 2>&1 | tee "$log"
 cargo build --release -p ringway
+
+# scripts/install.sh into a temporary prefix and out again: the installed binary tests the
+# installed config, the unit names both, and --uninstall leaves the prefix empty.
+prefix=$(mktemp -d /tmp/ringway-install.XXXXXX)
+scripts/install.sh --no-build --prefix "$prefix"
+"$prefix/bin/ringway" -t -c "$prefix/etc/ringway/nginx.conf" >/dev/null
+grep -qx "ExecStart=$prefix/bin/ringway -c $prefix/etc/ringway/nginx.conf" \
+    "$prefix/lib/systemd/system/ringway.service" ||
+    { echo "test.sh: the installed unit does not run $prefix/bin/ringway -c $prefix/etc/ringway/nginx.conf" >&2; exit 1; }
+scripts/install.sh --uninstall --prefix "$prefix"
+if [[ -n $(ls -A "$prefix") ]]; then
+    echo "test.sh: --uninstall left files under $prefix:" >&2
+    find "$prefix" >&2
+    exit 1
+fi
+rmdir "$prefix"
+prefix=""
+echo "test.sh: install.sh into a temporary prefix and --uninstall: ok"
 
 # The seed's cluster: 4 socket.io nodes + Redis behind ringway with cookie stickiness,
 # 100 real socket.io clients in each transport mode; without stickiness it must fail.
@@ -27,7 +60,9 @@ scripts/socketio-test.sh --no-build
 
 if [ -x scripts/compare.sh ]; then
     # Every step of the side-by-side comparison, at tiny sizes (< 60 s).
-    scripts/compare.sh --smoke --out "$(mktemp -d /tmp/ringway-smoke.XXXXXX)"
+    # Its folder is removed on exit (trap above): a smoke run backs no README figure.
+    smoke=$(mktemp -d /tmp/ringway-smoke.XXXXXX)
+    scripts/compare.sh --smoke --out "$smoke"
 fi
 
 # One closing line for the whole run (cargo's per-binary lines are above).

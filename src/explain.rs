@@ -1,5 +1,6 @@
 //! `ringway explain`: every limit between a configuration and N tunnels, which one binds
-//! first, and how to lift each.
+//! first, and — when N does not fit — one plan: the smallest set of changes that reaches
+//! N (`explain/plan.rs`), checked by the same arithmetic on the changed configuration.
 //!
 //! The arithmetic is pure ([`explain`] takes an [`Env`] read from the machine or crafted by
 //! a test); [`Env::read`] reads the machine. Figures per tunnel: two proxy sockets (two
@@ -7,8 +8,12 @@
 //! ephemeral port, and ringway's own per-tunnel state.
 
 use crate::budget;
-use crate::config::Config;
+use crate::config::{AsFlag, Config, WorkerMode};
 use std::fmt::Write as _;
+
+mod plan;
+
+pub use plan::{Plan, Step};
 
 /// Kernel memory per TCP socket, everything counted (measured here: ≈ 5 KB).
 pub const KERNEL_BYTES_PER_SOCKET: u64 = 5 * 1024;
@@ -83,8 +88,6 @@ pub struct Row {
     pub allows: u64,
     /// What there is vs what N tunnels need, in plain words.
     pub detail: String,
-    /// How to lift it.
-    pub fix: String,
 }
 
 /// The whole answer.
@@ -94,8 +97,10 @@ pub struct Report {
     pub tunnels: u64,
     /// Configuration summary.
     pub header: String,
-    /// Every limit.
+    /// Every limit, as configured.
     pub rows: Vec<Row>,
+    /// When the target does not fit: the changes that reach it (or what stops it).
+    pub plan: Option<Plan>,
 }
 
 impl Report {
@@ -104,7 +109,7 @@ impl Report {
         self.rows.iter().min_by_key(|r| r.allows).expect("rows")
     }
 
-    /// Whether `tunnels` fit under every limit.
+    /// Whether `tunnels` fit under every limit as configured.
     pub fn fits(&self) -> bool {
         self.binding().allows >= self.tunnels
     }
@@ -125,41 +130,42 @@ impl Report {
             "limit", "allows"
         );
         for r in &self.rows {
-            let allows = if r.allows == u64::MAX {
-                "no limit".to_string()
-            } else {
-                group(r.allows)
-            };
             let mark = if r.allows < self.tunnels {
                 "SHORT"
             } else {
                 "ok"
             };
-            let _ = writeln!(s, "  {:<22} {:>14}  [{mark}] {}", r.name, allows, r.detail);
-            if r.allows < self.tunnels {
-                let _ = writeln!(s, "  {:<22} {:>14}  fix: {}", "", "", r.fix);
-            }
+            let _ = writeln!(
+                s,
+                "  {:<22} {:>14}  [{mark}] {}",
+                r.name,
+                allows(r.allows),
+                r.detail
+            );
         }
         let b = self.binding();
         let _ = writeln!(s);
-        if self.fits() {
-            let _ = writeln!(
-                s,
-                "  → {} tunnels fit. The first limit to bind beyond that: {} ({} tunnels).",
-                group(self.tunnels),
-                b.name,
-                group(b.allows)
-            );
-        } else {
-            let _ = writeln!(
-                s,
-                "  → binds first: {} at {} tunnels. {}",
-                b.name,
-                group(b.allows),
-                b.fix
-            );
+        match &self.plan {
+            None => {
+                let _ = writeln!(
+                    s,
+                    "  → {} tunnels fit. The first limit to bind beyond that: {} ({} tunnels).",
+                    group(self.tunnels),
+                    b.name,
+                    group(b.allows)
+                );
+            }
+            Some(p) => p.render(self, &mut s),
         }
         s
+    }
+}
+
+fn allows(n: u64) -> String {
+    if n == u64::MAX {
+        "no limit".to_string()
+    } else {
+        group(n)
     }
 }
 
@@ -180,8 +186,31 @@ fn ceil_div(a: u64, b: u64) -> u64 {
     a.div_ceil(b.max(1))
 }
 
-/// Work out every limit for `tunnels` tunnels under `cfg` on `env`.
+/// Descriptors one process keeps besides its tunnels' sockets, for `workers` workers in it.
+fn fd_overhead(workers_in_process: u64, reserve_503: u64) -> u64 {
+    workers_in_process * (FD_OVERHEAD_PER_WORKER + reserve_503) + 16
+}
+
+/// Ephemeral ports in the local range.
+fn port_count(env: &Env) -> u64 {
+    (env.port_range.1.saturating_sub(env.port_range.0) + 1) as u64
+}
+
+/// Memory one tunnel costs the proxy's box (its two sockets and ringway's state).
+const BYTES_PER_TUNNEL: u64 = 2 * KERNEL_BYTES_PER_SOCKET + RINGWAY_BYTES_PER_TUNNEL;
+
+/// Work out every limit for `tunnels` tunnels under `cfg` on `env`, and when they do not
+/// all fit, the plan that reaches `tunnels`.
 pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
+    let mut r = limits(cfg, env, tunnels);
+    if !r.fits() {
+        r.plan = Some(plan::plan(cfg, env, tunnels));
+    }
+    r
+}
+
+/// Every limit for `tunnels` under `cfg` on `env`, as configured (no plan).
+fn limits(cfg: &Config, env: &Env, tunnels: u64) -> Report {
     let w = cfg.workers as u64;
     let wc = cfg.worker_connections as u64;
     let per = budget::clients_per_worker(cfg.worker_connections) as u64;
@@ -190,7 +219,6 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
     let mut rows = Vec::new();
 
     // 1. Slots.
-    let need_wc = ceil_div(tunnels, w) * 2 + budget::RESERVED as u64;
     rows.push(Row {
         name: "slots",
         allows: w * per,
@@ -198,59 +226,32 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
             "{w} worker(s) × ({wc} worker_connections − 2 reserved) / 2 per tunnel = {}",
             group(w * per)
         ),
-        fix: format!(
-            "set worker_connections to {} (or more workers)",
-            group(need_wc)
-        ),
     });
 
     // 2. Descriptors per process: threads share one table; in process mode each worker
-    //    process has its own.
+    //    process has its own. ringway raises its soft limit to the hard one; the hard one
+    //    is what it gets.
     let procs = if cfg.process_mode { w } else { 1 };
-    let per_proc_overhead = (w / procs) * (FD_OVERHEAD_PER_WORKER + cfg.reserve_503 as u64) + 16;
-    let fd_cap = if env.can_raise_hard {
-        env.nr_open
-    } else {
-        env.nofile_hard
-    };
-    let need_fds = ceil_div(tunnels, procs) * 2 + per_proc_overhead;
-    let fd_allows = procs * (fd_cap.saturating_sub(per_proc_overhead) / 2);
-    let per_worker_proc =
-        fd_cap.saturating_sub(FD_OVERHEAD_PER_WORKER + cfg.reserve_503 as u64 + 16) / 2;
-    let procs_needed = ceil_div(tunnels, per_worker_proc.max(1));
+    let overhead = fd_overhead(w / procs, cfg.reserve_503 as u64);
+    let need_fds = ceil_div(tunnels, procs) * 2 + overhead;
     rows.push(Row {
         name: "RLIMIT_NOFILE",
-        allows: fd_allows,
+        allows: procs * (env.nofile_hard.saturating_sub(overhead) / 2),
         detail: format!(
             "soft {} / hard {}{} (ringway raises soft to hard); {} tunnels need {} fds in each of {procs} process(es)",
             group(env.nofile_soft),
             group(env.nofile_hard),
-            if env.can_raise_hard { ", raisable" } else { ", not raisable here (no CAP_SYS_RESOURCE)" },
+            if env.can_raise_hard { ", raisable (CAP_SYS_RESOURCE)" } else { ", not raisable here (no CAP_SYS_RESOURCE)" },
             group(tunnels),
             group(need_fds)
         ),
-        fix: if env.can_raise_hard {
-            format!(
-                "raise the hard limit to {} (systemd LimitNOFILE=, limits.conf, as root)",
-                group(need_fds)
-            )
-        } else {
-            format!(
-                "the hard limit cannot be raised here: run --worker-mode process with at least {procs_needed} worker processes (each gets its own {}-fd table), or raise the limit as root (LimitNOFILE=)",
-                group(fd_cap)
-            )
-        },
     });
 
     // 3. fs.nr_open caps any hard limit.
     rows.push(Row {
         name: "fs.nr_open",
-        allows: procs * (env.nr_open.saturating_sub(per_proc_overhead) / 2),
+        allows: procs * (env.nr_open.saturating_sub(overhead) / 2),
         detail: format!("{} fds per process at most", group(env.nr_open)),
-        fix: format!(
-            "sysctl fs.nr_open={} (tuning/apply.sh)",
-            group(need_fds).replace(',', "")
-        ),
     });
 
     // 4. fs.file-max: the whole machine (proxy sockets only).
@@ -261,24 +262,17 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
             "{} open files machine-wide; the proxy alone needs 2 per tunnel (clients and backends on this box need 2 more)",
             group(env.file_max)
         ),
-        fix: format!("sysctl fs.file-max={}", tunnels * 4 + 65536),
     });
 
     // 5. Ephemeral ports toward each backend.
-    let ports = (env.port_range.1.saturating_sub(env.port_range.0) + 1) as u64;
-    let per_backend = ceil_div(tunnels, backends);
+    let ports = port_count(env);
     rows.push(Row {
         name: "upstream ports",
         allows: ports * srcs * backends,
         detail: format!(
             "{} ephemeral ports × {srcs} source address(es) × {backends} backend(s); {} tunnels per backend",
             group(ports),
-            group(per_backend)
-        ),
-        fix: format!(
-            "--upstream-bind with {} source addresses (e.g. 127.0.0.2-127.0.0.{}), or widen net.ipv4.ip_local_port_range",
-            ceil_div(per_backend, ports),
-            1 + ceil_div(per_backend, ports).min(254)
+            group(ceil_div(tunnels, backends))
         ),
     });
 
@@ -294,32 +288,34 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
             group(backlog),
             if env.somaxconn < cfg.backlog as u64 { " (raise somaxconn: tuning/apply.sh)" } else { "" }
         ),
-        fix: String::new(),
     });
 
+    let mode = if cfg.process_mode {
+        WorkerMode::Process
+    } else {
+        WorkerMode::Thread
+    };
     // 7. Memory.
-    let per_tunnel = 2 * KERNEL_BYTES_PER_SOCKET + RINGWAY_BYTES_PER_TUNNEL;
     rows.push(Row {
         name: "memory (MemFree)",
-        allows: env.mem_free / per_tunnel,
+        allows: env.mem_free / BYTES_PER_TUNNEL,
         detail: format!(
             "{} MiB free; a tunnel costs ≈ {} KB here (2 kernel sockets ≈ 10 KB + ringway ≈ 0.5 KB); clients and backends on the same box cost more",
             env.mem_free >> 20,
-            per_tunnel / 1024
-        ),
-        fix: format!(
-            "{} MiB of free memory are needed (more if clients or backends share the box)",
-            (tunnels * per_tunnel) >> 20
+            BYTES_PER_TUNNEL / 1024
         ),
     });
 
     Report {
         tunnels,
         header: format!(
-            "config: {w} worker {} × {wc} worker_connections, {backends} backend(s), {srcs} upstream source address(es)",
-            if cfg.process_mode { "process(es), each with its own fd table" } else { "thread(s) in one process" }
+            "config: {w} worker(s) × {wc} worker_connections, worker-mode {} ({}), tunnel {}, {backends} backend(s), {srcs} upstream source address(es)",
+            mode.as_flag(),
+            if cfg.process_mode { "a process per worker, each with its own fd table" } else { "threads of one process, one fd table" },
+            cfg.tunnel.as_flag()
         ),
         rows,
+        plan: None,
     }
 }
 
@@ -356,6 +352,107 @@ mod tests {
         assert_eq!(r.binding().name, "slots");
         assert_eq!(r.binding().allows, 511);
         assert!(r.render().contains("set worker_connections to 20,002"));
+        // The smallest plan: only the slots were short, so only they change.
+        let p = r.plan.as_ref().expect("a plan");
+        assert_eq!(p.steps.len(), 1, "{}", r.render());
+        assert!(p.reaches());
+    }
+
+    /// The seed's 1 × 1024 on a box like this project's (20,000 fds, not raisable):
+    /// one plan whose steps size each other, and which the same arithmetic then passes.
+    #[test]
+    fn a_million_gets_one_consistent_plan() {
+        let mut e = env();
+        e.nofile_soft = 20_000;
+        e.nofile_hard = 20_000;
+        e.port_range = (32768, 60999);
+        let r = explain(&cfg(1, 1024, 4), &e, 1_000_000);
+        let text = r.render();
+        assert!(!r.fits());
+        let p = r.plan.as_ref().expect("a plan");
+        assert!(p.reaches(), "{text}");
+        assert!(p.after.fits(), "{text}");
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.change.as_str()).collect();
+        assert_eq!(steps.len(), 3, "{text}");
+        assert!(
+            steps[0].contains("--worker-mode process with at least 101 worker processes")
+                && steps[0].contains("--worker-processes 101"),
+            "{text}"
+        );
+        // 1,000,000 / 101 workers = 9,901 tunnels each: 2 × 9,901 + 2 slots.
+        assert!(steps[1].contains("--worker-connections 19804"), "{text}");
+        assert!(
+            steps[2].contains("--upstream-bind 127.0.0.2-127.0.0.10"),
+            "{text}"
+        );
+        // Not the old contradiction: one worker with 2,000,002 slots and 101 processes.
+        assert!(!text.contains("2,000,002"), "{text}");
+        assert_eq!(text.matches("plan:").count(), 1, "{text}");
+        assert!(text.contains("every limit fits 1,000,000 tunnels with these changes"));
+        let verdicts: Vec<&str> = text
+            .lines()
+            .filter(|l| l.trim_start().starts_with('→'))
+            .collect();
+        assert!(
+            verdicts[0].contains("do not fit as configured: slots binds first, at 511"),
+            "{text}"
+        );
+    }
+
+    /// Process mode must not leave a worker more slots than its own fd table backs.
+    #[test]
+    fn process_mode_caps_worker_connections_at_the_fd_table() {
+        let mut e = env();
+        e.nofile_soft = 20_000;
+        e.nofile_hard = 20_000;
+        let r = explain(&cfg(2, 19_990, 1), &e, 19_988);
+        let text = r.render();
+        let p = r.plan.as_ref().expect("a plan");
+        assert!(p.reaches(), "{text}");
+        let steps: Vec<&str> = p.steps.iter().map(|s| s.change.as_str()).collect();
+        assert_eq!(steps.len(), 2, "{text}");
+        assert!(steps[0].contains("at least 3 worker processes"), "{text}");
+        // (20,000 − 168) / 2 = 9,916 tunnels per process: 2 × 9,916 + 2 slots.
+        assert!(steps[1].contains("--worker-connections 19834"), "{text}");
+    }
+
+    #[test]
+    fn memory_makes_a_target_unreachable() {
+        let mut e = env();
+        e.mem_free = 4 << 30;
+        let r = explain(&cfg(1, 1024, 4), &e, 1_000_000);
+        let p = r.plan.as_ref().expect("a plan");
+        assert!(!p.reaches());
+        assert!(
+            p.blocked.iter().any(|b| b.starts_with("memory")),
+            "{:?}",
+            p.blocked
+        );
+        assert!(r.render().contains("not reachable on this machine"));
+    }
+
+    #[test]
+    fn a_raisable_hard_limit_keeps_one_process() {
+        let mut e = env();
+        e.nofile_soft = 20_000;
+        e.nofile_hard = 20_000;
+        e.can_raise_hard = true;
+        let r = explain(&cfg(1, 1024, 4), &e, 1_000_000);
+        let text = r.render();
+        let p = r.plan.as_ref().expect("a plan");
+        assert!(p.reaches(), "{text}");
+        assert!(!text.contains("--worker-mode process"), "{text}");
+        assert!(text.contains("sysctl fs.nr_open=2000168"), "{text}");
+        assert!(text.contains("LimitNOFILE=2000168"), "{text}");
+        assert!(text.contains("--worker-connections 2000002"), "{text}");
+    }
+
+    #[test]
+    fn what_fits_has_no_plan() {
+        let r = explain(&cfg(1, 1024, 4), &env(), 511);
+        assert!(r.fits());
+        assert!(r.plan.is_none());
+        assert!(!r.render().contains("plan:"));
     }
 
     #[test]

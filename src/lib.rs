@@ -21,6 +21,7 @@
 //! | backends, balancing | [`upstream`] |
 //! | FNV-1a hashing (hash keys, ring, backend ids) | [`hash`] |
 //! | counters | [`stats`], [`shm`] |
+//! | log lines (nginx's error-log shape) | [`log`] |
 //! | raw syscalls | [`sys`] |
 //! | start/stop API | [`server`] |
 //! | process mode: master, restarts | [`master`] |
@@ -36,6 +37,7 @@ pub mod explain;
 pub mod hash;
 pub mod http;
 pub mod listener;
+pub mod log;
 pub mod master;
 pub mod nginx_conf;
 pub mod relay;

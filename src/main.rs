@@ -1,26 +1,79 @@
 //! The `ringway` command: flags → config, budget line, workers, signals, exit codes.
 //!
 //! Exit status: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start (message says why),
-//! 2 for bad flags.
+//! 2 for bad flags (one line and a pointer to `--help`). `explain`: 0 when the tunnels fit
+//! as configured, 1 when they do not. SIGHUP is logged and ignored: there is no reload.
 
+use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use mimalloc::MiMalloc;
 use nix::sys::signal::{SigSet, Signal};
-use ringway::config::{Cli, Config};
+use ringway::config::{AsFlag, Cli, Config};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
 
+/// What bare `ringway` (or one without a backend) says.
+const NOTHING_TO_PROXY: &str = "error: nothing to proxy: give --upstream HOST:PORT (e.g. --upstream 127.0.0.1:9001) or -c FILE (an nginx.conf); see ringway --help";
+
+/// A clap error as one line for a person (what is wrong, clap's tips and possible values
+/// on the same line), then where to read more: never clap's usage block.
+fn one_line(e: &clap::Error) -> String {
+    if e.kind() == ErrorKind::MissingRequiredArgument {
+        return NOTHING_TO_PROXY.to_string();
+    }
+    let text = e.render().to_string();
+    let mut line = String::new();
+    for l in text.lines().map(str::trim) {
+        if l.starts_with("Usage:") || l.starts_with("For more information") {
+            break;
+        }
+        // Tips about `--` concern positional arguments, which ringway has none of.
+        if l.is_empty() || l.contains("to pass '") {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        if l.starts_with("tip:") {
+            line.push_str(&format!("({l})"));
+        } else {
+            line.push_str(l);
+        }
+    }
+    format!("{line}; see ringway --help")
+}
+
 fn main() {
+    // SIGHUP (a closed terminal, a `systemctl kill -s HUP`, a reload habit) must never stop
+    // the proxy: block it before anything else so it can only be waited for, and logged.
+    let mut hup = SigSet::empty();
+    hup.add(Signal::SIGHUP);
+    let _ = hup.thread_block();
     // `ringway explain [flags]`: the same flags as a run, plus --tunnels N.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let explain_only = args.get(1).is_some_and(|a| a == "explain");
     if explain_only {
         args.remove(1);
     }
-    let matches = Cli::command().get_matches_from(args);
-    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    if args.len() <= 1 {
+        eprintln!("{NOTHING_TO_PROXY}");
+        std::process::exit(2);
+    }
+    let matches = match Cli::command().try_get_matches_from(args) {
+        Ok(m) => m,
+        // --help and --version print and exit 0, as clap does.
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            eprintln!("{}", one_line(&e));
+            std::process::exit(2);
+        }
+    };
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| {
+        eprintln!("{}", one_line(&e));
+        std::process::exit(2);
+    });
     let test_only = cli.test_config;
     let tunnels = cli.tunnels;
     let file = cli.config.clone();
@@ -49,23 +102,18 @@ fn main() {
             "{}",
             ringway::budget::describe(cfg.workers, cfg.worker_connections)
         );
-        print!(
-            "{}",
-            ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target).render()
-        );
-    }
-    if explain_only {
-        return;
+        let report = ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target);
+        print!("{}", report.render());
+        if explain_only {
+            // 1: the tunnels do not fit as configured (the plan above says what would).
+            let _ = std::io::Write::flush(&mut std::io::stdout());
+            std::process::exit(if report.fits() { 0 } else { 1 });
+        }
     }
     if test_only {
-        println!(
-            "ringway: listen {}, {} upstream(s) {:?}, balance {:?}, proxy_read_timeout {:?}",
-            cfg.listen,
-            cfg.upstreams.len(),
-            cfg.upstreams,
-            cfg.balance,
-            cfg.read_timeout
-        );
+        for line in ringway::config::settings(&cfg) {
+            println!("{line}");
+        }
         match file {
             Some(f) => println!(
                 "ringway: the configuration file {} test is successful",
@@ -80,6 +128,7 @@ fn main() {
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGUSR1);
+    set.add(Signal::SIGHUP);
     if let Err(e) = set.thread_block() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
@@ -131,17 +180,23 @@ fn main() {
         );
     }
     println!(
-        "ringway: listening on {} with {} worker(s), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
+        "ringway: listening on {} with {} worker(s), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
         server.local_addr(),
         c.workers,
-        c.tunnel,
-        c.balance,
-        c.at_limit,
+        c.tunnel.as_flag(),
+        c.balance.as_flag(),
+        c.at_limit.as_flag(),
         c.upstreams.len()
     );
     loop {
         match set.wait() {
             Ok(Signal::SIGUSR1) => eprint!("{}", server.stats().render()),
+            Ok(Signal::SIGHUP) => ringway::log::write(
+                ringway::log::Level::Notice,
+                ringway::log::Who::Process,
+                None,
+                format_args!("{}", ringway::master::SIGHUP_IGNORED),
+            ),
             Ok(sig) => {
                 eprintln!("ringway: {sig}: stopping");
                 break;
@@ -191,8 +246,9 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    // SIGUSR1 is the master's to answer; anything else stops this worker.
-    while let Ok(Signal::SIGUSR1) = set.wait() {}
+    // SIGUSR1 is the master's to answer, and SIGHUP is ignored (the master logs it once;
+    // a hangup reaches every process of the group); anything else stops this worker.
+    while let Ok(Signal::SIGUSR1 | Signal::SIGHUP) = set.wait() {}
     match server.stop() {
         Ok(()) => std::process::exit(0),
         Err(e) => {

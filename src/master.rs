@@ -10,11 +10,13 @@
 //! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
 //!
 //! The master forwards SIGTERM/SIGINT, prints aggregated stats on SIGUSR1 and at exit,
-//! and restarts a worker that dies (logging how it died) after zeroing that worker's
-//! counters: its connections died with it, the others' tunnels are untouched.
+//! logs and ignores SIGHUP (there is no reload; the workers ignore it too), and restarts
+//! a worker that dies (logging how it died) after zeroing that worker's counters: its
+//! connections died with it, the others' tunnels are untouched.
 
-use crate::config::Config;
+use crate::config::{AsFlag, Config};
 use crate::listener;
+use crate::log::{self, Level, Who};
 use crate::server::ChildSetup;
 use crate::shm::Counters;
 use crate::stats::Snapshot;
@@ -30,6 +32,9 @@ use std::time::{Duration, Instant};
 
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
+
+/// What the master (and a thread-mode `ringway`) logs for SIGHUP, which it ignores.
+pub const SIGHUP_IGNORED: &str = "SIGHUP: reload is not supported yet; ignored";
 
 /// Parse the inherited descriptors of a worker process, if this is one.
 /// Format: `index;listener;shm;inbox;tx0,tx1,...` (`-1` for the worker's own entry).
@@ -72,7 +77,7 @@ struct WorkerProc {
 }
 
 /// Run the master until SIGINT/SIGTERM; returns the exit status. `set` holds the blocked
-/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1); SIGCHLD is added here.
+/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1, SIGHUP); SIGCHLD is added here.
 pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Result<i32> {
     let w = cfg.workers;
     let (counters, shm) = Counters::memfd(w, cfg.upstreams.len())?;
@@ -136,17 +141,23 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
         );
     }
     println!(
-        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {:?}, balance {:?}, at-limit {:?}, {} upstream(s)",
+        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
         std::process::id(),
-        cfg.tunnel,
-        cfg.balance,
-        cfg.at_limit,
+        cfg.tunnel.as_flag(),
+        cfg.balance.as_flag(),
+        cfg.at_limit.as_flag(),
         cfg.upstreams.len()
     );
     loop {
         let sig = set.wait().map_err(io::Error::from)?;
         match sig {
             Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render()),
+            Signal::SIGHUP => log::write(
+                Level::Notice,
+                Who::Process,
+                None,
+                format_args!("{SIGHUP_IGNORED}"),
+            ),
             Signal::SIGCHLD => {
                 for (i, p) in procs.iter_mut().enumerate() {
                     let Some(child) = p.child.as_mut() else {
@@ -176,7 +187,12 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                                 p.started = Instant::now();
                             }
                             Err(e) => {
-                                eprintln!("ringway: error: cannot restart worker {i}: {e}");
+                                log::write(
+                                    Level::Error,
+                                    Who::Process,
+                                    None,
+                                    format_args!("cannot restart worker {i}: {e}"),
+                                );
                                 p.child = None;
                             }
                         }
@@ -184,7 +200,12 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                 }
             }
             other => {
-                eprintln!("ringway: {other}: stopping {w} worker process(es)");
+                log::write(
+                    Level::Notice,
+                    Who::Process,
+                    None,
+                    format_args!("{other}: stopping {w} worker process(es)"),
+                );
                 break;
             }
         }
@@ -205,7 +226,12 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
             match c.try_wait() {
                 Ok(Some(st)) => {
                     if st.code() != Some(0) {
-                        eprintln!("ringway: worker {i} (pid {pid}) ended with {st}");
+                        log::write(
+                            Level::Alert,
+                            Who::Process,
+                            None,
+                            format_args!("worker {i} (pid {pid}) ended with {st}"),
+                        );
                         worst = 1;
                     }
                     break;
@@ -214,7 +240,12 @@ pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Resul
                     std::thread::sleep(Duration::from_millis(20))
                 }
                 _ => {
-                    eprintln!("ringway: worker {i} (pid {pid}) did not stop within 30 s: killed");
+                    log::write(
+                        Level::Alert,
+                        Who::Process,
+                        None,
+                        format_args!("worker {i} (pid {pid}) did not stop within 30 s: killed"),
+                    );
                     let _ = c.kill();
                     let _ = c.wait();
                     worst = 1;

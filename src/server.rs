@@ -213,7 +213,12 @@ fn launch(
                             Err(_) => Err(io::Error::other("the worker panicked")),
                         };
                         if let Err(e) = &r {
-                            eprintln!("ringway[w{i}]: worker stopped: {e}; its listener is closed");
+                            crate::log::write(
+                                crate::log::Level::Alert,
+                                crate::log::Who::Worker(i),
+                                None,
+                                format_args!("worker stopped: {e}; its listener is closed"),
+                            );
                             if process_mode {
                                 // A worker process without its worker is useless: exit so
                                 // that the master restarts it.

@@ -1,5 +1,6 @@
-//! The `ringway` binary: clear errors and exit 2 for bad flags, the budget line, SIGUSR1
-//! stats, SIGTERM → exit 0.
+//! The `ringway` binary: clear errors and exit 2 for bad flags (one line and a pointer to
+//! `--help`), what `--help` shows first, `-t` in flag values, `explain`'s exit status and
+//! plan, the budget line, SIGUSR1 stats, SIGTERM → exit 0.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -26,7 +27,158 @@ fn bad_flags_exit_2_with_one_clear_line() {
             err.lines().next().unwrap_or("").starts_with("error:"),
             "{args:?}: {err}"
         );
+        // One line, ending with where to read more; never clap's usage block.
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.trim_end().ends_with("see ringway --help"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("Usage:"), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn unknown_flag_names_the_flag_and_the_near_miss() {
+    let out = bin().args(["--upstrem", "127.0.0.1:1"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("'--upstrem'") && err.contains("--upstream"),
+        "{err}"
+    );
+    let out = bin()
+        .args(["--upstream", "127.0.0.1:1", "--balance", "random"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("least-conn"),
+        "possible values on the line: {err}"
+    );
+}
+
+#[test]
+fn bare_ringway_says_how_to_start_in_one_line() {
+    for args in [vec![], vec!["explain"], vec!["--worker-processes", "1"]] {
+        let out = bin().args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(
+            err.contains("--upstream") && err.contains("-c FILE"),
+            "{args:?}: {err}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
+
+#[test]
+fn help_shows_the_ways_in_and_explain() {
+    let out = bin().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    let usage: Vec<&str> = help
+        .lines()
+        .skip_while(|l| !l.starts_with("Usage:"))
+        .take(4)
+        .collect();
+    let usage = usage.join("\n");
+    for want in [
+        "--upstream HOST:PORT",
+        "ringway -c FILE",
+        "ringway -t",
+        "ringway explain",
+    ] {
+        assert!(usage.contains(want), "{want} in the usage lines:\n{help}");
+    }
+    for want in [
+        "Commands:",
+        "explain  Every limit",
+        "1 when it does not",
+        "SIGHUP is logged and ignored",
+    ] {
+        assert!(help.contains(want), "{want}:\n{help}");
+    }
+    // --read-timeout says what the code does: the head after the whole request, then
+    // between body reads.
+    assert!(
+        help.contains("once the whole request is with the"),
+        "{help}"
+    );
+}
+
+#[test]
+fn test_config_prints_flag_values() {
+    let out = bin()
+        .args([
+            "-t",
+            "--upstream",
+            "127.0.0.1:1",
+            "--worker-processes",
+            "1",
+            "--balance",
+            "least-conn",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "balance least-conn",
+        "tunnel splice",
+        "at-limit 503",
+        "worker-mode thread",
+        "proxy_read_timeout 60s",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    for rust in ["LeastConn", "Splice", "Reply503", "RoundRobin"] {
+        assert!(!text.contains(rust), "{rust}: {text}");
+    }
+    assert!(
+        text.contains("the configuration test is successful"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_exits_1_with_one_plan_when_the_target_does_not_fit() {
+    let base = [
+        "explain",
+        "--upstream",
+        "127.0.0.1:1",
+        "--worker-processes",
+        "1",
+    ];
+    // 100 fit 1 × 1024 on any machine this runs on (≈ 370 descriptors).
+    let out = bin()
+        .args(base)
+        .args(["--tunnels", "100"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("100 tunnels fit"), "{text}");
+    assert!(!text.contains("plan:"), "{text}");
+    // 100,000 do not: exit 1, the verdict first, then exactly one plan.
+    let out = bin()
+        .args(base)
+        .args(["--tunnels", "100000"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let verdict = text
+        .lines()
+        .find(|l| l.trim_start().starts_with('→'))
+        .unwrap_or("");
+    assert!(verdict.contains("do not fit as configured"), "{text}");
+    assert_eq!(text.matches("plan:").count(), 1, "{text}");
+    assert!(
+        !text.contains("fix:"),
+        "no per-row fixes beside the plan: {text}"
+    );
 }
 
 #[test]
@@ -75,6 +227,10 @@ fn budget_line_stats_and_sigterm() {
     line.clear();
     out.read_line(&mut line).unwrap();
     assert!(line.contains("listening on 127.0.0.1:"), "{line}");
+    assert!(
+        line.contains("tunnel splice, balance round-robin, at-limit 503"),
+        "{line}"
+    );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
     std::thread::sleep(Duration::from_millis(300));

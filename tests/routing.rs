@@ -284,3 +284,57 @@ fn routing_ringway_cannot_do_is_refused_with_file_and_line() {
         "duplicate location",
     );
 }
+
+/// A routing nginx.conf written to a temporary file (removed on drop).
+struct ConfFile(std::path::PathBuf);
+
+impl ConfFile {
+    fn new(text: &str) -> ConfFile {
+        let p = std::env::temp_dir().join(format!(
+            "ringway-routing-{}-{:?}.conf",
+            std::process::id(),
+            std::thread::current().id()
+        ));
+        std::fs::write(&p, text).unwrap();
+        ConfFile(p)
+    }
+}
+
+impl Drop for ConfFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+const TWO_LOCATIONS: &str = "http {\n upstream a { server 127.0.0.1:1; }\n upstream b { least_conn; server 127.0.0.1:2; server 127.0.0.1:3; }\n server {\n  listen 127.0.0.1:8089;\n  server_name example.com;\n  location / { proxy_pass http://a; }\n  location /api/ { proxy_pass http://b/v2/; }\n }\n}\n";
+
+#[test]
+fn test_config_lists_every_route_and_flags_that_cannot_apply_are_refused() {
+    let f = ConfFile::new(TWO_LOCATIONS);
+    let bin = env!("CARGO_BIN_EXE_ringway");
+    let out = std::process::Command::new(bin)
+        .args(["-t", "-c"])
+        .arg(&f.0)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for want in [
+        ":7: location / → a (round-robin, 127.0.0.1:1)",
+        ":8: location /api/ → b (least-conn, 127.0.0.1:2, 127.0.0.1:3), path /api/… sent as /v2/…",
+        "server_name example.com",
+    ] {
+        assert!(text.contains(want), "{want}: {text}");
+    }
+    let out = std::process::Command::new(bin)
+        .args(["-t", "--balance", "ip-hash", "-c"])
+        .arg(&f.0)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("--balance cannot be combined with a configuration file that routes"),
+        "{err}"
+    );
+}

@@ -15,6 +15,19 @@ die() {
     exit 1
 }
 
+# The last word of a run: a results folder inside the repository is untracked until someone
+# decides. Commit it only if a figure in README.md or results/README.md comes from it (and
+# give it a row in results/README.md's "Folders here"); otherwise delete it. A folder given
+# with --out outside results/ is not the repository's business.
+results_advice() {
+    local run=$1 root=$2 rel
+    case $run in
+        "$root"/results/*) rel=${run#"$root"/} ;;
+        *) return 0 ;;
+    esac
+    log "$rel is new and untracked: commit it (git add $rel, plus a row in results/README.md) only if a README figure comes from it; otherwise delete it: rm -r $rel"
+}
+
 # Milliseconds since the epoch, without forking.
 now_ms() {
     local t=${EPOCHREALTIME/./}

@@ -9,13 +9,48 @@ use clap::Parser;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// The usage lines `--help` starts with: the three ways in, and `explain`.
+const USAGE: &str = "\
+ringway --upstream HOST:PORT[,HOST:PORT...] [OPTIONS]   proxy to these backends
+       ringway -c FILE [OPTIONS]                         read an nginx.conf; flags override it
+       ringway -t [-c FILE] [OPTIONS]                    test the configuration and exit
+       ringway explain [-c FILE] [OPTIONS] [--tunnels N] can it hold N tunnels? (below)";
+
+/// What `--help` says after the options: the `explain` command, exit statuses, signals.
+const AFTER_HELP: &str = "\
+Commands:
+  explain  Every limit between this configuration and --tunnels N (default: what the budget
+           admits): slots, RLIMIT_NOFILE, fs.nr_open, fs.file-max, upstream ports, listen
+           backlog, memory; which binds first; and when N does not fit, one plan: the
+           smallest set of changes that reaches N. Takes the same flags as a run.
+           Exit status: 0 when N fits as configured, 1 when it does not, 2 for bad flags.
+
+Examples:
+  ringway --listen 127.0.0.1:8080 --upstream 127.0.0.1:9001,127.0.0.1:9002
+  ringway -c /usr/local/etc/ringway/nginx.conf
+  ringway -t -c scripts/nginx.conf
+  ringway explain -c scripts/nginx.conf --tunnels 100000
+
+Exit status: 0 after SIGINT/SIGTERM; 1 when it cannot start (port taken, no io_uring);
+2 for bad flags or a bad configuration (one line saying what is wrong).
+Signals: SIGINT/SIGTERM stop (tunnels are closed); SIGUSR1 prints per-worker and
+per-backend stats; SIGHUP is logged and ignored (there is no reload yet: restart to change
+the configuration).";
+
 /// ringway: a thread-per-core io_uring WebSocket/HTTP reverse proxy with an explicit,
 /// nginx-identical connection budget.
 #[derive(Parser, Debug, Clone)]
-#[command(name = "ringway", version, about, long_about = None)]
+#[command(
+    name = "ringway",
+    version,
+    about,
+    long_about = None,
+    override_usage = USAGE,
+    after_help = AFTER_HELP
+)]
 pub struct Cli {
     /// Read this nginx.conf (the subset the WebSocket-behind-nginx setup uses); flags given
-    /// on the command line override what it says.
+    /// on the command line override what it says. Without -c, --upstream is required.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
 
@@ -81,7 +116,11 @@ pub struct Cli {
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub connect_timeout: Duration,
 
-    /// Seconds to wait for the backend's response head (nginx proxy_read_timeout); then 504.
+    /// Backend read timeout (nginx proxy_read_timeout): once the whole request is with the
+    /// backend, its response head must arrive within it (else 504); after the head, the
+    /// longest wait for the next piece of the response body, or for the client to take the
+    /// last one (then the connection is closed). With -c, the file's proxy_read_timeout also
+    /// closes idle tunnels, as nginx does.
     #[arg(long, default_value = "60s", value_parser = parse_duration)]
     pub read_timeout: Duration,
 
@@ -133,7 +172,8 @@ pub struct Cli {
     pub worker_mode: WorkerMode,
 
     /// For `explain` and `-t`: the number of tunnels to check the limits against
-    /// (default: what the budget admits).
+    /// (default: what the budget admits). `explain` exits 1 when they do not fit as
+    /// configured.
     #[arg(long)]
     pub tunnels: Option<u64>,
 }
@@ -161,6 +201,31 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         None => Config::new(cli.listen, cli.upstreams.clone()),
     };
     let from_file = cli.config.is_some();
+    if cfg.routing.is_some() {
+        // The file routes: these settings belong to its servers, locations and upstreams,
+        // and a flag cannot say which one it means.
+        let per_route = [
+            "listen",
+            "upstreams",
+            "balance",
+            "sticky_cookie",
+            "hash_key",
+            "connect_timeout",
+            "read_timeout",
+            "tunnel_idle_timeout",
+            "body_timeout",
+            "keepalive_timeout",
+            "keepalive",
+            "upstream_idle_timeout",
+            "set_headers",
+        ];
+        if let Some(flag) = per_route.iter().find(|id| given(id)) {
+            return Err(format!(
+                "--{} cannot be combined with a configuration file that routes (several servers or locations): set it in the file, per server, location or upstream",
+                flag.replace('_', "-").replace("upstreams", "upstream").replace("set-headers", "set-header")
+            ));
+        }
+    }
     let take = |id: &str| !from_file || given(id);
     if take("listen") {
         cfg.listen = cli.listen;

@@ -18,10 +18,12 @@ use std::time::Duration;
 mod cli;
 mod nginx;
 pub mod routing;
+mod summary;
 mod types;
 
 pub use cli::{auto_upstream_bind, from_cli, Cli};
 pub use nginx::from_nginx;
+pub use summary::{fmt_duration, settings, AsFlag, Flag};
 pub use types::{
     default_set_headers, parse_addr, parse_duration, parse_hash_key, parse_ip_list,
     parse_set_header, HashKey, Part, SetHeader, Var,

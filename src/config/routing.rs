@@ -268,22 +268,43 @@ impl Routing {
         self.servers.get(server)?.locations.find(path)
     }
 
-    /// Lines for `ringway -t`: every server, its names and where its locations go.
+    /// Lines for `ringway -t`: every listen address and its servers, every route and
+    /// where it goes. (The top-level settings line shows the primary route's.)
     pub fn describe(&self, upstreams: &[SocketAddr]) -> String {
+        use super::AsFlag as _;
         use std::fmt::Write as _;
         let mut s = String::new();
-        for (i, r) in self.routes.iter().enumerate() {
-            let g = &self.groups[r.group];
+        for (li, (addr, t)) in self.listens.iter().zip(&self.hosts).enumerate() {
             let _ = writeln!(
                 s,
-                "ringway: route {i}: {} → {} ({} backend(s): {:?}){}",
+                "ringway: listen {addr} (#{li}): default server {}",
+                self.servers[t.default].name
+            );
+        }
+        for sv in &self.servers {
+            let names = if sv.names.is_empty() {
+                "no server_name".to_string()
+            } else {
+                format!("server_name {}", sv.names.join(" "))
+            };
+            let _ = writeln!(s, "ringway: server {}: {names}", sv.name);
+        }
+        for (i, r) in self.routes.iter().enumerate() {
+            let g = &self.groups[r.group];
+            let backends: Vec<String> = upstreams[g.backends.clone()]
+                .iter()
+                .map(|a| a.to_string())
+                .collect();
+            let _ = writeln!(
+                s,
+                "ringway: route {i}: {} → {} ({}, {}){}",
                 r.name,
                 g.name,
-                g.backends.len(),
-                &upstreams[g.backends.clone()],
+                g.balance.as_flag(),
+                backends.join(", "),
                 r.pass_uri
                     .as_ref()
-                    .map(|(p, u)| format!(", path {p}… → {u}…"))
+                    .map(|(p, u)| format!(", path {p}… sent as {u}…"))
                     .unwrap_or_default()
             );
         }

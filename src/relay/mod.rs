@@ -68,10 +68,11 @@ impl Relay {
 
     fn log_error(&self, what: &str, err: i32) {
         if !crate::sys::is_peer_gone(err) {
-            eprintln!(
-                "ringway[w{}]: tunnel {what} error: {}",
-                self.worker,
-                io::Error::from_raw_os_error(err)
+            crate::log::write(
+                crate::log::Level::Error,
+                crate::log::Who::Worker(self.worker),
+                None,
+                format_args!("tunnel {what} error: {}", io::Error::from_raw_os_error(err)),
             );
         }
     }

@@ -235,7 +235,7 @@ impl Session {
         let k = match fed {
             Ok(k) => k,
             Err(FramingError(why)) => {
-                ctx.log(format_args!("client {peer}: {why}; answering 400"));
+                ctx.client_info(peer, format_args!("{why}; answering 400"));
                 return Ok(Step::Reply(reply::BAD_REQUEST));
             }
         };
@@ -350,17 +350,23 @@ impl Session {
         };
         if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
             let next = ctx.ups.next_after(b);
-            ctx.log(format_args!(
-                "upstream {}: {why}; trying {}",
-                be_addr, ctx.ups.addrs[next]
-            ));
+            ctx.upstream_error(
+                self.peer,
+                format_args!(
+                    "upstream {}: {why}; trying {}",
+                    be_addr, ctx.ups.addrs[next]
+                ),
+            );
             return self.connect(next, ctx);
         }
-        ctx.log(format_args!(
-            "upstream {}: {why}; answering {}",
-            be_addr,
-            if timed_out { 504 } else { 502 }
-        ));
+        ctx.upstream_error(
+            self.peer,
+            format_args!(
+                "upstream {}: {why}; answering {}",
+                be_addr,
+                if timed_out { 504 } else { 502 }
+            ),
+        );
         Ok(Step::Reply(if timed_out {
             reply::GATEWAY_TIMEOUT
         } else {
@@ -559,9 +565,10 @@ impl Session {
         };
         let (req_at, resp_at, resp) = (ex.req_at, ex.resp_at, ex.resp);
         if req_at != 0 && now >= req_at {
-            ctx.log(format_args!(
-                "client {peer}: request body timeout; answering 408 or closing"
-            ));
+            ctx.client_info(
+                peer,
+                format_args!("request body timeout; answering 408 or closing"),
+            );
             return Ok(self.fail(reply::REQUEST_TIMEOUT));
         }
         if resp_at != 0 && now >= resp_at {
@@ -573,21 +580,28 @@ impl Session {
                 .unwrap_or_default();
             return Ok(match resp {
                 RespPhase::Waiting | RespPhase::ReadingHead => {
-                    ctx.log(format_args!(
-                        "upstream {be}: timed out waiting for the response head; answering 504"
-                    ));
+                    ctx.upstream_error(
+                        self.peer,
+                        format_args!(
+                            "upstream {be}: timed out waiting for the response head; answering 504"
+                        ),
+                    );
                     self.fail(reply::GATEWAY_TIMEOUT)
                 }
                 RespPhase::ReadingBody => {
-                    ctx.log(format_args!(
-                        "upstream {be}: response body stalled past the read timeout; closing"
-                    ));
+                    ctx.upstream_error(
+                        self.peer,
+                        format_args!(
+                            "upstream {be}: response body stalled past the read timeout; closing"
+                        ),
+                    );
                     Step::Close
                 }
                 _ => {
-                    ctx.log(format_args!(
-                        "client {peer}: not reading the response (send timeout); closing"
-                    ));
+                    ctx.client_info(
+                        peer,
+                        format_args!("not reading the response (send timeout); closing"),
+                    );
                     Step::Close
                 }
             });

@@ -116,10 +116,10 @@ impl Session {
                     ClientError::Malformed(w) => (reply::BAD_REQUEST, w),
                     ClientError::NoRoute => (reply::NOT_FOUND, "no location matches the path"),
                 };
-                ctx.log(format_args!(
-                    "client {peer}: {why}; answering {}",
-                    &String::from_utf8_lossy(&msg[9..12])
-                ));
+                ctx.client_info(
+                    peer,
+                    format_args!("{why}; answering {}", &String::from_utf8_lossy(&msg[9..12])),
+                );
                 Ok(Step::Reply(msg))
             }
             Ok(Some(info)) => self.begin_exchange(info, &out, ctx),

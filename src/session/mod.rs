@@ -202,9 +202,24 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A log line tagged with the worker.
+    /// A log line about the worker itself (`error`).
     pub fn log(&self, msg: std::fmt::Arguments<'_>) {
-        eprintln!("ringway[w{}]: {}", self.index, msg);
+        crate::log::write(
+            crate::log::Level::Error,
+            crate::log::Who::Worker(self.index),
+            None,
+            msg,
+        );
+    }
+    /// A log line about what client `peer` did (`info`, as nginx logs client errors).
+    pub fn client_info(&self, peer: IpAddr, msg: std::fmt::Arguments<'_>) {
+        let who = crate::log::Who::Worker(self.index);
+        crate::log::write(crate::log::Level::Info, who, Some(peer), msg);
+    }
+    /// A log line about what a backend did while serving client `peer` (`error`).
+    pub fn upstream_error(&self, peer: IpAddr, msg: std::fmt::Arguments<'_>) {
+        let who = crate::log::Who::Worker(self.index);
+        crate::log::write(crate::log::Level::Error, who, Some(peer), msg);
     }
     /// This worker's counters for backend `b`.
     pub fn bctr(&self, b: usize) -> &'static BackendCounters {
@@ -327,7 +342,7 @@ impl Session {
             // A kept-alive client that sent nothing more: the normal end of a connection.
             State::Head(h) if h.idle => Step::Close,
             State::Head(_) => {
-                ctx.log(format_args!("client {peer}: request head timeout, closing"));
+                ctx.client_info(peer, format_args!("request head timeout, closing"));
                 Step::Close
             }
             State::Exchange(_) => return self.exchange_timeout(ctx),

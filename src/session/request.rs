@@ -117,11 +117,14 @@ impl Session {
             return Ok(Step::Continue);
         }
         let b = self.backend as usize;
-        ctx.log(format_args!(
-            "upstream {}: sending the request failed: {}; answering 502",
-            ctx.ups.addrs[b],
-            io::Error::from_raw_os_error(-res)
-        ));
+        ctx.upstream_error(
+            self.peer,
+            format_args!(
+                "upstream {}: sending the request failed: {}; answering 502",
+                ctx.ups.addrs[b],
+                io::Error::from_raw_os_error(-res)
+            ),
+        );
         Ok(self.fail(reply::BAD_GATEWAY))
     }
 
@@ -152,9 +155,10 @@ impl Session {
         }
         let peer = self.peer;
         if res <= 0 {
-            ctx.log(format_args!(
-                "client {peer}: closed the connection in the middle of the request body"
-            ));
+            ctx.client_info(
+                peer,
+                format_args!("closed the connection in the middle of the request body"),
+            );
             return Ok(Step::Close);
         }
         let Some(ex) = self.ex() else {
@@ -172,7 +176,7 @@ impl Session {
                 self.submit_up_send(ctx)
             }
             Err(FramingError(why)) => {
-                ctx.log(format_args!("client {peer}: {why}; answering 400"));
+                ctx.client_info(peer, format_args!("{why}; answering 400"));
                 Ok(self.fail(reply::BAD_REQUEST))
             }
         }

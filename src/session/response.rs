@@ -51,10 +51,10 @@ impl Session {
             } else {
                 io::Error::from_raw_os_error(-res).to_string()
             };
-            ctx.log(format_args!(
-                "upstream {}: {why}; answering 502",
-                ctx.ups.addrs[b]
-            ));
+            ctx.upstream_error(
+                self.peer,
+                format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
+            );
             return Ok(self.fail(reply::BAD_GATEWAY));
         }
         let id = ctx.ups.ids[b];
@@ -91,10 +91,10 @@ impl Session {
                 return Ok(Step::Continue);
             }
             Err(http::UpstreamError::BadResponse(why)) => {
-                ctx.log(format_args!(
-                    "upstream {}: {why}; answering 502",
-                    ctx.ups.addrs[b]
-                ));
+                ctx.upstream_error(
+                    self.peer,
+                    format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
+                );
                 return Ok(self.fail(reply::BAD_GATEWAY));
             }
             Ok(Some(ri)) => ri,
@@ -111,10 +111,10 @@ impl Session {
                     ex.upstream_dirty = k < rest.len();
                 }
                 Err(FramingError(why)) => {
-                    ctx.log(format_args!(
-                        "upstream {}: {why}; answering 502",
-                        ctx.ups.addrs[b]
-                    ));
+                    ctx.upstream_error(
+                        self.peer,
+                        format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
+                    );
                     return Ok(self.fail(reply::BAD_GATEWAY));
                 }
             }
@@ -143,10 +143,13 @@ impl Session {
             } else {
                 io::Error::from_raw_os_error(-res).to_string()
             };
-            ctx.log(format_args!(
-                "upstream {}: {why}; closing the client connection",
-                ctx.ups.addrs[b]
-            ));
+            ctx.upstream_error(
+                self.peer,
+                format_args!(
+                    "upstream {}: {why}; closing the client connection",
+                    ctx.ups.addrs[b]
+                ),
+            );
             return Ok(Step::Close);
         }
         ex.ulen = res as usize;
@@ -161,10 +164,13 @@ impl Session {
                 self.submit_client_send(ctx)
             }
             Err(FramingError(why)) => {
-                ctx.log(format_args!(
-                    "upstream {}: {why}; closing the client connection",
-                    ctx.ups.addrs[b]
-                ));
+                ctx.upstream_error(
+                    self.peer,
+                    format_args!(
+                        "upstream {}: {why}; closing the client connection",
+                        ctx.ups.addrs[b]
+                    ),
+                );
                 Ok(Step::Close)
             }
         }

@@ -119,7 +119,7 @@ impl Worker {
             })?;
         }
         if init.index == 0 && !ring.features.defer_taskrun {
-            eprintln!("ringway: note: this kernel refused IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN; running without them (slightly more context switches)");
+            crate::log::write(crate::log::Level::Notice, crate::log::Who::Process, None, format_args!("this kernel refused IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN; running without them (slightly more context switches)"));
         }
         let routing = cfg.routing();
         let connect_timeouts: Vec<Duration> =
@@ -337,7 +337,7 @@ impl Worker {
         let at_limit = self.ctx.cfg.at_limit;
         let (admit, new_episode) = self.budget.admit(at_limit == AtLimit::Reply503);
         if new_episode {
-            self.log(format_args!(
+            crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
                 "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
                 self.budget.capacity(),
                 crate::budget::clients_per_worker(self.budget.capacity()),

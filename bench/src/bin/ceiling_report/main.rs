@@ -17,7 +17,10 @@
 //! | `proxy.rs` | one proxy's run: loading its files, before/held memory figures, its own counts |
 //! | `summary.rs` | summary.md: the per-proxy table, what bounds it, explain, problems |
 //! | `plot.rs` | plots/ceiling-memory.svg |
+//! | `../report/paths.rs` | absolute paths of the run's machine → relative to the project |
 
+#[path = "../report/paths.rs"]
+mod paths;
 mod plot;
 mod proxy;
 mod summary;
@@ -42,6 +45,7 @@ fn main() {
         std::process::exit(1);
     }
     let (md, problems) = summary::summary(&dir, meta.as_ref(), &proxies);
+    let md = paths::relative(&md, &dir);
     let path = dir.join("summary.md");
     if let Err(e) = std::fs::write(&path, &md) {
         eprintln!("ceiling_report: cannot write {}: {e}", path.display());

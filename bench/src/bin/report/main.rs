@@ -25,7 +25,9 @@
 //! | `sections/http.rs` | 6. keep-alive HTTP |
 //! | `sections/baseline.rs` | 7. before/after (`compare.sh --baseline`): CPU now vs the baseline's |
 //! | `plots.rs` | plots/*.svg |
+//! | `paths.rs` | absolute paths of the run's machine → relative to the project |
 
+mod paths;
 mod plots;
 mod run;
 mod sections;
@@ -46,7 +48,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    let md = sections::summary(&run);
+    let md = paths::relative(&sections::summary(&run), &dir);
     let path = dir.join("summary.md");
     if let Err(e) = std::fs::write(&path, md) {
         eprintln!("report: cannot write {}: {e}", path.display());

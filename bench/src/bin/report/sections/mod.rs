@@ -107,7 +107,7 @@ fn closing(run: &Run, o: &mut String, fd: Findings) {
         o,
         "\nRaw data: `raw/` (one loadgen JSON per run, `*.session.json` per proxy start, `*.mem.tsv` memory samples), \
          logs in `logs/`, configurations in `conf/`. Regenerate this file with `target/release/report {}`.",
-        run.dir.display()
+        crate::paths::run_name(&run.dir)
     );
 }
 
