@@ -97,8 +97,8 @@ write_conf() { # NAME PORT
 
 port_simple=$(free_port)
 port_routed=$(free_port)
-conf_simple=$(write_conf simple "$port_simple")
-conf_routed=$(write_conf routed "$port_routed")
+write_conf simple "$port_simple" >/dev/null
+write_conf routed "$port_routed" >/dev/null
 
 # loadgen's requests go to "/", Host 127.0.0.1:PORT: in the routed conf that is the default
 # server, where `=` fails, the longest prefix is `/`, and both regexes are tried and fail.
@@ -149,8 +149,8 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : 
     for wl in echo http; do
         field=cpu_us_per_msg unit="µs/msg"
         [[ $wl == http ]] && field=cpu_us_per_req unit="µs/req"
-        s=$(for f in "$RUN"/raw/r*-simple-$wl.json; do cpu_of "$f" "$field"; done)
-        r=$(for f in "$RUN"/raw/r*-routed-$wl.json; do cpu_of "$f" "$field"; done)
+        s=$(for f in "$RUN"/raw/r*-simple-"$wl".json; do cpu_of "$f" "$field"; done)
+        r=$(for f in "$RUN"/raw/r*-routed-"$wl".json; do cpu_of "$f" "$field"; done)
         ms=$(median <<<"$s") mr=$(median <<<"$r")
         rs=$(sort -g <<<"$s" | sed -n '1p;$p' | paste -sd '–')
         rr=$(sort -g <<<"$r" | sed -n '1p;$p' | paste -sd '–')
