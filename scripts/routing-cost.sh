@@ -6,7 +6,8 @@
 #           prefixes), the requests matching the last-tried prefix after both regexes fail.
 # Workloads: echo 64 B over 100 WebSocket tunnels (matching happens once, at the upgrade;
 # the tunnel path must not change) and small keep-alive HTTP GETs over 50 connections
-# (one match per request head). Proxy CPU per message / per request from /proc.
+# (one match per request head). Proxy CPU per message / per request from /proc; and the
+# routing table alone, timed by bench's route_cost on the routed conf.
 #
 #   scripts/routing-cost.sh [--reps N] [--duration S] [--out DIR] [--no-build]
 #
@@ -41,7 +42,7 @@ if ((build)); then
     cargo build --release --workspace >&2 || die "cargo build --release --workspace failed"
 fi
 BIN=$root/target/release
-for b in ringway wsecho loadgen; do
+for b in ringway wsecho loadgen route_cost; do
     [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
 done
 sha=$(git rev-parse --short HEAD 2>/dev/null || echo nogit)
@@ -128,6 +129,9 @@ for ((rep = 1; rep <= reps; rep++)); do
     done
 done
 
+# The table lookup alone, on the routed conf (end-to-end CPU is too noisy to show it).
+"$BIN/route_cost" "$RUN/conf/routed.conf" >"$RUN/raw/route_cost.json" || die "route_cost failed"
+
 # The proxy's CPU per unit: the first watched process's cpu_us_per_msg / cpu_us_per_req.
 cpu_of() { # FILE FIELD
     grep -o "\"$2\":[0-9.]*" "$1" | head -n 1 | cut -d: -f2
@@ -136,7 +140,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : 
 {
     echo "# Routing cost: one location vs a routed nginx.conf, same build, one run"
     echo
-    echo "Command: \`scripts/routing-cost.sh ${cmdline#"$0"}\` · commit $(git rev-parse HEAD) · $(uname -r) · $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1) × $(nproc) · $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "Command: \`scripts/routing-cost.sh${cmdline#"$0"}\` · commit $(git rev-parse HEAD) · $(uname -r) · $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1) × $(nproc) · $(date -u +%Y-%m-%dT%H:%M:%SZ)"
     echo
     echo "Configurations: [conf/simple.conf](conf/simple.conf) (no routing table) and"
     echo "[conf/routed.conf](conf/routed.conf) (3 servers by server_name; the requests reach the"
@@ -152,13 +156,21 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : 
         s=$(for f in "$RUN"/raw/r*-simple-"$wl".json; do cpu_of "$f" "$field"; done)
         r=$(for f in "$RUN"/raw/r*-routed-"$wl".json; do cpu_of "$f" "$field"; done)
         ms=$(median <<<"$s") mr=$(median <<<"$r")
-        rs=$(sort -g <<<"$s" | sed -n '1p;$p' | paste -sd '–')
-        rr=$(sort -g <<<"$r" | sed -n '1p;$p' | paste -sd '–')
+        rs=$(sort -g <<<"$s" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }')
+        rr=$(sort -g <<<"$r" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo "–" hi }')
         ratio=$(awk -v a="$mr" -v b="$ms" 'BEGIN { if (b > 0) printf "%.2f×", a / b; else print "–" }')
         label="echo 64 B, 100 tunnels"
         [[ $wl == http ]] && label="HTTP GET, 50 keep-alive conns"
         echo "| $label | $ms $unit ($rs) | $mr $unit ($rr) | $ratio |"
     done
+    echo
+    echo "The routing table alone (\`route_cost\`, one thread, 5,000,000 calls per request shape on"
+    echo "conf/routed.conf), nanoseconds per request head:"
+    echo
+    echo "| request target | ns per route |"
+    echo "|---|---|"
+    grep -o '"target": "[^"]*", "ns_per_route": [0-9.]*' "$RUN/raw/route_cost.json" |
+        sed 's/"target": "\([^"]*\)", "ns_per_route": \(.*\)/| `\1` | \2 |/'
 } >"$RUN/summary.md"
 printf '{"tool": "scripts/routing-cost.sh", "command_line": %s, "commit": %s, "kernel": %s, "date_utc": %s, "reps": %s, "duration_s": %s}\n' \
     "$(json_str "$cmdline")" "$(json_str "$(git rev-parse HEAD)")" "$(json_str "$(uname -r)")" \

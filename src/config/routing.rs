@@ -187,8 +187,19 @@ impl HostTable {
                 _ => host,
             }
         };
-        let name = name.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(&s) = self.exact.get(&name) {
+        let name = name.trim_end_matches('.');
+        // Lower-cased on the stack: no allocation per request. A host name has at most
+        // 253 characters; a longer Host matches no name.
+        let mut low = [0u8; 253];
+        let Some(low) = low.get_mut(..name.len()) else {
+            return self.default;
+        };
+        low.copy_from_slice(name.as_bytes());
+        low.make_ascii_lowercase();
+        let Ok(name) = std::str::from_utf8(low) else {
+            return self.default;
+        };
+        if let Some(&s) = self.exact.get(name) {
             return s;
         }
         if let Some((_, s)) = self
