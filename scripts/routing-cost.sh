@@ -169,6 +169,7 @@ median() { sort -g | awk '{a[NR]=$1} END {if (NR) print (NR % 2 ? a[(NR+1)/2] : 
     echo
     echo "| request target | ns per route |"
     echo "|---|---|"
+    # shellcheck disable=SC2016  # the backquotes are Markdown, not a command
     grep -o '"target": "[^"]*", "ns_per_route": [0-9.]*' "$RUN/raw/route_cost.json" |
         sed 's/"target": "\([^"]*\)", "ns_per_route": \(.*\)/| `\1` | \2 |/'
 } >"$RUN/summary.md"
