@@ -231,6 +231,24 @@ fn budget_line_stats_and_sigterm() {
         line.contains("tunnel splice, balance round-robin, at-limit 503"),
         "{line}"
     );
+    // A malformed request (the client's doing) and one for a backend that refuses (the
+    // backend's): both are logged in nginx's error-log shape, with the client.
+    let port: u16 = line
+        .split("listening on 127.0.0.1:")
+        .nth(1)
+        .and_then(|r| r.split(|c: char| !c.is_ascii_digit()).next())
+        .and_then(|p| p.parse().ok())
+        .expect("listen port");
+    for req in [
+        &b"GARBAGE\r\n\r\n"[..],
+        b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        std::io::Write::write_all(&mut s, req).unwrap();
+        let mut answer = Vec::new();
+        let _ = std::io::Read::read_to_end(&mut s, &mut answer);
+        assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
+    }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -249,4 +267,22 @@ fn budget_line_stats_and_sigterm() {
         err.contains("stats: backend 127.0.0.1:1: live tunnels 0"),
         "{err}"
     );
+    // `YYYY/MM/DD HH:MM:SS [level] ringway[w0]: message, client: ADDR`
+    let shaped = |level: &str, about: &str| {
+        err.lines().any(|l| {
+            let b = l.as_bytes();
+            l.len() > 20
+                && b[4] == b'/'
+                && b[7] == b'/'
+                && b[10] == b' '
+                && b[13] == b':'
+                && b[16] == b':'
+                && b[..19].iter().filter(|c| c.is_ascii_digit()).count() == 14
+                && l[19..].starts_with(&format!(" [{level}] ringway[w0]: "))
+                && l.contains(about)
+                && l.ends_with(", client: 127.0.0.1")
+        })
+    };
+    assert!(shaped("info", "answering 400"), "{err}");
+    assert!(shaped("error", "upstream 127.0.0.1:1: "), "{err}");
 }
