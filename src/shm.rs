@@ -29,6 +29,10 @@ pub struct WorkerStats {
     pub pipes_in_use: AtomicU64,
     /// Pipes idle in the pool.
     pub pipes_idle: AtomicU64,
+    /// Provided buffers held by tunnels (received, not yet sent).
+    pub bufs_held: AtomicU64,
+    /// auto: tunnel directions moved between copy and splice.
+    pub relay_switches: AtomicU64,
     /// Idle upstream connections in the keep-alive pool.
     pub pooled: AtomicU64,
     /// Clients accepted (admitted or not).
@@ -57,6 +61,7 @@ impl WorkerStats {
             &self.tunnels,
             &self.pipes_in_use,
             &self.pipes_idle,
+            &self.bufs_held,
             &self.pooled,
             &self.running,
         ] {

@@ -25,6 +25,10 @@ pub struct WorkerSnapshot {
     pub pipes_in_use: u64,
     /// Pipes idle in the pool.
     pub pipes_idle: u64,
+    /// Provided buffers held by tunnels.
+    pub bufs_held: u64,
+    /// auto: directions moved between copy and splice.
+    pub relay_switches: u64,
     /// Idle upstream connections pooled.
     pub pooled: u64,
     /// Clients accepted.
@@ -79,6 +83,8 @@ impl Snapshot {
                     tunnels: g(&w.tunnels),
                     pipes_in_use: g(&w.pipes_in_use),
                     pipes_idle: g(&w.pipes_idle),
+                    bufs_held: g(&w.bufs_held),
+                    relay_switches: g(&w.relay_switches),
                     pooled: g(&w.pooled),
                     accepted: g(&w.accepted),
                     refused: g(&w.refused),
@@ -117,7 +123,7 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
@@ -127,6 +133,8 @@ impl Snapshot {
                 w.tunnels,
                 w.pipes_in_use,
                 w.pipes_idle,
+                w.bufs_held,
+                w.relay_switches,
                 w.pooled,
                 w.accepted,
                 w.handed_off,

@@ -126,7 +126,7 @@ fn test_config_prints_flag_values() {
     let text = String::from_utf8_lossy(&out.stdout);
     for want in [
         "balance least-conn",
-        "tunnel splice",
+        "tunnel auto",
         "at-limit 503",
         "worker-mode thread",
         "proxy_read_timeout 60s",
@@ -228,9 +228,51 @@ fn budget_line_stats_and_sigterm() {
     out.read_line(&mut line).unwrap();
     assert!(line.contains("listening on 127.0.0.1:"), "{line}");
     assert!(
-        line.contains("tunnel splice, balance round-robin, at-limit 503"),
+        line.contains("tunnel auto, balance round-robin, at-limit 503"),
         "{line}"
     );
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(
+        err.matches("stats: worker 0: slots 2 used / 1022 free of 1024")
+            .count()
+            >= 2,
+        "{err}"
+    );
+    assert!(
+        err.contains("stats: backend 127.0.0.1:1: live tunnels 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn log_lines_have_nginx_error_log_shape() {
+    let mut child = bin()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:1",
+            "--worker-processes",
+            "1",
+            "--no-pin",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on") {
+        line.clear();
+        out.read_line(&mut line).unwrap();
+    }
     // A malformed request (the client's doing) and one for a backend that refuses (the
     // backend's): both are logged in nginx's error-log shape, with the client.
     let port: u16 = line
@@ -250,23 +292,10 @@ fn budget_line_stats_and_sigterm() {
         assert!(answer.starts_with(b"HTTP/1.1 "), "{answer:?}");
     }
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
-    std::thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(0));
+    assert_eq!(child.wait().unwrap().code(), Some(0));
     let mut err = String::new();
     std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
-    assert!(
-        err.matches("stats: worker 0: slots 2 used / 1022 free of 1024")
-            .count()
-            >= 2,
-        "{err}"
-    );
-    assert!(
-        err.contains("stats: backend 127.0.0.1:1: live tunnels 0"),
-        "{err}"
-    );
     // `YYYY/MM/DD HH:MM:SS [level] ringway[w0]: message, client: ADDR`
     let shaped = |level: &str, about: &str| {
         err.lines().any(|l| {

@@ -1,5 +1,5 @@
-//! Tunnel relay: data integrity in both modes, half-close, idle tunnels hold no pipe,
-//! idle-tunnel timeout.
+//! Tunnel relay: data integrity in every mode (auto switching between copy and splice
+//! mid-stream), half-close, idle tunnels hold no pipe and no buffer, idle-tunnel timeout.
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 /// 64 MiB each way in messages of 1 B – 1 MiB; the hashes of what was sent and what came
 /// back must be equal.
-async fn integrity(mode: Mode) {
+async fn integrity(mode: Mode) -> ringway::Server {
     let b = echo_backend().await;
     let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
     let (ws, _) = ws(p.local_addr()).await.unwrap();
@@ -58,6 +58,7 @@ async fn integrity(mode: Mode) {
         sent_hash,
         "{mode:?}: {n} messages, hashes equal"
     );
+    p
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -68,6 +69,71 @@ async fn integrity_64mib_splice() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn integrity_64mib_copy() {
     integrity(Mode::Copy).await;
+}
+
+/// auto under the same mixed stream: a busy stream fills buffers, so it moves to splice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integrity_64mib_auto() {
+    let p = integrity(Mode::Auto).await;
+    assert!(p.stats().workers[0].relay_switches >= 2, "{:?}", p.stats());
+}
+
+/// auto: bulk phases (256 KiB – 1 MiB messages) and chatty phases (1 – 512 B, one round
+/// trip at a time) alternate on one connection, so both directions move between copy and
+/// splice again and again; every echo comes back whole and in order, hashes equal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_switches_mid_stream_and_keeps_every_byte() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| c.tunnel = Mode::Auto));
+    let (mut ws, _) = ws(p.local_addr()).await.unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let (mut sent, mut got) = (Sha256::new(), Sha256::new());
+    const PHASES: usize = 6;
+    for phase in 0..PHASES {
+        // Bulk: a few large messages in flight at once.
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let mut buf = vec![0u8; rng.gen_range(256 * 1024..=1 << 20)];
+            rng.fill(&mut buf[..]);
+            sent.update(&buf);
+            out.push(buf.len());
+            ws.send(Message::Binary(buf)).await.unwrap();
+        }
+        for want in out {
+            match tokio::time::timeout(Duration::from_secs(30), ws.next()).await {
+                Ok(Some(Ok(Message::Binary(m)))) if m.len() == want => got.update(&m),
+                other => panic!("phase {phase}: bulk echo: {other:?}"),
+            }
+        }
+        // Chatty: one small message at a time.
+        for _ in 0..24 {
+            let mut buf = vec![0u8; rng.gen_range(1..=512)];
+            rng.fill(&mut buf[..]);
+            sent.update(&buf);
+            ws.send(Message::Binary(buf.clone())).await.unwrap();
+            match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+                Ok(Some(Ok(Message::Binary(m)))) if m == buf => got.update(&m),
+                other => panic!("phase {phase}: small echo: {other:?}"),
+            }
+        }
+    }
+    assert_eq!(got.finalize(), sent.finalize(), "hashes equal");
+    let s = p.stats();
+    // Each phase moves each direction to splice and back: 4 switches per phase.
+    assert!(
+        s.workers[0].relay_switches >= (4 * PHASES - 4) as u64,
+        "auto should switch several times per direction: {s:?}"
+    );
+    // The last send's completion may still be on its way when the client has the bytes.
+    assert!(
+        eventually(5, || {
+            let w = &p.stats().workers[0];
+            w.bufs_held == 0 && w.pipes_in_use == 0
+        })
+        .await,
+        "an idle tunnel holds no buffer and no pipe: {:?}",
+        p.stats()
+    );
 }
 
 /// A raw backend that answers 101, then runs `f` on the upgraded stream.
@@ -132,7 +198,7 @@ async fn half_close_client_first() {
         s.shutdown().await.unwrap();
     })
     .await;
-    for mode in [Mode::Splice, Mode::Copy] {
+    for mode in [Mode::Auto, Mode::Splice, Mode::Copy] {
         let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
         let mut s = upgrade(p.local_addr()).await;
         let data = vec![7u8; 300_000];
@@ -168,7 +234,7 @@ async fn half_close_backend_first() {
     })
     .await;
     let mut rx = rx;
-    for mode in [Mode::Splice, Mode::Copy] {
+    for mode in [Mode::Auto, Mode::Splice, Mode::Copy] {
         let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
         let mut s = upgrade(p.local_addr()).await;
         let mut got = Vec::new();
@@ -215,9 +281,44 @@ async fn idle_tunnels_hold_no_pipe() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_auto_tunnels_hold_no_pipe_and_no_buffer() {
+    let b = echo_backend().await;
+    let p = proxy(with(config(vec![b]), |c| {
+        c.tunnel = Mode::Auto;
+        c.worker_connections = 4096;
+    }));
+    let mut held = Vec::new();
+    for i in 0..1000 {
+        let (mut w, _) = ws(p.local_addr()).await.unwrap();
+        // Some tunnels carry a bulk message first, so they go idle in splice mode.
+        let msg = if i % 10 == 0 {
+            Message::Binary(vec![i as u8; 256 * 1024])
+        } else {
+            Message::Text(format!("{i}"))
+        };
+        assert!(echo(&mut w, msg).await);
+        held.push(w);
+    }
+    let s = p.stats();
+    assert_eq!(s.tunnels(), 1000);
+    assert!(s.workers[0].relay_switches > 0, "{s:?}");
+    assert!(
+        eventually(5, || {
+            let w = &p.stats().workers[0];
+            w.bufs_held == 0 && w.pipes_in_use == 0
+        })
+        .await,
+        "{:?}",
+        p.stats()
+    );
+    drop(held);
+    assert!(eventually(10, || p.stats().sessions() == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tunnel_timeout_closes_only_idle_ones() {
     let b = echo_backend().await;
-    for mode in [Mode::Splice, Mode::Copy] {
+    for mode in [Mode::Auto, Mode::Splice, Mode::Copy] {
         let p = proxy(with(config(vec![b]), |c| {
             c.tunnel = mode;
             c.tunnel_idle_timeout = Some(Duration::from_millis(1500));

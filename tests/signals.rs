@@ -64,15 +64,12 @@ fn children(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-/// Whether `pid` has its signals blocked for waiting (SIGTERM, bit 14 of SigBlk in
-/// /proc/PID/status): a worker process has then set up its signal handling.
+/// Whether worker process `pid` has set up its signal handling: `main` blocks its signals
+/// before it starts the worker thread, so a second thread means the mask is in place.
+/// (Its SigBlk in /proc cannot tell: while the main thread sleeps in sigtimedwait, the
+/// kernel shows the waited-for signals as unblocked.)
 fn signals_ready(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("SigBlk:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .is_some_and(|m| m & (1 << (Signal::SIGTERM as i32 - 1)) != 0)
+    std::fs::read_dir(format!("/proc/{pid}/task")).is_ok_and(|d| d.count() >= 2)
 }
 
 async fn sighup_is_ignored(extra: &[&str], workers_are_processes: bool) {

@@ -78,8 +78,9 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "round-robin")]
     pub balance: Balance,
 
-    /// Tunnel relay for upgraded connections.
-    #[arg(long, value_enum, default_value = "splice")]
+    /// Tunnel relay for upgraded connections: auto (copy for small messages, splice for
+    /// bulk, per direction), splice, or copy.
+    #[arg(long, value_enum, default_value = "auto")]
     pub tunnel: TunnelMode,
 
     /// Answer when a worker's budget is full.

@@ -46,6 +46,9 @@ pub enum Balance {
 /// How an upgraded connection's bytes are relayed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum TunnelMode {
+    /// Each direction on its own: copy while its messages are small, splice while its reads
+    /// keep filling whole buffers (bulk), back to copy when they turn small (the default).
+    Auto,
     /// POLLIN readiness, then `splice(2)` socket → pipe → socket (zero copy).
     Splice,
     /// Multishot receive into a provided buffer ring, then send.
@@ -142,7 +145,7 @@ impl Config {
             workers: 1,
             worker_connections: 1024,
             balance: Balance::RoundRobin,
-            tunnel: TunnelMode::Splice,
+            tunnel: TunnelMode::Auto,
             at_limit: AtLimit::Reply503,
             reserve_503: 16,
             backlog: 4096,

@@ -146,7 +146,7 @@ mod tests {
         let text = settings(&c).join("\n");
         for want in [
             "balance least-conn",
-            "tunnel splice",
+            "tunnel auto",
             "at-limit 503",
             "worker-mode thread",
             "proxy_read_timeout 60s",

@@ -6,13 +6,16 @@
 //! finds the ring empty (-ENOBUFS) waits in the worker's starved list and is re-armed
 //! when buffers come back ([`feed`]).
 
-use super::{source, DirState, Flow, Relay, Tunnel};
+use super::{source, DirState, Flow, Relay, Tunnel, TO_SPLICE};
+use crate::config::TunnelMode;
 use crate::conn::Conn;
 use crate::ring::{Completion, Op, Ring, Side};
 use std::io;
 
 /// Receive buffers queued in one direction before its receive is paused.
 pub const COPY_QUEUE_MAX: usize = 8;
+/// Size of each provided buffer (the worker registers its ring with it).
+pub const BUF_SIZE: u32 = 16 * 1024;
 
 /// Send the front buffer of direction `i` to its destination.
 fn send_front(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring, i: usize) -> io::Result<()> {
@@ -51,7 +54,18 @@ pub fn on_recv(
             return Ok(Flow::Continue);
         }
         d.bufs.push_back((bid, res as u32));
-        let need_cancel = d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && cqe.more();
+        relay.bufs_held += 1;
+        if relay.mode == TunnelMode::Auto && !d.to_splice {
+            // Bulk fills whole buffers: after a few in a row, splice instead.
+            d.streak = if res as u32 >= BUF_SIZE {
+                d.streak + 1
+            } else {
+                0
+            };
+            d.to_splice = d.streak >= TO_SPLICE;
+        }
+        let need_cancel =
+            (d.bufs.len() >= COPY_QUEUE_MAX || d.to_splice) && d.recv_armed && cqe.more();
         let start_send = !d.sending;
         if need_cancel {
             c.cancel(ring, Op::Recv, side)?;
@@ -80,7 +94,11 @@ pub fn on_recv(
         return Ok(Flow::Continue);
     }
     if err == libc::ECANCELED {
-        // Our backpressure cancel: re-armed when the queue drains.
+        // Our cancel (backpressure, or the move to splice): re-armed — or, in auto mode,
+        // moved to splice — once the queue drains; it may be drained already.
+        if !d.recv_armed && d.bufs.is_empty() && !d.sending {
+            t.arm_source(c, ring, relay, i)?;
+        }
         return Ok(Flow::Continue);
     }
     relay.log_error("receive", err);
@@ -111,6 +129,7 @@ pub fn on_send(
             d.bufs.pop_front();
             d.sent = 0;
             ring.recycle_buffer(bid);
+            relay.bufs_held -= 1;
         }
     }
     let more = !d.bufs.is_empty();
@@ -126,7 +145,7 @@ pub fn on_send(
         flow = t.end_dir(c, i);
     }
     if rearm && flow == Flow::Continue {
-        t.arm_source(c, ring, relay.mode, i)?;
+        t.arm_source(c, ring, relay, i)?;
     }
     Ok(flow)
 }
@@ -136,12 +155,12 @@ pub fn feed(
     t: &mut Tunnel,
     c: &mut Conn,
     ring: &mut Ring,
-    relay: &Relay,
+    relay: &mut Relay,
     i: usize,
 ) -> io::Result<()> {
     if !t.dirs[i].starved || !t.dirs[i].live() {
         return Ok(());
     }
     t.dirs[i].starved = false;
-    t.arm_source(c, ring, relay.mode, i)
+    t.arm_source(c, ring, relay, i)
 }

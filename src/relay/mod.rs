@@ -10,7 +10,13 @@
 //! The modes (see their files): [`splice`] — readiness by multishot POLLIN, then
 //! `splice(2)` socket → pipe → peer with pipes lent from a per-worker pool only while
 //! bytes are in flight; [`copy`] — multishot receive into the worker's provided-buffer
-//! ring, buffers sent to the peer in order.
+//! ring, buffers sent to the peer in order; and `auto` (the default), where each direction
+//! starts in copy and moves to splice while its receives keep filling whole buffers
+//! ([`TO_SPLICE`] in a row: bulk), and back to copy while its splices move little
+//! ([`TO_COPY`] readiness events in a row under [`SMALL`] bytes). A switch to splice waits
+//! until the multishot receive has ended and every received buffer is sent; a switch to
+//! copy happens only with the pipe empty. So bytes are never reordered, dropped or
+//! duplicated, and an idle tunnel still holds no buffer and no pipe.
 //!
 //! Relay handlers take the session's [`Conn`], the ring and the worker's [`Relay`] tools,
 //! and answer [`Flow::Continue`] or [`Flow::Close`]; they never touch the slab.
@@ -25,6 +31,14 @@ use std::collections::VecDeque;
 use std::io;
 
 pub use splice::{Pipe, PipePool};
+
+/// auto: full receive buffers in a row that move a direction from copy to splice.
+pub const TO_SPLICE: u8 = 2;
+/// auto: readiness events in a row, each moving under [`SMALL`] bytes, that move a direction
+/// from splice back to copy.
+pub const TO_COPY: u8 = 4;
+/// auto: a splice readiness event moving fewer bytes than this counts as small traffic.
+pub const SMALL: usize = 4096;
 
 /// What a relay handler asks of its session.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -52,6 +66,10 @@ pub struct Relay {
     pub starved: VecDeque<Waiting>,
     /// Worker index, for log lines.
     pub worker: usize,
+    /// Provided buffers queued in tunnels (received, not yet sent).
+    pub bufs_held: usize,
+    /// auto: directions moved between copy and splice.
+    pub switches: u64,
 }
 
 impl Relay {
@@ -63,6 +81,8 @@ impl Relay {
             ready: VecDeque::new(),
             starved: VecDeque::new(),
             worker,
+            bufs_held: 0,
+            switches: 0,
         }
     }
 
@@ -114,6 +134,12 @@ pub struct Dir {
     pub recv_armed: bool,
     /// copy: the receive ran out of ring buffers and waits to be re-armed.
     pub starved: bool,
+    /// auto: the direction relays by splice now (else by copy).
+    pub splicing: bool,
+    /// auto: moving to splice once the receive has ended and the queue is sent.
+    pub to_splice: bool,
+    /// auto: full receives (copy) or small readiness events (splice) in a row.
+    pub streak: u8,
 }
 
 impl Dir {
@@ -130,6 +156,9 @@ impl Dir {
             sending: false,
             recv_armed: false,
             starved: false,
+            splicing: false,
+            to_splice: false,
+            streak: 0,
         }
     }
     /// Relaying or delivering the tail.
@@ -196,37 +225,55 @@ impl Tunnel {
 
     /// Start relaying: read from the upstream first (its early bytes go out first), then
     /// from the client.
-    pub fn start(&mut self, c: &mut Conn, ring: &mut Ring, relay: &Relay) -> io::Result<()> {
-        self.arm_source(c, ring, relay.mode, 1)?;
-        self.arm_source(c, ring, relay.mode, 0)
+    pub fn start(&mut self, c: &mut Conn, ring: &mut Ring, relay: &mut Relay) -> io::Result<()> {
+        self.dirs[0].splicing = relay.mode == TunnelMode::Splice;
+        self.dirs[1].splicing = relay.mode == TunnelMode::Splice;
+        self.arm_source(c, ring, relay, 1)?;
+        self.arm_source(c, ring, relay, 0)
     }
 
-    /// Start reading from socket `i` for its direction (multishot POLLIN or receive).
+    /// Whether direction `i` relays by splice now.
+    pub fn splicing(&self, i: usize) -> bool {
+        self.dirs[i].splicing
+    }
+
+    /// Start reading from socket `i` for its direction: multishot POLLIN (splice) or
+    /// multishot receive (copy). In auto mode, a direction waiting to move to splice does
+    /// so here once its receive has ended and its queue is sent.
     pub fn arm_source(
         &mut self,
         c: &mut Conn,
         ring: &mut Ring,
-        mode: TunnelMode,
+        relay: &mut Relay,
         i: usize,
     ) -> io::Result<()> {
-        match mode {
-            TunnelMode::Splice => {
-                if self.polling[i] {
-                    return Ok(());
-                }
-                self.polling[i] = true;
-                let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
-                c.poll(ring, source(i), events, true, Op::PollIn)
+        let d = &mut self.dirs[i];
+        if d.to_splice
+            && !d.recv_armed
+            && !d.sending
+            && d.bufs.is_empty()
+            && d.state == DirState::Open
+        {
+            d.to_splice = false;
+            d.splicing = true;
+            d.streak = 0;
+            d.starved = false;
+            relay.switches += 1;
+        }
+        if d.splicing {
+            if self.polling[i] {
+                return Ok(());
             }
-            TunnelMode::Copy => {
-                let d = &mut self.dirs[i];
-                if d.recv_armed || d.state != DirState::Open {
-                    return Ok(());
-                }
-                d.recv_armed = true;
-                d.starved = false;
-                c.recv_multi(ring, source(i))
+            self.polling[i] = true;
+            let events = (libc::POLLIN | libc::POLLRDHUP) as u32;
+            c.poll(ring, source(i), events, true, Op::PollIn)
+        } else {
+            if d.recv_armed || d.to_splice || d.state != DirState::Open {
+                return Ok(());
             }
+            d.recv_armed = true;
+            d.starved = false;
+            c.recv_multi(ring, source(i))
         }
     }
 
@@ -287,17 +334,18 @@ impl Tunnel {
 
     /// Give back what the relay holds (the session is being freed, nothing is in flight):
     /// pipes to the pool (or closed, when they still hold bytes), buffers to the ring.
-    pub fn release(&mut self, ring: &mut Ring, pipes: &mut PipePool) {
+    pub fn release(&mut self, ring: &mut Ring, relay: &mut Relay) {
         for d in self.dirs.iter_mut() {
             if let Some(p) = d.pipe.take() {
                 if d.pending > 0 {
-                    pipes.discard(p);
+                    relay.pipes.discard(p);
                 } else {
-                    pipes.give(p);
+                    relay.pipes.give(p);
                 }
             }
             for (bid, _) in d.bufs.drain(..) {
                 ring.recycle_buffer(bid);
+                relay.bufs_held -= 1;
             }
         }
     }

@@ -10,7 +10,8 @@
 //! used: the kernel runs it in an io-wq thread, and one parked per idle socket costs a
 //! kernel thread each (see FACTS.md).
 
-use super::{source, DirState, Flow, Relay, Tunnel};
+use super::{source, DirState, Flow, Relay, Tunnel, SMALL, TO_COPY};
+use crate::config::TunnelMode;
 use crate::conn::Conn;
 use crate::ring::{Completion, Op, Ring, Side};
 use crate::sys;
@@ -96,14 +97,15 @@ enum Pumped {
 }
 
 /// Move bytes `src → pipe → dst` for direction `i` until the source is empty, the
-/// destination is full, or the round budget is spent. Sets `moved` when any byte moved.
+/// destination is full, or the round budget is spent. Adds the bytes taken from the source
+/// to `moved`.
 fn splice_rounds(
     t: &mut Tunnel,
     i: usize,
     pool: &mut PipePool,
     src: RawFd,
     dst: RawFd,
-    moved: &mut bool,
+    moved: &mut usize,
 ) -> Pumped {
     let d = &mut t.dirs[i];
     if !d.live() || d.pollout {
@@ -117,7 +119,6 @@ fn splice_rounds(
             match sys::splice(p.r.as_raw_fd(), dst, d.pending) {
                 Ok(n) => {
                     d.pending -= n;
-                    *moved = true;
                     continue;
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => return Pumped::WaitWritable,
@@ -142,7 +143,7 @@ fn splice_rounds(
             Ok(0) => d.state = DirState::Eof,
             Ok(n) => {
                 d.pending = n;
-                *moved = true;
+                *moved += n;
             }
             Err(e) if e.raw_os_error() == Some(libc::EAGAIN) => {
                 // Socket empty (the pipe was empty, so it cannot be "pipe full").
@@ -168,13 +169,19 @@ pub fn pump(
     i: usize,
 ) -> io::Result<Flow> {
     let (src, dst) = (c.fd(source(i)), c.fd(source(1 - i)));
-    let mut moved = false;
+    let mut moved = 0;
+    let pending_before = t.dirs[i].pending;
     let found = splice_rounds(t, i, &mut relay.pipes, src, dst, &mut moved);
-    if moved {
+    if moved > 0 || t.dirs[i].pending < pending_before {
         t.touch(c, now);
     }
     match found {
-        Pumped::Idle => Ok(Flow::Continue),
+        Pumped::Idle => {
+            if relay.mode == TunnelMode::Auto {
+                back_to_copy_if_small(t, c, ring, relay, i, moved)?;
+            }
+            Ok(Flow::Continue)
+        }
         Pumped::Yield => {
             if !t.dirs[i].queued {
                 t.dirs[i].queued = true;
@@ -201,6 +208,33 @@ pub fn pump(
     }
 }
 
+/// auto: a readiness event of direction `i` moved `moved` bytes and left its pipe empty.
+/// After [`TO_COPY`] small ones in a row, the direction goes back to copy: its POLLIN is
+/// cancelled and a multishot receive takes over (the socket's unread bytes stay in order:
+/// nothing is in the pipe).
+fn back_to_copy_if_small(
+    t: &mut Tunnel,
+    c: &mut Conn,
+    ring: &mut Ring,
+    relay: &mut Relay,
+    i: usize,
+    moved: usize,
+) -> io::Result<()> {
+    let d = &mut t.dirs[i];
+    d.streak = if moved < SMALL { d.streak + 1 } else { 0 };
+    if d.streak < TO_COPY || d.pending > 0 || d.pollout || d.state != DirState::Open {
+        return Ok(());
+    }
+    d.streak = 0;
+    d.splicing = false;
+    relay.switches += 1;
+    if t.polling[i] {
+        // `polling` stays set until the cancel's final completion arrives.
+        c.cancel(ring, Op::PollIn, source(i))?;
+    }
+    t.arm_source(c, ring, relay, i)
+}
+
 /// Socket `side` is readable (or its multishot POLLIN ended).
 pub fn on_poll_in(
     t: &mut Tunnel,
@@ -216,11 +250,20 @@ pub fn on_poll_in(
         t.polling[i] = false;
     }
     if cqe.res() == -libc::ECANCELED {
+        // auto: the cancel of a move back to copy. If the direction has moved to splice
+        // again since, it needs its POLLIN back.
+        if !t.polling[i] && t.splicing(i) && t.dirs[i].state == DirState::Open {
+            t.arm_source(c, ring, relay, i)?;
+        }
+        return Ok(Flow::Continue);
+    }
+    if !t.splicing(i) {
+        // auto: a readiness event that crossed the move back to copy; the receive reads.
         return Ok(Flow::Continue);
     }
     let live = t.dirs[i].live();
     if !cqe.more() && t.dirs[i].state == DirState::Open {
-        t.arm_source(c, ring, relay.mode, i)?;
+        t.arm_source(c, ring, relay, i)?;
     }
     if live {
         return pump(t, c, ring, relay, now, i);

@@ -536,7 +536,7 @@ impl Session {
         be.tunnels_total.fetch_add(1, Ordering::Relaxed);
         self.conn.deadline = if idle_ms != 0 { ctx.now + idle_ms } else { 0 };
         if let State::Tunnel(t) = &mut self.state {
-            t.start(&mut self.conn, &mut ctx.ring, &ctx.relay)?;
+            t.start(&mut self.conn, &mut ctx.ring, &mut ctx.relay)?;
         }
         Ok(Step::Continue)
     }

@@ -329,7 +329,7 @@ impl Session {
         let State::Tunnel(t) = &mut self.state else {
             return Ok(());
         };
-        relay::copy::feed(t, &mut self.conn, &mut ctx.ring, &ctx.relay, i)
+        relay::copy::feed(t, &mut self.conn, &mut ctx.ring, &mut ctx.relay, i)
     }
 
     /// The session's deadline passed: what that means depends on the state.
@@ -414,7 +414,7 @@ impl Session {
             other => other.into_tunnel(),
         };
         if let Some(mut t) = tunnel {
-            t.release(&mut ctx.ring, &mut ctx.relay.pipes);
+            t.release(&mut ctx.ring, &mut ctx.relay);
             if t.upgraded {
                 ctx.tunnels -= 1;
                 if self.backend != NO_BACKEND {

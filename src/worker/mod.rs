@@ -47,9 +47,8 @@ use std::time::{Duration, Instant};
 const TICK: Duration = Duration::from_millis(250);
 /// Timeout for a refused (503) client to send its request before we answer anyway.
 const RESERVE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
-/// Copy mode: provided buffers per worker and their size.
+/// Copy and auto modes: provided buffers per worker (of `relay::copy::BUF_SIZE` bytes).
 const COPY_BUFS: u16 = 512;
-const COPY_BUF_SIZE: u32 = 16 * 1024;
 /// Idle pipes a worker keeps.
 const PIPE_POOL_IDLE: usize = 64;
 /// Shutdown waits this long for sessions to drain their in-flight operations.
@@ -110,8 +109,8 @@ impl Worker {
         let cfg = init.cfg;
         let mut ring = Ring::new(4096)?;
         ring.probe()?;
-        if cfg.tunnel == TunnelMode::Copy {
-            ring.setup_buffers(COPY_BUFS, COPY_BUF_SIZE).map_err(|e| {
+        if cfg.tunnel != TunnelMode::Splice {
+            ring.setup_buffers(COPY_BUFS, crate::relay::copy::BUF_SIZE).map_err(|e| {
                 io::Error::new(
                     e.kind(),
                     format!("registering the copy-mode buffer ring failed ({e}); it needs Linux 5.19+, or use --tunnel splice"),
@@ -245,6 +244,8 @@ impl Worker {
         WorkerStats::set(&st.tunnels, self.ctx.tunnels as u64);
         WorkerStats::set(&st.pipes_in_use, relay.pipes.in_use as u64);
         WorkerStats::set(&st.pipes_idle, relay.pipes.idle() as u64);
+        WorkerStats::set(&st.bufs_held, relay.bufs_held as u64);
+        WorkerStats::set(&st.relay_switches, relay.switches);
         WorkerStats::set(&st.pooled, self.pool.len() as u64);
         WorkerStats::set(&st.accepted, self.accepted);
         WorkerStats::set(&st.refused, self.refused);
