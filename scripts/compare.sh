@@ -15,11 +15,14 @@
 #      machine's 20,000-fd limit) for both, plus nginx's own largest (2 x 19,990) as a
 #      separate row; ramp time series, proxy RSS and MemFree before/while held;
 #   3. echo 64 B at 100 and 1000 connections, bulk 1 MiB at 1 and 10 connections, for
-#      ringway (splice), ringway (copy), nginx and direct (loadgen straight at one
-#      backend), repetitions interleaved; proxy CPU from /proc via loadgen --watch-pid;
-#      in the same sessions, small keep-alive HTTP GETs at 50 (and 500) connections for
-#      ringway, nginx and direct: requests/s and proxy CPU per request (this conf has
-#      `keepalive 32;` upstream and an empty Connection header for non-upgrade requests).
+#      ringway (auto, the default relay mode: the headline row), ringway (splice), ringway
+#      (copy), nginx and direct (loadgen straight at one backend), repetitions interleaved;
+#      proxy CPU from /proc via loadgen --watch-pid; in the same sessions, small keep-alive
+#      HTTP GETs at 50 (and 500) connections for ringway (its auto session only: plain HTTP
+#      never reaches the relay), nginx and direct: requests/s and proxy CPU per request
+#      (this conf has `keepalive 32;` upstream and an empty Connection header for
+#      non-upgrade requests). A build whose --help lists no `--tunnel auto` runs without
+#      ringway-auto (a warning; HTTP then in ringway-splice, as before auto existed).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
 # (bench/src/bin/report/) writes summary.md and plots/*.svg from raw/.
@@ -33,11 +36,13 @@
 #
 # --baseline DIR measures a change before and after in one run: DIR holds a `ringway`
 # binary built from an earlier commit (optionally a COMMIT file with its git sha). Step 3
-# then also runs it as `baseline-splice` and `baseline-copy` (its --tunnel splice / copy,
-# same conf, same workloads; HTTP only in baseline-splice), interleaved in the same
-# repetitions (splice, baseline splice, copy, baseline copy, nginx, direct). meta.json
-# records its path, --version and COMMIT; the report shows its rows next to ringway's and
-# a before/after table of proxy CPU. Steps 1-2 use the current build only. To make DIR:
+# then also runs it as `baseline-auto` (only when its --help lists `--tunnel auto`),
+# `baseline-splice` and `baseline-copy`, same conf, same workloads, each right after the
+# current build's twin in the same repetitions (auto, baseline auto, splice, baseline
+# splice, copy, baseline copy, nginx, direct); its HTTP runs in baseline-auto, or in
+# baseline-splice when it has no auto. meta.json records its path, --version, COMMIT and
+# the modes it ran; the report shows its rows next to ringway's and a before/after table
+# of proxy CPU. Steps 1-2 use the current build only (its default relay mode). To make DIR:
 #   git worktree add /tmp/base SHA && cargo build --release -p ringway \
 #     --manifest-path /tmp/base/Cargo.toml --target-dir /tmp/base/target &&
 #   mkdir -p DIR && cp /tmp/base/target/release/ringway DIR/ && echo SHA >DIR/COMMIT
@@ -49,7 +54,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/common.sh"
 
 usage() {
-    sed -n '2,43s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,48s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cmdline="$0${*:+ $*}"
@@ -130,14 +135,29 @@ workload_args() {
         http-c500) echo "http --conns 500 --pipeline 1" ;;
     esac
 }
-# Plain HTTP never reaches the tunnel relay, so ringway runs it once (as ringway-splice, and
-# the baseline as baseline-splice).
+# Plain HTTP never reaches the tunnel relay, so each ringway build runs it once: in its
+# default (auto) session, or in splice where the binary has no `--tunnel auto`. Both are set
+# with the targets, after the build (set_perf_targets).
+HTTP_RINGWAY="" HTTP_BASELINE=""
 workload_applies() {
-    [[ $2 != http-* || ($1 != ringway-copy && $1 != baseline-copy) ]]
+    [[ $2 != http-* ]] && return 0
+    [[ $1 == nginx || $1 == direct || $1 == "$HTTP_RINGWAY" || $1 == "$HTTP_BASELINE" ]]
 }
-PERF_TARGETS=(ringway-splice ringway-copy nginx direct)
-# --baseline: the earlier build's two relay modes, each right after the current build's.
-BASELINE_BIN="" BASELINE_DIR="" BASELINE_COMMIT="" BASELINE_VERSION=""
+# tunnel_has_auto BINARY: whether BINARY's --help lists `auto` for --tunnel (the --tunnel
+# entry only: `auto` is also a value of --upstream-bind). Long help lists "- auto: ..."
+# under "Possible values:", short help "[possible values: splice, copy, auto]".
+tunnel_has_auto() {
+    local help
+    help=$("$1" --help 2>&1) || true
+    awk '
+        /^[[:space:]]*(-[[:alnum:]], )?--[[:alnum:]]/ { p = ($0 ~ /--tunnel[[:space:]=<[]/) }
+        p && (/^[[:space:]]*- auto([:[:space:]]|$)/ || /possible values:[^]]*[[:space:],]auto([],[:space:]]|$)/) { found = 1 }
+        END { exit !found }
+    ' <<<"$help"
+}
+PERF_TARGETS=()
+# --baseline: the earlier build's relay modes, each right after the current build's.
+BASELINE_BIN="" BASELINE_DIR="" BASELINE_COMMIT="" BASELINE_VERSION="" BASELINE_MODES=()
 if [[ -n $baseline ]]; then
     [[ -d $baseline ]] || die "--baseline $baseline: not a directory"
     BASELINE_DIR=$(cd "$baseline" && pwd)
@@ -151,8 +171,37 @@ if [[ -n $baseline ]]; then
     if [[ -f $BASELINE_DIR/COMMIT ]]; then
         BASELINE_COMMIT=$(tr -d '[:space:]' <"$BASELINE_DIR/COMMIT")
     fi
-    PERF_TARGETS=(ringway-splice baseline-splice ringway-copy baseline-copy nginx direct)
 fi
+# set_perf_targets: step 3's targets in session order, and which sessions run the HTTP
+# workloads. ringway-auto first (the default mode) when the build has it; baseline-auto
+# right after it when the baseline has it too.
+set_perf_targets() {
+    local cur_auto=0
+    if tunnel_has_auto "$BIN/ringway"; then
+        cur_auto=1
+    else
+        warn "$BIN/ringway --help lists no \`--tunnel auto\`: step 3 runs without ringway-auto (HTTP in ringway-splice)"
+    fi
+    PERF_TARGETS=() HTTP_RINGWAY="ringway-splice" HTTP_BASELINE=""
+    if ((cur_auto)); then
+        PERF_TARGETS+=(ringway-auto)
+        HTTP_RINGWAY="ringway-auto"
+    fi
+    if [[ -n $BASELINE_BIN ]]; then
+        BASELINE_MODES=(splice copy)
+        HTTP_BASELINE="baseline-splice"
+        if ((cur_auto)) && tunnel_has_auto "$BASELINE_BIN"; then
+            BASELINE_MODES=(auto splice copy)
+            HTTP_BASELINE="baseline-auto"
+            PERF_TARGETS+=(baseline-auto)
+        else
+            log "baseline: $BASELINE_BIN has no \`--tunnel auto\` (or this build has none): its modes splice, copy"
+        fi
+        PERF_TARGETS+=(ringway-splice baseline-splice ringway-copy baseline-copy nginx direct)
+    else
+        PERF_TARGETS+=(ringway-splice ringway-copy nginx direct)
+    fi
+}
 # Idle upstream connections each nginx worker keeps for the HTTP workloads (`keepalive N;`);
 # ringway reads the same line (its --keepalive pool, sized the same).
 HTTP_UPSTREAM_KEEPALIVE=32
@@ -180,6 +229,7 @@ BIN=$root/target/release
 for b in ringway wsecho loadgen report; do
     [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
 done
+set_perf_targets
 
 if ! command -v nginx >/dev/null; then
     ((EUID == 0)) || die "nginx is not installed and installing it needs root: apt-get install nginx-light"
@@ -289,9 +339,9 @@ write_meta() {
         if [[ -n $BASELINE_BIN ]]; then
             base_commit=null
             [[ -z $BASELINE_COMMIT ]] || base_commit=$(json_str "$BASELINE_COMMIT")
-            printf '  "baseline": {"dir": %s, "binary": %s, "version": %s, "commit": %s},\n' \
+            printf '  "baseline": {"dir": %s, "binary": %s, "version": %s, "commit": %s, "modes": [%s]},\n' \
                 "$(json_str "$BASELINE_DIR")" "$(json_str "$BASELINE_BIN")" \
-                "$(json_str "$BASELINE_VERSION")" "$base_commit"
+                "$(json_str "$BASELINE_VERSION")" "$base_commit" "$(json_list "${BASELINE_MODES[@]}")"
         fi
         printf '  "ulimit_n_soft": %s,\n  "ulimit_n_hard": %s,\n' "$(json_str "$(ulimit -Sn)")" "$(json_str "$(ulimit -Hn)")"
         printf '  "sysctls": {\n'
@@ -615,8 +665,10 @@ log "echo/bulk/http: 1 x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, ta
 for ((rep = 1; rep <= REPS; rep++)); do
     for target in "${PERF_TARGETS[@]}"; do
         case $target in
+            ringway-auto) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel auto ;;
             ringway-splice) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel splice ;;
             ringway-copy) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel copy ;;
+            baseline-auto) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel auto ;;
             baseline-splice) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel splice ;;
             baseline-copy) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel copy ;;
             nginx) start_session "perf__r${rep}__$target" nginx "$conf" ;;

@@ -8,11 +8,15 @@
 //!
 //! Session labels: `ceiling__{ringway,nginx}` (1 worker, seed budget), `raised__{ringway,nginx}`
 //! (same raised budget for both), `nginxmax__nginx` (nginx's own largest here) and
-//! `perf__rN__{ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo, bulk and
-//! HTTP; the `http-cN` workloads skip ringway-copy, since plain HTTP never reaches the relay).
-//! With `compare.sh --baseline DIR` also `perf__rN__{baseline-splice,baseline-copy}` (an
-//! earlier build; meta.json's `baseline` names it): rows next to ringway's in sections 4 to 6,
-//! and section 7 compares their proxy CPU.
+//! `perf__rN__{ringway-auto,ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo,
+//! bulk and HTTP). `ringway-auto` (`--tunnel auto`, the default mode) is the first ringway row
+//! and runs the `http-cN` workloads, which skip splice and copy since plain HTTP never reaches
+//! the relay; runs from before it have no auto session, and their HTTP ran in ringway-splice
+//! (rendered as they always were). With `compare.sh --baseline DIR` also
+//! `perf__rN__{baseline-auto,baseline-splice,baseline-copy}` (an earlier build; meta.json's
+//! `baseline` names it, `baseline-auto` only when it has `--tunnel auto`, and its HTTP in
+//! baseline-auto, else baseline-splice): rows next to ringway's in sections 4 to 6, and
+//! section 7 compares their proxy CPU.
 //!
 //! | file | job |
 //! |---|---|

@@ -8,10 +8,11 @@ use ringway_bench::plot::{draw_legend, PlotResult};
 use ringway_bench::stats::median_of;
 use std::path::Path;
 
-use crate::run::{proxy_cpu, target_label, Run, BULK_WL, ECHO_WL, PERF_TARGETS};
+use crate::run::{proxy_cpu, target_label, Run, BULK_WL, ECHO_WL, RINGWAY_AUTO};
 
 fn color(t: &str) -> RGBColor {
     match t {
+        RINGWAY_AUTO => RGBColor(255, 127, 14),
         "ringway-splice" | "raised__ringway" => RGBColor(31, 119, 180),
         "ringway-copy" => RGBColor(23, 190, 207),
         "nginx" | "raised__nginx" => RGBColor(44, 160, 44),
@@ -144,8 +145,9 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
     root.fill(&WHITE)?;
     let panels = root.split_evenly((1, 2));
     for (panel, wl) in panels.iter().zip(ECHO_WL) {
-        let lines: Vec<(&str, Vec<(f64, f64)>)> = PERF_TARGETS
-            .iter()
+        let lines: Vec<(&str, Vec<(f64, f64)>)> = run
+            .plot_targets()
+            .into_iter()
             .map(|t| {
                 let pts = PCT
                     .iter()
@@ -155,7 +157,7 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
                         median_of(run.metric(t, wl, |v| num(v, &path))).map(|y| (i as f64, y))
                     })
                     .collect();
-                (*t, pts)
+                (t, pts)
             })
             .collect();
         let ys = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1));
@@ -217,7 +219,12 @@ pub fn plot_cpu(run: &Run, path: &Path) -> PlotResult {
             "ms per MB",
         ),
     ];
-    let proxies = ["ringway-splice", "ringway-copy", "nginx"];
+    // ringway's modes (auto first when the run has it), then nginx: one bar each per group.
+    let mut proxies = Vec::new();
+    if run.has_auto() {
+        proxies.push(RINGWAY_AUTO);
+    }
+    proxies.extend(["ringway-splice", "ringway-copy", "nginx"]);
     for (panel, (title, wls, field, unit)) in panels.iter().zip(specs) {
         let mut bars = Vec::new();
         for (g, wl) in wls.iter().enumerate() {
@@ -255,11 +262,13 @@ pub fn plot_cpu(run: &Run, path: &Path) -> PlotResult {
             .y_desc(unit)
             .y_label_formatter(&|y| fmt_num(*y))
             .draw()?;
-        let w = 0.25;
+        // Three quarters of each group's width, split between the proxies (0.25 each for three).
+        let n = proxies.len() as f64;
+        let w = 0.75 / n;
         for (j, t) in proxies.iter().enumerate() {
             let col = color(t);
             let mine: Vec<_> = bars.iter().filter(|b| b.1 == j).collect();
-            let x0 = |g: usize| g as f64 - 1.5 * w + j as f64 * w;
+            let x0 = |g: usize| g as f64 - n / 2.0 * w + j as f64 * w;
             c.draw_series(mine.iter().map(|b| {
                 Rectangle::new(
                     [(x0(b.0) + 0.02, 0.0), (x0(b.0) + w - 0.02, b.3.med)],

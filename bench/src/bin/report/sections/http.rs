@@ -8,7 +8,9 @@ use serde_json::Value;
 use std::fmt::Write as _;
 
 use super::{compare_to_nginx, perf_health, Findings};
-use crate::run::{backend_cpu, proxy_cpu, target_label, Run, BASELINE_SPLICE};
+use crate::run::{
+    backend_cpu, proxy_cpu, target_label, Run, BASELINE_AUTO, BASELINE_SPLICE, RINGWAY_AUTO,
+};
 
 /// The HTTP workloads present in the results (`http-c<conns>`), by connection count.
 pub fn http_workloads(run: &Run) -> Vec<String> {
@@ -26,11 +28,12 @@ pub fn http_workloads(run: &Run) -> Vec<String> {
     wls
 }
 
-/// Row label: plain HTTP has no relay mode, so ringway's splice session is just "ringway".
+/// Row label: plain HTTP has no relay mode, so ringway's HTTP session (the default `auto`, or
+/// `splice` in runs without it) is just "ringway", and the baseline's is the baseline's name.
 fn http_label(run: &Run, t: &str) -> String {
     match t {
-        "ringway-splice" => "ringway".into(),
-        BASELINE_SPLICE => run.baseline_name(),
+        RINGWAY_AUTO | "ringway-splice" => "ringway".into(),
+        BASELINE_AUTO | BASELINE_SPLICE => run.baseline_name(),
         t => target_label(t).into(),
     }
 }
@@ -64,9 +67,19 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
          runs from a request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
          proxy's process tree per request. \"Client connections closed\": by the proxy (direct: the backend) after \
          a response, per 1,000 requests; loadgen reconnects and goes on. Same sessions as echo and bulk (median over \
-         {} repetition(s) of {} s); ringway is the `--tunnel splice` session (plain HTTP never reaches the relay).\n",
+         {} repetition(s) of {} s); ringway is the {} session (plain HTTP never reaches the relay).{}\n",
         fmt_param(num(m, "params.reps")),
-        fmt_param(num(m, "params.duration_s"))
+        fmt_param(num(m, "params.duration_s")),
+        if run.http_ringway() == RINGWAY_AUTO {
+            "default `--tunnel auto`"
+        } else {
+            "`--tunnel splice`"
+        },
+        if run.has_baseline() && run.http_baseline() != BASELINE_AUTO && run.has_auto() {
+            " The baseline binary has no `--tunnel auto`: its row is its `--tunnel splice` session."
+        } else {
+            ""
+        }
     );
     for wl in &wls {
         let wl = wl.as_str();

@@ -62,9 +62,24 @@ fn baseline(run: &Run, o: &mut String) {
         return;
     };
     let commit = text(b, "commit").trim();
+    // compare.sh records the relay modes it ran the baseline in (runs before `--tunnel auto`
+    // have no such list: splice and copy).
+    let modes = b
+        .get("modes")
+        .and_then(Value::as_array)
+        .map(|ms| {
+            let ms: Vec<&str> = ms.iter().filter_map(Value::as_str).collect();
+            let no_auto = if ms.contains(&"auto") {
+                ""
+            } else {
+                " (its `--help` lists no `--tunnel auto`)"
+            };
+            format!(" · modes run: {}{no_auto}", ms.join(", "))
+        })
+        .unwrap_or_default();
     let _ = writeln!(
         o,
-        "- baseline (`--baseline`, rows \"{}\"): `{}` · {} · commit {}",
+        "- baseline (`--baseline`, rows \"{}\"): `{}` · {} · commit {}{modes}",
         run.baseline_name(),
         text(b, "binary"),
         text(b, "version"),
