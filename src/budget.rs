@@ -80,6 +80,12 @@ impl Budget {
         }
     }
 
+    /// Take `n` more slots for the worker's own descriptors (a listener per extra listen
+    /// address: nginx counts every listening socket against worker_connections).
+    pub fn reserve_own(&mut self, n: usize) {
+        self.used = (self.used + n).min(self.capacity);
+    }
+
     /// Total slots (worker_connections).
     pub fn capacity(&self) -> usize {
         self.capacity

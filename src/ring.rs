@@ -178,9 +178,13 @@ impl Completion {
     pub fn res(&self) -> i32 {
         self.res
     }
-    /// The descriptor a successful accept returned, now owned; `Err(errno)` for a failed one.
-    /// Call it only for an `Op::Accept` completion (other results are not descriptors).
+    /// The descriptor a successful accept returned, now owned; `Err(errno)` for a failed
+    /// one, and `Err(EINVAL)` for a completion that is not an accept's (its result is no
+    /// descriptor).
     pub fn into_fd(self) -> Result<OwnedFd, i32> {
+        if Token::decode(self.user_data).map(|t| t.op) != Some(Op::Accept) {
+            return Err(libc::EINVAL);
+        }
         if self.res < 0 {
             return Err(-self.res);
         }
@@ -400,6 +404,12 @@ impl Ring {
     /// Arm the worker's periodic timer (one shot of the tick period). The timespec is the
     /// ring's own, so it outlives the operation.
     pub fn tick(&mut self, tok: Token) -> io::Result<()> {
+        if !self.configured {
+            // `configure` replaces the timespec: nothing may point at the old one.
+            return Err(io::Error::other(
+                "the ring's tick is armed before configure",
+            ));
+        }
         let e = opcode::Timeout::new(&*self.tick_ts as *const _)
             .build()
             .user_data(tok.encode());

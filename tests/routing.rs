@@ -31,7 +31,7 @@ fn proxy_from(conf: &str) -> ringway::Server {
 
 /// A backend that answers every request with `<port> <request line>` and closes.
 async fn recorder() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:1").await.unwrap();
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
@@ -217,6 +217,71 @@ async fn server_blocks_are_chosen_by_listen_address_and_server_name() {
     }
     assert_eq!(get(addrs[1], "a.example", "/").await, (200, who(2)));
     assert_eq!(ws_banner(addrs[1], "/chat").await, who(2));
+}
+
+/// A request line as sent (no normalisation by the client library): (status, body).
+async fn raw_get(addr: SocketAddr, request_line: &str, host: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    let req = format!("{request_line}\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(T, s.read_to_end(&mut out))
+        .await
+        .expect("answer in time")
+        .unwrap();
+    let text = String::from_utf8_lossy(&out).to_string();
+    let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.trim().to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Locations match the path as nginx normalises it (%-decoded, `//` merged, `.`/`..`
+/// resolved), so `..` cannot climb out of a rewritten prefix, and an absolute-form target
+/// is routed by its own host and path.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paths_are_normalised_before_matching_and_rewriting() {
+    let (api, root, other) = (recorder().await, recorder().await, recorder().await);
+    let conf = format!(
+        "http {{\n\
+         server {{ listen 127.0.0.1:1; location /api/ {{ proxy_pass http://{api}/v1/; }} location / {{ proxy_pass http://{root}; }} }}\n\
+         server {{ listen 127.0.0.1:1; server_name other.example; location / {{ proxy_pass http://{other}; }} }}\n\
+         }}\n"
+    );
+    let p = proxy_from(&conf);
+    let at = p.local_addr();
+    let (a, r, o) = (api.port(), root.port(), other.port());
+    for (line, want) in [
+        // Climbs out of /api/: nginx's location is `/`, which gets the URI as sent.
+        (
+            "GET /api/../admin HTTP/1.1",
+            format!("{r} GET /api/../admin HTTP/1.1"),
+        ),
+        ("GET /%61pi/x HTTP/1.1", format!("{a} GET /v1/x HTTP/1.1")),
+        (
+            "GET //api//x?q=1 HTTP/1.1",
+            format!("{a} GET /v1/x?q=1 HTTP/1.1"),
+        ),
+        (
+            "GET /api/./a/../b%20c HTTP/1.1",
+            format!("{a} GET /v1/b%20c HTTP/1.1"),
+        ),
+        (
+            "GET http://other.example/p?x HTTP/1.1",
+            format!("{o} GET /p?x HTTP/1.1"),
+        ),
+    ] {
+        assert_eq!(raw_get(at, line, "x").await, (200, want), "{line}");
+    }
+    for bad in [
+        "GET /../etc/passwd HTTP/1.1",
+        "GET /a/%zz HTTP/1.1",
+        "GET /%00 HTTP/1.1",
+    ] {
+        assert_eq!(raw_get(at, bad, "x").await.0, 400, "{bad}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

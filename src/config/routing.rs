@@ -220,6 +220,141 @@ impl HostTable {
     }
 }
 
+/// A request path that cannot be normalised: a bad `%` escape, a NUL, or `..` above the
+/// root (answered 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BadPath;
+
+/// An absolute-form target (`http://host:port/path?q`) → (its host, its origin form);
+/// anything else → (`host`, the target).
+pub fn split_absolute<'a>(target: &'a str, host: Option<&'a [u8]>) -> (Option<&'a [u8]>, &'a str) {
+    let scheme = target
+        .get(..7)
+        .is_some_and(|p| p.eq_ignore_ascii_case("http://"));
+    if !scheme {
+        return (host, target);
+    }
+    let rest = &target[7..];
+    let end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let origin = &rest[end..];
+    let origin = if origin.is_empty() { "/" } else { origin };
+    (Some(&rest.as_bytes()[..end]), origin)
+}
+
+/// The path of origin-form target `target` as nginx matches locations against it, into
+/// `out`: the query dropped, `%XX` decoded, `//` merged, `.` and `..` segments resolved
+/// (a trailing `/` kept).
+pub fn normalize_path(target: &str, out: &mut Vec<u8>) -> Result<(), BadPath> {
+    let path = target.split(['?', '#']).next().unwrap_or(target).as_bytes();
+    // Decode into `out`, then resolve segments in place.
+    out.clear();
+    let mut i = 0;
+    while i < path.len() {
+        let b = path[i];
+        if b == b'%' {
+            let hex = |c: u8| (c as char).to_digit(16);
+            let (Some(h), Some(l)) = (
+                path.get(i + 1).and_then(|&c| hex(c)),
+                path.get(i + 2).and_then(|&c| hex(c)),
+            ) else {
+                return Err(BadPath);
+            };
+            let v = (h * 16 + l) as u8;
+            if v == 0 {
+                return Err(BadPath);
+            }
+            out.push(v);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    if out.first() != Some(&b'/') {
+        // `*` (OPTIONS) or garbage: matched as is, it reaches only a regex or nothing.
+        return Ok(());
+    }
+    let decoded_len = out.len();
+    let trailing = out.ends_with(b"/") || out.ends_with(b"/.") || out.ends_with(b"/..");
+    // Segments are read from the decoded bytes and written back at `w` (never ahead of
+    // the read position), keeping segment starts for `..`.
+    let mut w = 0usize;
+    let mut starts: [usize; 64] = [0; 64];
+    let mut depth = 0usize;
+    let mut r = 0usize;
+    while r < decoded_len {
+        // Skip slashes (merging them).
+        while r < decoded_len && out[r] == b'/' {
+            r += 1;
+        }
+        let seg_start = r;
+        while r < decoded_len && out[r] != b'/' {
+            r += 1;
+        }
+        let seg = seg_start..r;
+        match &out[seg.clone()] {
+            b"" | b"." => {}
+            b".." => {
+                if depth == 0 {
+                    return Err(BadPath);
+                }
+                depth -= 1;
+                w = starts[depth];
+            }
+            _ => {
+                if depth == starts.len() {
+                    return Err(BadPath);
+                }
+                starts[depth] = w;
+                depth += 1;
+                out[w] = b'/';
+                out.copy_within(seg.clone(), w + 1);
+                w += 1 + seg.len();
+            }
+        }
+    }
+    if w == 0 || trailing {
+        out[w] = b'/';
+        w += 1;
+    }
+    out.truncate(w);
+    Ok(())
+}
+
+/// Append `path` (a normalised path) to `out` %-escaped where a request target cannot
+/// carry the byte as is (nginx's escaping of a rewritten URI).
+pub fn escape_path(path: &[u8], out: &mut Vec<u8>) {
+    for &b in path {
+        let plain = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'/' | b'-'
+                    | b'.'
+                    | b'_'
+                    | b'~'
+                    | b'!'
+                    | b'$'
+                    | b'&'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b'*'
+                    | b'+'
+                    | b','
+                    | b';'
+                    | b'='
+                    | b':'
+                    | b'@'
+            );
+        if plain {
+            out.push(b);
+        } else {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.extend_from_slice(&[b'%', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+        }
+    }
+}
+
 /// The whole routing table of a configuration with several servers or locations.
 #[derive(Clone, Debug)]
 pub struct Routing {
@@ -271,12 +406,35 @@ impl Routing {
     }
 
     /// The route for a request that came in on listen address `listen` with Host `host`
-    /// and path `target` (the request target; its query is ignored). `None`: no location
-    /// of the chosen server matches (nginx would look for a file; ringway answers 404).
+    /// and request target `target`, as nginx chooses it: an absolute-form target
+    /// (`http://host/path`) names its own host; the path is normalised first
+    /// ([`normalize_path`] into `scratch`, which then holds it). `Ok(None)`: no location of
+    /// the chosen server matches (nginx would look for a file; ringway answers 404).
+    pub fn route_with(
+        &self,
+        listen: usize,
+        host: Option<&[u8]>,
+        target: &str,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Option<usize>, BadPath> {
+        let (host, origin) = split_absolute(target, host);
+        normalize_path(origin, scratch)?;
+        let Some(table) = self.hosts.get(listen) else {
+            return Ok(None);
+        };
+        let server = table.find(host);
+        let path = String::from_utf8_lossy(scratch);
+        Ok(self
+            .servers
+            .get(server)
+            .and_then(|s| s.locations.find(&path)))
+    }
+
+    /// [`Routing::route_with`] with a scratch buffer of its own (tests, tools).
     pub fn route(&self, listen: usize, host: Option<&[u8]>, target: &str) -> Option<usize> {
-        let server = self.hosts.get(listen)?.find(host);
-        let path = target.split(['?', '#']).next().unwrap_or(target);
-        self.servers.get(server)?.locations.find(path)
+        self.route_with(listen, host, target, &mut Vec::new())
+            .ok()
+            .flatten()
     }
 
     /// Lines for `ringway -t`: every listen address and its servers, every route and
@@ -320,5 +478,48 @@ impl Routing {
             );
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(p: &str) -> Result<String, BadPath> {
+        let mut v = Vec::new();
+        normalize_path(p, &mut v).map(|()| String::from_utf8(v).unwrap())
+    }
+
+    #[test]
+    fn paths_normalise_as_nginx_matches_them() {
+        for (raw, want) in [
+            ("/", "/"),
+            ("/a/b", "/a/b"),
+            ("/a/b/", "/a/b/"),
+            ("//a///b", "/a/b"),
+            ("/a/./b", "/a/b"),
+            ("/a/../b", "/b"),
+            ("/a/b/..", "/a/"),
+            ("/a/.", "/a/"),
+            ("/%61pi/x", "/api/x"),
+            ("/a%2Fb", "/a/b"),
+            ("/a/%2e%2e/b", "/b"),
+            ("/a?x=/../..", "/a"),
+            ("*", "*"),
+        ] {
+            assert_eq!(norm(raw).as_deref(), Ok(want), "{raw}");
+        }
+        for bad in ["/..", "/a/../..", "/%zz", "/%4", "/%00", "/%2e%2e/x"] {
+            assert_eq!(norm(bad), Err(BadPath), "{bad}");
+        }
+        let mut out = Vec::new();
+        escape_path(b"/a b/\xc3\xa9?#%", &mut out);
+        assert_eq!(out, b"/a%20b/%C3%A9%3F%23%25");
+        assert_eq!(
+            split_absolute("http://h.example:81/p?q", None),
+            (Some(&b"h.example:81"[..]), "/p?q")
+        );
+        assert_eq!(split_absolute("HTTP://h", None), (Some(&b"h"[..]), "/"));
+        assert_eq!(split_absolute("/p", Some(b"x")), (Some(&b"x"[..]), "/p"));
     }
 }

@@ -18,7 +18,7 @@ mod response;
 pub use crate::config::{default_set_headers, HashKey, Part, SetHeader, Var};
 pub use request::{
     cookie_value, parse_request, parse_request_routed, parse_request_with, ClientError,
-    RequestInfo, RequestRules,
+    RequestInfo, RequestRules, Routed,
 };
 pub use response::{
     parse_response, parse_response_sticky, ResponseCtx, ResponseInfo, UpstreamError,

@@ -23,6 +23,19 @@ pub enum ClientError {
     NoRoute,
 }
 
+/// What a router says of a request: its route, the rules of that route, and the request
+/// target to send instead of the client's (a `proxy_pass` URI rewrite, or the origin form
+/// of an absolute-form target), if any.
+#[derive(Debug)]
+pub struct Routed<'r> {
+    /// The route's index.
+    pub route: u16,
+    /// Its rules.
+    pub rules: &'r RequestRules,
+    /// The target to forward, when not the client's own.
+    pub target: Option<&'r [u8]>,
+}
+
 /// Which parts of a request choose its backend, and what ringway adds to the forwarded
 /// head (nginx's `proxy_set_header`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -120,17 +133,25 @@ pub fn parse_request_routed(
     rules: &RequestRules,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
-    parse_request_with(buf, max, client_ip, |_, _| Some((0, rules)), out)
+    let route = |_: &str, _: Option<&[u8]>| {
+        Ok(Routed {
+            route: 0,
+            rules,
+            target: None,
+        })
+    };
+    parse_request_with(buf, max, client_ip, route, out)
 }
 
 /// [`parse_request_routed`] with the rules of the route `route` chooses from the
-/// request target and Host (`None` from it: no location matches → [`ClientError::NoRoute`]).
-/// The head is parsed and checked once; the route is asked once, before any rule is used.
+/// request target and Host (its error — no location matches, a bad path — is the
+/// request's). The head is parsed and checked once; the route is asked once, before any
+/// rule is used.
 pub fn parse_request_with<'r>(
     buf: &[u8],
     max: usize,
     client_ip: IpAddr,
-    route: impl FnOnce(&str, Option<&[u8]>) -> Option<(u16, &'r RequestRules)>,
+    route: impl FnOnce(&str, Option<&[u8]>) -> Result<Routed<'r>, ClientError>,
     out: &mut Vec<u8>,
 ) -> Result<Option<RequestInfo>, ClientError> {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -252,7 +273,11 @@ pub fn parse_request_with<'r>(
         named_in_connection(hs, "keep-alive")
     };
     let host_value = hs.iter().find(|h| eq(h.name, "host")).map(|h| h.value);
-    let (route, rules) = route(path, host_value).ok_or(ClientError::NoRoute)?;
+    let Routed {
+        route,
+        rules,
+        target,
+    } = route(path, host_value)?;
     let cookie = |name: &str| {
         hs.iter()
             .filter(|h| eq(h.name, "cookie"))
@@ -271,18 +296,10 @@ pub fn parse_request_with<'r>(
     };
 
     out.clear();
-    match &rules.pass_uri {
-        Some((prefix, with)) if path.starts_with(prefix.as_str()) => {
-            let _ = write!(
-                out,
-                "{method} {with}{} HTTP/1.{minor}\r\n",
-                &path[prefix.len()..]
-            );
-        }
-        _ => {
-            let _ = write!(out, "{method} {path} HTTP/1.{minor}\r\n");
-        }
-    }
+    out.extend_from_slice(method.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(target.unwrap_or(path.as_bytes()));
+    let _ = write!(out, " HTTP/1.{minor}\r\n");
     for h in hs {
         if is_hop_by_hop(h.name)
             || eq(h.name, "expect")

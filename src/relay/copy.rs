@@ -96,7 +96,7 @@ pub fn on_recv(
     if err == libc::ECANCELED {
         // Our cancel (backpressure, or the move to splice): re-armed — or, in auto mode,
         // moved to splice — once the queue drains; it may be drained already.
-        if !d.recv_armed && d.bufs.is_empty() && !d.sending {
+        if !d.recv_armed && !d.starved && d.bufs.len() <= COPY_QUEUE_MAX / 2 {
             t.arm_source(c, ring, relay, i)?;
         }
         return Ok(Flow::Continue);

@@ -168,6 +168,11 @@ pub fn pump(
     now: u64,
     i: usize,
 ) -> io::Result<Flow> {
+    if !t.splicing(i) {
+        // auto: the direction moved back to copy after this run was queued (or its
+        // readiness reported): its receive reads the socket now, never a splice as well.
+        return Ok(Flow::Continue);
+    }
     let (src, dst) = (c.fd(source(i)), c.fd(source(1 - i)));
     let mut moved = 0;
     let pending_before = t.dirs[i].pending;

@@ -6,7 +6,8 @@
 //! to `--max-head`.
 
 use super::{ms, Admission, Ctx, Session, State, Step, HEAD_FIRST};
-use crate::http::{self, reply, ClientError};
+use crate::config::routing;
+use crate::http::{self, reply, ClientError, Routed};
 use crate::ring::{Op, Side};
 use std::io;
 
@@ -92,16 +93,14 @@ impl Session {
             return Ok(Step::Continue);
         };
         let mut out = std::mem::take(&mut ctx.head_scratch);
-        let (routing, rules, listen) = (&ctx.routing, &ctx.rules, self.listen as usize);
+        let (routing, rules, listen) = (&*ctx.routing, &ctx.rules[..], self.listen as usize);
+        let (path, target) = (&mut ctx.path_scratch, &mut ctx.target_scratch);
         let matching = ctx.matching;
         // The route is chosen once per request head, by the head's own target and Host.
-        let router = |target: &str, host: Option<&[u8]>| {
-            let r = if matching {
-                routing.route(listen, host, target)?
-            } else {
-                0
-            };
-            Some((r as u16, &rules[r]))
+        let router = move |t: &str, host: Option<&[u8]>| {
+            // Moved out of the closure (not reborrowed), so the answer may borrow them.
+            let (path, target) = (path, target);
+            route_request(routing, rules, matching, listen, path, target, t, host)
         };
         let parsed =
             http::parse_request_with(&h.buf[..h.len], ctx.cfg.max_head, peer, router, &mut out);
@@ -127,4 +126,57 @@ impl Session {
         ctx.head_scratch = out;
         r
     }
+}
+
+/// The route of a request with target `t` and Host `host` that came in on listen address
+/// `listen`, on the path as nginx normalises it (into `path`), and the target to forward
+/// instead of the client's (into `target`): the `proxy_pass` URI rewrite — the matched
+/// prefix of the normalised path replaced, the rest escaped, the query kept — or the
+/// origin form of an absolute-form target. Without a routing table: route 0, untouched.
+#[allow(clippy::too_many_arguments)]
+fn route_request<'r>(
+    routing: &'r routing::Routing,
+    rules: &'r [http::RequestRules],
+    matching: bool,
+    listen: usize,
+    path: &'r mut Vec<u8>,
+    target: &'r mut Vec<u8>,
+    t: &str,
+    host: Option<&[u8]>,
+) -> Result<Routed<'r>, ClientError> {
+    if !matching {
+        return Ok(Routed {
+            route: 0,
+            rules: &rules[0],
+            target: None,
+        });
+    }
+    let r = routing
+        .route_with(listen, host, t, path)
+        .map_err(|_| ClientError::Malformed("bad request path (a %-escape, a NUL, or .. above /)"))?
+        .ok_or(ClientError::NoRoute)?;
+    let rule = &rules[r];
+    let (_, origin) = routing::split_absolute(t, host);
+    target.clear();
+    let rewritten = match &rule.pass_uri {
+        Some((prefix, with)) => {
+            target.extend_from_slice(with.as_bytes());
+            routing::escape_path(path.get(prefix.len()..).unwrap_or_default(), target);
+            if let Some(q) = origin.find('?') {
+                target.extend_from_slice(&origin.as_bytes()[q..]);
+            }
+            true
+        }
+        None if origin.len() != t.len() => {
+            target.extend_from_slice(origin.as_bytes());
+            true
+        }
+        None => false,
+    };
+    let target: &'r Vec<u8> = target;
+    Ok(Routed {
+        route: r as u16,
+        rules: rule,
+        target: rewritten.then_some(&target[..]),
+    })
 }

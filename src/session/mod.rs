@@ -191,6 +191,10 @@ pub struct Ctx {
     pub spare: Vec<Box<Exchange>>,
     /// Scratch for the rewritten request head.
     pub head_scratch: Vec<u8>,
+    /// Scratch for the normalised request path (routing).
+    pub path_scratch: Vec<u8>,
+    /// Scratch for a rewritten request target (routing).
+    pub target_scratch: Vec<u8>,
     /// Per upstream group: the round-robin cursor.
     pub rr: Vec<usize>,
     /// Per backend: the next `--upstream-bind` source.

@@ -150,6 +150,73 @@ impl Acceptor {
     }
 }
 
+/// The worker's listeners, one per listen address.
+#[derive(Debug)]
+pub struct Acceptors {
+    list: Vec<Acceptor>,
+    /// Pause mode: the listener whose turn it is to accept.
+    next: usize,
+}
+
+impl Acceptors {
+    /// Accepts on `listeners` (index = listen address), multishot or one at a time.
+    pub fn new(listeners: Vec<OwnedFd>, multishot: bool) -> Acceptors {
+        Acceptors {
+            list: listeners
+                .into_iter()
+                .enumerate()
+                .map(|(i, fd)| Acceptor::new(fd, i, multishot))
+                .collect(),
+            next: 0,
+        }
+    }
+
+    /// Listener `i`.
+    pub fn get_mut(&mut self, i: usize) -> Option<&mut Acceptor> {
+        self.list.get_mut(i)
+    }
+
+    /// Whether one is idle and past its back-off.
+    pub fn any_due(&self, now: u64) -> bool {
+        self.list.iter().any(|a| !a.armed && now >= a.retry_at)
+    }
+
+    /// Arm every idle listener past its back-off — or, in `pause` mode, one accept at a
+    /// time across all of them, in turn: each accepted client must find room (the rest
+    /// wait in their backlogs, as pause mode promises).
+    pub fn arm(&mut self, ring: &mut Ring, now: u64, pause: bool) -> io::Result<()> {
+        if !pause {
+            for a in &mut self.list {
+                if !a.armed && now >= a.retry_at {
+                    a.arm(ring)?;
+                }
+            }
+            return Ok(());
+        }
+        if self.list.iter().any(|a| a.armed) {
+            return Ok(());
+        }
+        let n = self.list.len();
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            if now >= self.list[i].retry_at {
+                self.list[i].arm(ring)?;
+                self.next = (i + 1) % n;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Cancel every armed accept.
+    pub fn cancel(&mut self, ring: &mut Ring) -> io::Result<()> {
+        for a in &mut self.list {
+            a.cancel(ring)?;
+        }
+        Ok(())
+    }
+}
+
 /// Handing clients to and taking them from sibling workers.
 #[derive(Debug)]
 pub struct Handoff {

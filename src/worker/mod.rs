@@ -33,7 +33,7 @@ use crate::session::{ms, Admission, Ctx, Head, Session, State, Step, NO_BACKEND}
 use crate::shm::WorkerStats;
 use crate::sys;
 use crate::upstream::Upstreams;
-use accept::{Acceptor, Handoff};
+use accept::{Acceptors, Handoff};
 use pool::UpstreamPool;
 use slab::{Due, Slab, Timers};
 use std::io;
@@ -85,7 +85,7 @@ pub struct Worker {
     timers: Timers,
     budget: Budget,
     pool: UpstreamPool,
-    acceptors: Vec<Acceptor>,
+    acceptors: Acceptors,
     handoff: Handoff,
     ctl_fd: RawFd,
     control: Arc<Control>,
@@ -120,7 +120,9 @@ impl Worker {
         if init.index == 0 && !ring.features.defer_taskrun {
             crate::log::write(crate::log::Level::Notice, crate::log::Who::Process, None, format_args!("this kernel refused IORING_SETUP_SINGLE_ISSUER|DEFER_TASKRUN; running without them (slightly more context switches)"));
         }
-        let routing = cfg.routing();
+        // A copy of its own: a regex's cache pool is lock-free only for one thread, so
+        // workers sharing one would take a shared lock (and allocate) per regex match.
+        let routing = Arc::new((*cfg.routing()).clone());
         let connect_timeouts: Vec<Duration> =
             routing.routes.iter().map(|r| r.connect_timeout).collect();
         ring.configure(TICK, &connect_timeouts, &init.ups.addrs)?;
@@ -144,6 +146,8 @@ impl Worker {
             shutting: false,
             spare: Vec::new(),
             head_scratch: Vec::with_capacity(1024),
+            path_scratch: Vec::with_capacity(256),
+            target_scratch: Vec::with_capacity(256),
             bind_rr: vec![init.index; backends],
             tunnels: 0,
             errors: 0,
@@ -160,14 +164,14 @@ impl Worker {
                     + 1,
             ),
             timers: Timers::default(),
-            budget: Budget::new(cfg.worker_connections, reserve),
+            budget: {
+                let mut b = Budget::new(cfg.worker_connections, reserve);
+                // nginx counts each listening socket: one per listen address beyond the first.
+                b.reserve_own(init.listeners.len().saturating_sub(1));
+                b
+            },
             pool: UpstreamPool::new(backends),
-            acceptors: init
-                .listeners
-                .into_iter()
-                .enumerate()
-                .map(|(i, fd)| Acceptor::new(fd, i, cfg.at_limit != AtLimit::Pause))
-                .collect(),
+            acceptors: Acceptors::new(init.listeners, cfg.at_limit != AtLimit::Pause),
             handoff: Handoff::new(init.index, init.peers, init.inbox),
             ctl_fd: init.ctl_fd,
             control: init.control,
@@ -209,7 +213,7 @@ impl Worker {
                 }
             } else {
                 let now = self.ctx.now;
-                if self.acceptors.iter().any(|a| !a.armed && now >= a.retry_at) {
+                if self.acceptors.any_due(now) {
                     self.arm_accept()?;
                 }
             }
@@ -217,6 +221,12 @@ impl Worker {
         }
         self.publish();
         WorkerStats::set(&self.stats.running, 0);
+        if !self.slab.is_empty() {
+            // The grace ran out with operations still in flight: the kernel may write into
+            // their buffers until the ring is torn down, which happens after this returns.
+            // Keep those sessions' memory (and sockets) rather than free it under the kernel.
+            std::mem::forget(std::mem::replace(&mut self.slab, Slab::with_capacity(0)));
+        }
         Ok(())
     }
 
@@ -264,13 +274,7 @@ impl Worker {
         if pause && !self.room_for_client() && self.handoff.sibling_with_room().is_none() {
             return Ok(());
         }
-        let now = self.ctx.now;
-        for a in &mut self.acceptors {
-            if !a.armed && now >= a.retry_at {
-                a.arm(&mut self.ctx.ring)?;
-            }
-        }
-        Ok(())
+        self.acceptors.arm(&mut self.ctx.ring, self.ctx.now, pause)
     }
 
     fn on_accept(&mut self, listen: usize, c: Completion) -> io::Result<()> {
@@ -676,9 +680,7 @@ impl Worker {
     fn begin_shutdown(&mut self) -> io::Result<()> {
         self.ctx.shutting = true;
         self.shutdown_deadline = self.ctx.now + ms(SHUTDOWN_GRACE);
-        for a in &mut self.acceptors {
-            a.cancel(&mut self.ctx.ring)?;
-        }
+        self.acceptors.cancel(&mut self.ctx.ring)?;
         // Pooled connections close with everything else (their slots return when freed).
         self.pool.clear();
         for idx in self.slab.live_indices() {
