@@ -5,6 +5,25 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+/// ringway with one worker on a port-0 listener, its backend 127.0.0.1:1 (nothing there),
+/// stdout and stderr piped.
+fn one_worker_to_a_dead_backend() -> std::process::Child {
+    bin()
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            "127.0.0.1:1",
+            "--worker-processes",
+            "1",
+            "--no-pin",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ringway"))
 }
@@ -203,20 +222,7 @@ fn listen_conflict_exits_1_with_reason() {
 
 #[test]
 fn budget_line_stats_and_sigterm() {
-    let mut child = bin()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:1",
-            "--worker-processes",
-            "1",
-            "--no-pin",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = one_worker_to_a_dead_backend();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     out.read_line(&mut line).unwrap();
@@ -253,20 +259,7 @@ fn budget_line_stats_and_sigterm() {
 
 #[test]
 fn log_lines_have_nginx_error_log_shape() {
-    let mut child = bin()
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            "127.0.0.1:1",
-            "--worker-processes",
-            "1",
-            "--no-pin",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = one_worker_to_a_dead_backend();
     let mut out = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     while !line.contains("listening on") {

@@ -66,23 +66,8 @@ async fn recorder() -> SocketAddr {
 
 /// GET `path` with Host `host` on a fresh connection; (status, body).
 async fn get(addr: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).await.unwrap();
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = Vec::new();
-    tokio::time::timeout(T, s.read_to_end(&mut out))
-        .await
-        .expect("answer in time")
-        .unwrap();
-    let text = String::from_utf8_lossy(&out).to_string();
-    let status = text
-        .get(9..12)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status line: {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.trim().to_string())
-        .unwrap_or_default();
+    let (status, body) = raw_get(addr, &format!("GET {path} HTTP/1.1"), host).await;
+    assert_ne!(status, 0, "GET {path}: no status line");
     (status, body)
 }
 
