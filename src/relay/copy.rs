@@ -58,7 +58,7 @@ pub fn on_recv(
         if relay.mode == TunnelMode::Auto && !d.to_splice {
             // Bulk fills whole buffers: after a few in a row, splice instead.
             d.streak = if res as u32 >= BUF_SIZE {
-                d.streak + 1
+                d.streak.saturating_add(1)
             } else {
                 0
             };
