@@ -226,7 +226,11 @@ fn back_to_copy_if_small(
     moved: usize,
 ) -> io::Result<()> {
     let d = &mut t.dirs[i];
-    d.streak = if moved < SMALL { d.streak.saturating_add(1) } else { 0 };
+    d.streak = if moved < SMALL {
+        d.streak.saturating_add(1)
+    } else {
+        0
+    };
     if d.streak < TO_COPY || d.pending > 0 || d.pollout || d.state != DirState::Open {
         return Ok(());
     }
