@@ -258,6 +258,65 @@ async fn half_close_backend_first() {
     }
 }
 
+/// auto under steady bulk whose every message starts with a small write of its own (a
+/// WebSocket client writing the 14-byte frame header, then the 1 MiB payload, as the
+/// bench's loadgen does): each direction moves to splice once and stays there. Counting a
+/// lone header, or the last little run of a long burst, as "small traffic" sent both
+/// directions back to copy about every third message (thrashing: ~1,700 switches in 5 s
+/// of compare.sh's bulk workload).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_steady_bulk_with_small_headers_does_not_thrash() {
+    const MSGS: usize = 40;
+    const PAYLOAD: usize = 1 << 20;
+    // Backend: echo every byte as it comes, in the same pieces.
+    let b = raw_backend(|s| async move {
+        let (mut r, mut w) = s.into_split();
+        let _ = tokio::io::copy(&mut r, &mut w).await;
+    })
+    .await;
+    let p = proxy(with(config(vec![b]), |c| c.tunnel = Mode::Auto));
+    let s = upgrade(p.local_addr()).await;
+    s.set_nodelay(true).unwrap();
+    let (mut r, mut w) = s.into_split();
+    let reader = tokio::spawn(async move {
+        let mut buf = vec![0u8; 64 * 1024];
+        let mut h = Sha256::new();
+        let mut got = 0usize;
+        while got < MSGS * (14 + PAYLOAD) {
+            let n = tokio::time::timeout(Duration::from_secs(30), r.read(&mut buf))
+                .await
+                .expect("echo keeps coming")
+                .unwrap();
+            assert!(n > 0, "tunnel closed after {got} bytes");
+            h.update(&buf[..n]);
+            got += n;
+        }
+        h.finalize()
+    });
+    let mut h = Sha256::new();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let mut payload = vec![0u8; PAYLOAD];
+    for k in 0..MSGS {
+        let header = [0x82u8, 127, 0, 0, 0, 0, 0, 16, 0, 0, k as u8, 1, 2, 3];
+        rng.fill(&mut payload[..]);
+        h.update(header);
+        h.update(&payload);
+        w.write_all(&header).await.unwrap();
+        // Let the header leave as a segment of its own.
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        w.write_all(&payload).await.unwrap();
+    }
+    assert_eq!(reader.await.unwrap(), h.finalize(), "hashes equal");
+    let switches = p.stats().workers[0].relay_switches;
+    // To splice once each way; a few more are tolerated (a scheduling hiccup may end a
+    // burst early), nowhere near one per message.
+    assert!(
+        (2..=6).contains(&switches),
+        "steady bulk: {switches} switches for {MSGS} messages: {:?}",
+        p.stats()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn idle_tunnels_hold_no_pipe() {
     let b = echo_backend().await;

@@ -13,7 +13,9 @@
 //! ring, buffers sent to the peer in order; and `auto` (the default), where each direction
 //! starts in copy and moves to splice while its receives keep filling whole buffers
 //! ([`TO_SPLICE`] in a row: bulk), and back to copy while its splices move little
-//! ([`TO_COPY`] readiness events in a row under [`SMALL`] bytes). A switch to splice waits
+//! ([`TO_COPY`] bursts in a row under [`SMALL`] bytes each; a burst runs from readiness
+//! until the source is found empty, so a frame header sent on its own before a large
+//! payload does not count against it). A switch to splice waits
 //! until the multishot receive has ended and every received buffer is sent; a switch to
 //! copy happens only with the pipe empty. So bytes are never reordered, dropped or
 //! duplicated, and an idle tunnel still holds no buffer and no pipe.
@@ -34,10 +36,10 @@ pub use splice::{Pipe, PipePool};
 
 /// auto: full receive buffers in a row that move a direction from copy to splice.
 pub const TO_SPLICE: u8 = 2;
-/// auto: readiness events in a row, each moving under [`SMALL`] bytes, that move a direction
-/// from splice back to copy.
+/// auto: bursts in a row (readiness until the source is empty), each moving under
+/// [`SMALL`] bytes, that move a direction from splice back to copy.
 pub const TO_COPY: u8 = 4;
-/// auto: a splice readiness event moving fewer bytes than this counts as small traffic.
+/// auto: a splice burst moving fewer bytes than this counts as small traffic.
 pub const SMALL: usize = 4096;
 
 /// What a relay handler asks of its session.
@@ -138,8 +140,10 @@ pub struct Dir {
     pub splicing: bool,
     /// auto: moving to splice once the receive has ended and the queue is sent.
     pub to_splice: bool,
-    /// auto: full receives (copy) or small readiness events (splice) in a row.
+    /// auto: full receives (copy) or small bursts (splice) in a row.
     pub streak: u8,
+    /// auto (splice): bytes taken from the source since it was last found empty.
+    pub burst: usize,
 }
 
 impl Dir {
@@ -159,6 +163,7 @@ impl Dir {
             splicing: false,
             to_splice: false,
             streak: 0,
+            burst: 0,
         }
     }
     /// Relaying or delivering the tail.
@@ -257,6 +262,7 @@ impl Tunnel {
             d.to_splice = false;
             d.splicing = true;
             d.streak = 0;
+            d.burst = 0;
             d.starved = false;
             relay.switches += 1;
         }

@@ -180,10 +180,15 @@ pub fn pump(
     if moved > 0 || t.dirs[i].pending < pending_before {
         t.touch(c, now);
     }
+    // auto judges a whole burst (readiness to EAGAIN, across yields and waits for the
+    // peer), not one run: a bulk message's first run may yield and its last move little.
+    let burst = t.dirs[i].burst.saturating_add(moved);
+    t.dirs[i].burst = burst;
     match found {
         Pumped::Idle => {
-            if relay.mode == TunnelMode::Auto {
-                back_to_copy_if_small(t, c, ring, relay, i, moved)?;
+            t.dirs[i].burst = 0;
+            if relay.mode == TunnelMode::Auto && burst > 0 {
+                back_to_copy_if_small(t, c, ring, relay, i, burst)?;
             }
             Ok(Flow::Continue)
         }
@@ -213,8 +218,11 @@ pub fn pump(
     }
 }
 
-/// auto: a readiness event of direction `i` moved `moved` bytes and left its pipe empty.
-/// After [`TO_COPY`] small ones in a row, the direction goes back to copy: its POLLIN is
+/// auto: a burst of direction `i` (readiness until the source was empty) moved `moved`
+/// bytes, more than none, and left its pipe empty. Bursts that found nothing (a readiness
+/// event whose bytes an earlier run took: multishot POLLIN posts one per arrival) say
+/// nothing about the traffic and are not counted. After [`TO_COPY`] small bursts in a row
+/// the direction goes back to copy: its POLLIN is
 /// cancelled and a multishot receive takes over (the socket's unread bytes stay in order:
 /// nothing is in the pipe).
 fn back_to_copy_if_small(
