@@ -135,6 +135,7 @@ pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
                         let prev = std::mem::replace(&mut current, next);
                         let bound = prev.config().shutdown_timeout;
                         prev.drain(bound);
+                        prev.wait_released(Duration::from_secs(2));
                         println!("{}", current.budget_line());
                         announce(&current);
                         note(format_args!(

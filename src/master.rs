@@ -205,6 +205,27 @@ impl Generation {
         }
     }
 
+    /// Wait (up to 2 s) until every live worker has let go of its listener (drained).
+    fn wait_released(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            let all = self.procs.iter_mut().enumerate().all(|(i, p)| {
+                self.counters
+                    .worker(i)
+                    .running
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                    || p.child
+                        .as_mut()
+                        .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+            });
+            if all {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     fn alive(&self) -> bool {
         self.procs.iter().any(|p| p.child.is_some())
     }
@@ -360,6 +381,7 @@ fn reload(cur: &mut Generation, args: &[OsString]) -> Option<Generation> {
         old.signal(Signal::SIGQUIT);
         old.close_listeners();
     }
+    old.wait_released();
     println!(
         "{}",
         crate::budget::describe(cur.cfg.workers, cur.cfg.worker_connections)

@@ -381,6 +381,22 @@ impl Server {
         self.drain(timeout);
     }
 
+    /// Wait (up to `timeout`) until every worker has let go of its listeners after
+    /// [`Server::drain`], so that new clients reach a successor only.
+    pub fn wait_released(&self, timeout: Duration) {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            let released = self.workers.iter().enumerate().all(|(i, w)| {
+                self.counters.worker(i).running.load(Ordering::Relaxed) == 0
+                    || w.thread.as_ref().is_none_or(|t| t.is_finished())
+            });
+            if released {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
     /// Whether every worker has exited.
     pub fn finished(&self) -> bool {
         self.workers

@@ -107,6 +107,9 @@ pub struct Acceptor {
     multishot: bool,
     /// An accept is in flight.
     pub armed: bool,
+    /// Closing (draining): once no accept is in flight, take the backlog (if `true`) and
+    /// close the listener.
+    closing: Option<bool>,
     /// After an accept error, not before this time (worker ms).
     pub retry_at: u64,
 }
@@ -119,6 +122,7 @@ impl Acceptor {
             index: index as u32,
             multishot,
             armed: false,
+            closing: None,
             retry_at: 0,
         }
     }
@@ -214,14 +218,40 @@ impl Acceptors {
     /// Draining: cancel every accept and close every listener, so that the kernel refuses
     /// new clients here at once (or, with a successor on the same sockets, sends them
     /// there). With `take_backlog`, first take the clients already waiting in each
-    /// backlog (closing a listener would reset them): returns them with their listen
-    /// address. A completion of an accept still in flight names a closed listener and is
-    /// admitted as usual.
+    /// backlog (closing a listener would reset them). A listener whose accept is still in
+    /// flight is closed when that accept's last completion arrives ([`Acceptors::finish`]):
+    /// until then the kernel holds the socket open (and in its SO_REUSEPORT group).
+    /// Returns the clients taken, with their listen address.
     pub fn close(&mut self, ring: &mut Ring, take_backlog: bool) -> Vec<(OwnedFd, u8)> {
-        let mut waiting = Vec::new();
         for a in &mut self.list {
             let _ = a.cancel(ring);
-            let Some(l) = a.listener.take() else { continue };
+            if a.listener.is_some() {
+                a.closing = Some(take_backlog);
+            }
+        }
+        (0..self.list.len()).flat_map(|i| self.finish(i)).collect()
+    }
+
+    /// Whether a listener waits for its accept's last completion to close.
+    pub fn closing(&self) -> bool {
+        self.list.iter().any(|a| a.closing.is_some())
+    }
+
+    /// Listener `i` is closing and no accept of it is in flight: take its backlog (when
+    /// asked) and close it.
+    pub fn finish(&mut self, i: usize) -> Vec<(OwnedFd, u8)> {
+        let mut waiting = Vec::new();
+        let Some(a) = self.list.get_mut(i) else {
+            return waiting;
+        };
+        let Some(take_backlog) = a.closing else {
+            return waiting;
+        };
+        if a.armed {
+            return waiting;
+        }
+        a.closing = None;
+        if let Some(l) = a.listener.take() {
             if take_backlog {
                 while let Ok(Some(fd)) = sys::accept_waiting(l.as_raw_fd()) {
                     waiting.push((fd, a.index as u8));

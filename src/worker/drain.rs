@@ -49,7 +49,7 @@ impl Worker {
     /// Whether the loop is done (called while `ctx.shutting`); a drain whose deadline
     /// passed turns into a stop here.
     pub(super) fn stopped(&mut self) -> io::Result<bool> {
-        if self.slab.is_empty() {
+        if self.slab.is_empty() && !self.acceptors.closing() {
             return Ok(true);
         }
         match self.drain {
@@ -62,6 +62,7 @@ impl Worker {
                 Ok(self.slab.is_empty())
             }
             Some(_) => Ok(false),
+            None if self.slab.is_empty() => Ok(true),
             None => Ok(self.ctx.now >= self.shutdown_deadline),
         }
     }
@@ -71,6 +72,9 @@ impl Worker {
         let bound = self.control.drain_ms.load(Ordering::Acquire);
         self.drain = Some(self.ctx.now.saturating_add(bound));
         self.control.drop_spare();
+        // Not accepting any more: no sibling hands this worker a client, and whoever
+        // started a successor knows this one has let go of its listeners.
+        crate::shm::WorkerStats::set(&self.stats.running, 0);
         let successor = self.control.handed_over.load(Ordering::Acquire);
         for (fd, listen) in self.acceptors.close(&mut self.ctx.ring, !successor) {
             self.admit(fd, listen)?;

@@ -284,7 +284,13 @@ impl Worker {
         };
         if !c.more() {
             a.armed = false;
+            for (fd, l) in self.acceptors.finish(listen) {
+                self.admit(fd, l)?;
+            }
         }
+        let Some(a) = self.acceptors.get_mut(listen) else {
+            return Ok(());
+        };
         let fd = match c.into_fd() {
             Ok(fd) => fd,
             Err(err) => {
