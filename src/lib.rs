@@ -24,6 +24,8 @@
 //! | log lines (nginx's error-log shape) | [`log`] |
 //! | raw syscalls | [`sys`] |
 //! | start/stop API | [`server`] |
+//! | thread mode's signals: graceful stop, reload by generations | [`lifecycle`] |
+//! | pid file, `-s SIGNAL` | [`pidfile`] |
 //! | process mode: master, restarts | [`master`] |
 
 #![warn(missing_docs)]
@@ -36,10 +38,12 @@ pub mod conn;
 pub mod explain;
 pub mod hash;
 pub mod http;
+pub mod lifecycle;
 pub mod listener;
 pub mod log;
 pub mod master;
 pub mod nginx_conf;
+pub mod pidfile;
 pub mod relay;
 pub mod ring;
 pub mod server;

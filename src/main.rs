@@ -1,15 +1,16 @@
 //! The `ringway` command: flags → config, budget line, workers, signals, exit codes.
 //!
-//! Exit status: 0 after SIGINT/SIGTERM, 1 when the proxy cannot start (message says why),
-//! 2 for bad flags (one line and a pointer to `--help`). `explain`: 0 when the tunnels fit
-//! as configured, 1 when they do not. SIGHUP is logged and ignored: there is no reload.
+//! Exit status: 0 after a stop (SIGQUIT/SIGTERM graceful, SIGINT fast), 1 when the proxy
+//! cannot start (message says why), 2 for bad flags (one line and a pointer to `--help`).
+//! `explain`: 0 when the tunnels fit as configured, 1 when they do not. SIGHUP reloads
+//! (`lifecycle.rs`, `master.rs`); `-s SIGNAL` signals a running ringway (`pidfile.rs`).
 
 use clap::error::ErrorKind;
 use clap::parser::ValueSource;
 use clap::{CommandFactory, FromArgMatches};
 use mimalloc::MiMalloc;
 use nix::sys::signal::{SigSet, Signal};
-use ringway::config::{AsFlag, Cli, Config};
+use ringway::config::{Cli, Config};
 
 #[global_allocator]
 static GLOBAL: MiMalloc = MiMalloc;
@@ -74,6 +75,9 @@ fn main() {
         eprintln!("{}", one_line(&e));
         std::process::exit(2);
     });
+    if let Some(cmd) = cli.signal {
+        signal_running(cmd, cli, &matches);
+    }
     let test_only = cli.test_config;
     let tunnels = cli.tunnels;
     let file = cli.config.clone();
@@ -129,6 +133,8 @@ fn main() {
     set.add(Signal::SIGTERM);
     set.add(Signal::SIGUSR1);
     set.add(Signal::SIGHUP);
+    set.add(Signal::SIGQUIT);
+    set.add(Signal::SIGUSR2);
     if let Err(e) = set.thread_block() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
@@ -154,65 +160,78 @@ fn main() {
         "{}",
         ringway::budget::describe(cfg.workers, cfg.worker_connections)
     );
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let pid_path = cfg.pid_file.clone();
     if cfg.process_mode {
-        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-        match ringway::master::run_master(&cfg, &args, set) {
-            Ok(code) => std::process::exit(code),
+        let code = match ringway::master::run_master(&cfg, &args, set, || write_pid(&pid_path)) {
+            Ok(code) => code,
             Err(e) => {
                 eprintln!("ringway: error: {e}");
-                std::process::exit(1);
+                1
             }
-        }
+        };
+        std::process::exit(code);
     }
-    let mut server = match ringway::start(cfg) {
+    let server = match ringway::start(cfg) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("ringway: error: {e}");
             std::process::exit(1);
         }
     };
-    let c = server.config();
-    if !c.upstream_bind.is_empty() {
-        println!(
-            "ringway: upstream connections bind {} source address(es) from {} (proxy_bind; IP_BIND_ADDRESS_NO_PORT)",
-            c.upstream_bind.len(),
-            c.upstream_bind[0]
-        );
-    }
-    println!(
-        "ringway: listening on {} with {} worker(s), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
-        server.local_addr(),
-        c.workers,
-        c.tunnel.as_flag(),
-        c.balance.as_flag(),
-        c.at_limit.as_flag(),
-        c.upstreams.len()
-    );
-    loop {
-        match set.wait() {
-            Ok(Signal::SIGUSR1) => eprint!("{}", server.stats().render()),
-            Ok(Signal::SIGHUP) => ringway::log::write(
-                ringway::log::Level::Notice,
-                ringway::log::Who::Process,
-                None,
-                format_args!("{}", ringway::master::SIGHUP_IGNORED),
-            ),
-            Ok(sig) => {
-                eprintln!("ringway: {sig}: stopping");
-                break;
-            }
-            Err(e) => {
-                eprintln!("ringway: sigwait: {e}");
-                break;
-            }
-        }
-    }
-    let snap = server.stats();
-    let res = server.stop();
-    eprint!("{snap}", snap = snap.render());
+    ringway::lifecycle::announce(&server);
+    let pid = write_pid(&pid_path);
+    let res = ringway::lifecycle::run(server, &args, &set);
+    drop(pid);
     if let Err(e) = res {
         eprintln!("ringway: error: {e}");
         std::process::exit(1);
+    }
+}
+
+/// Write the pid file, if one is configured; a failure to write it ends the start (exit 1).
+fn write_pid(path: &Option<std::path::PathBuf>) -> Option<ringway::pidfile::PidFile> {
+    let path = path.as_ref()?;
+    match ringway::pidfile::PidFile::write(path) {
+        Ok(p) => Some(p),
+        Err(e) => {
+            eprintln!("ringway: error: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+/// `ringway -s SIGNAL`: the pid file is `--pid-file`, or the `pid` of the `-c` file.
+fn signal_running(cmd: ringway::config::SignalCmd, cli: Cli, matches: &clap::ArgMatches) -> ! {
+    let path = match (&cli.pid_file, &cli.config) {
+        (Some(p), _) => p.clone(),
+        (None, Some(_)) => {
+            let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+            match ringway::config::from_cli(cli.clone(), &given) {
+                Ok((c, _)) => match c.pid_file {
+                    Some(p) => p,
+                    None => {
+                        eprintln!("ringway: error: -s needs the pid file: the configuration file has no `pid` directive; give --pid-file PATH");
+                        std::process::exit(2);
+                    }
+                },
+                Err(e) => {
+                    eprintln!("ringway: error: {e}");
+                    std::process::exit(2);
+                }
+            }
+        }
+        (None, None) => {
+            eprintln!("ringway: error: -s needs the pid file: give --pid-file PATH (or -c FILE with a `pid` directive); see ringway --help");
+            std::process::exit(2);
+        }
+    };
+    match ringway::pidfile::send(cmd, &path) {
+        Ok(_) => std::process::exit(0),
+        Err(e) => {
+            eprintln!("ringway: error: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -222,7 +241,8 @@ fn run_worker_process(
     setup: std::io::Result<ringway::server::ChildSetup>,
     set: SigSet,
 ) -> ! {
-    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGTERM);
+    // An orphan stops at once, as before graceful stops existed.
+    let _ = nix::sys::prctl::set_pdeathsig(Signal::SIGINT);
     let master_alive = std::env::var("RINGWAY_MASTER_PID")
         .ok()
         .and_then(|p| p.parse::<i32>().ok())
@@ -246,9 +266,26 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    // SIGUSR1 is the master's to answer, and SIGHUP is ignored (the master logs it once;
-    // a hangup reaches every process of the group); anything else stops this worker.
-    while let Ok(Signal::SIGUSR1 | Signal::SIGHUP) = set.wait() {}
+    // SIGUSR1 is the master's to answer, and SIGHUP the master's to act on (a hangup reaches
+    // every process of the group). SIGQUIT/SIGTERM drain (bounded by the stop timeout);
+    // SIGUSR2 is the master retiring this worker after a reload: a drain whose listener a
+    // successor keeps, bounded only by --shutdown-timeout if given. SIGINT stops at once.
+    let poll = std::time::Duration::from_millis(100);
+    loop {
+        let sig =
+            ringway::sys::wait_signal(set.as_ref(), poll).and_then(|s| Signal::try_from(s).ok());
+        match sig {
+            Some(Signal::SIGQUIT | Signal::SIGTERM) => {
+                server.drain(Some(server.config().stop_timeout()))
+            }
+            Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
+            Some(Signal::SIGINT) => break,
+            _ => {}
+        }
+        if server.finished() {
+            break;
+        }
+    }
     match server.stop() {
         Ok(()) => std::process::exit(0),
         Err(e) => {

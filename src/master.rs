@@ -9,12 +9,21 @@
 //! descriptor to a sibling with room, SCM_RIGHTS), then execs `ringway` once per worker
 //! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
 //!
-//! The master forwards SIGTERM/SIGINT, prints aggregated stats on SIGUSR1 and at exit,
-//! logs and ignores SIGHUP (there is no reload; the workers ignore it too), and restarts
-//! a worker that dies (logging how it died) after zeroing that worker's counters: its
-//! connections died with it, the others' tunnels are untouched.
+//! The master forwards stops (SIGQUIT/SIGTERM graceful, SIGINT fast), prints aggregated
+//! stats on SIGUSR1 and at exit, and restarts a worker that dies (logging how it died)
+//! after zeroing that worker's counters: its connections died with it, the others'
+//! tunnels are untouched.
+//!
+//! SIGHUP reloads by generations, as nginx does: the file is re-read (a bad one is logged
+//! and the running generation keeps serving), a new generation of worker processes starts
+//! with its own counters and handoff sockets — on the same listening sockets when the
+//! listen address and worker count are unchanged, else on new SO_REUSEPORT listeners —
+//! and once its workers run, the old ones are told to drain (SIGUSR2: the listener stays
+//! with the successor; SIGQUIT: take the backlog, then close it). Old workers are never
+//! restarted; their tunnels stay until they end (or `--shutdown-timeout`).
 
 use crate::config::{AsFlag, Config};
+use crate::lifecycle::{reread, REOPEN_NOTE};
 use crate::listener;
 use crate::log::{self, Level, Who};
 use crate::server::ChildSetup;
@@ -25,6 +34,7 @@ use crate::upstream::Upstreams;
 use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
@@ -32,9 +42,6 @@ use std::time::{Duration, Instant};
 
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
-
-/// What the master (and a thread-mode `ringway`) logs for SIGHUP, which it ignores.
-pub const SIGHUP_IGNORED: &str = "SIGHUP: reload is not supported yet; ignored";
 
 /// Parse the inherited descriptors of a worker process, if this is one.
 /// Format: `index;listener;shm;inbox;tx0,tx1,...` (`-1` for the worker's own entry).
@@ -76,184 +83,428 @@ struct WorkerProc {
     env: String,
 }
 
-/// Run the master until SIGINT/SIGTERM; returns the exit status. `set` holds the blocked
-/// signals the caller waits on (SIGINT, SIGTERM, SIGUSR1, SIGHUP); SIGCHLD is added here.
-pub fn run_master(cfg: &Config, args: &[OsString], mut set: SigSet) -> io::Result<i32> {
-    let w = cfg.workers;
-    let (counters, shm) = Counters::memfd(w, cfg.upstreams.len())?;
-    let (listeners, addr) = listener::bind_reuseport(cfg.listen, w, cfg.backlog)?;
-    let mut rx = Vec::with_capacity(w);
-    let mut tx = Vec::with_capacity(w);
-    for _ in 0..w {
-        let (r, t) = sys::handoff_pair()?;
-        rx.push(r);
-        tx.push(t);
-    }
-    // Every worker inherits the shared counters and every sibling's handoff send end; its
-    // own listener and handoff receive end are made inheritable just for its spawn (below),
-    // so a worker that is not running leaves no copy of its listener in its siblings.
-    for &fd in tx.iter().chain(std::iter::once(&shm)) {
-        sys::set_cloexec(fd, false)?;
-    }
-    let ups = Upstreams::new(&cfg.upstreams, cfg.balance, counters);
-    set.add(Signal::SIGCHLD);
-    set.thread_block().map_err(io::Error::from)?;
-    let exe = std::env::current_exe()?;
-    // Spawns happen one at a time on this thread, so toggling close-on-exec around each
-    // spawn hands worker `i` exactly its own listener and receive end.
-    let spawn = |i: usize, env: &str| -> io::Result<Child> {
-        for j in 0..w {
-            sys::set_cloexec(listeners[j], j != i)?;
-            sys::set_cloexec(rx[j], j != i)?;
+/// One generation of worker processes: its configuration, listeners, counters, handoff
+/// sockets and processes.
+struct Generation {
+    cfg: Config,
+    addr: SocketAddr,
+    listeners: Vec<RawFd>,
+    /// Whether closing the listeners is this generation's (not a successor's) job.
+    owns_listeners: bool,
+    counters: Counters,
+    shm: RawFd,
+    rx: Vec<RawFd>,
+    tx: Vec<RawFd>,
+    ups: Upstreams,
+    procs: Vec<WorkerProc>,
+}
+
+impl Generation {
+    /// Start `cfg.workers` worker processes on `listeners` (bound at `addr`).
+    fn launch(
+        cfg: &Config,
+        listeners: Vec<RawFd>,
+        addr: SocketAddr,
+        args: &[OsString],
+    ) -> io::Result<Generation> {
+        let w = cfg.workers;
+        let (counters, shm) = Counters::memfd(w, cfg.upstreams.len())?;
+        let mut rx = Vec::with_capacity(w);
+        let mut tx = Vec::with_capacity(w);
+        for _ in 0..w {
+            let (r, t) = sys::handoff_pair()?;
+            rx.push(r);
+            tx.push(t);
         }
-        Command::new(&exe)
+        let mut g = Generation {
+            cfg: cfg.clone(),
+            addr,
+            listeners,
+            owns_listeners: true,
+            ups: Upstreams::new(&cfg.upstreams, cfg.balance, counters),
+            counters,
+            shm,
+            rx,
+            tx,
+            procs: Vec::with_capacity(w),
+        };
+        for i in 0..w {
+            let outs: Vec<String> = (0..w)
+                .map(|j| {
+                    if j == i {
+                        "-1".into()
+                    } else {
+                        g.tx[j].to_string()
+                    }
+                })
+                .collect();
+            let env = format!(
+                "{i};{};{shm};{};{}",
+                g.listeners[i],
+                g.rx[i],
+                outs.join(",")
+            );
+            let child = g.spawn(i, &env, args)?;
+            g.procs.push(WorkerProc {
+                child: Some(child),
+                started: Instant::now(),
+                env,
+            });
+        }
+        Ok(g)
+    }
+
+    /// Spawn worker `i`. Spawns happen one at a time on the master's thread, and every
+    /// descriptor is close-on-exec except while its own worker is spawned, so worker `i`
+    /// inherits exactly its listener, its receive end, its generation's send ends and
+    /// counters — no other generation's.
+    fn spawn(&self, i: usize, env: &str, args: &[OsString]) -> io::Result<Child> {
+        let mine = [self.listeners[i], self.rx[i], self.shm];
+        for &fd in mine.iter().chain(&self.tx) {
+            sys::set_cloexec(fd, false)?;
+        }
+        let child = Command::new(std::env::current_exe()?)
             .args(&args[1..])
             .env(WORKER_ENV, env)
             .env("RINGWAY_MASTER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .spawn()
-    };
-    let mut procs = Vec::with_capacity(w);
-    for i in 0..w {
-        let outs: Vec<String> = (0..w)
-            .map(|j| {
-                if j == i {
-                    "-1".into()
-                } else {
-                    tx[j].to_string()
-                }
-            })
-            .collect();
-        let env = format!("{i};{};{shm};{};{}", listeners[i], rx[i], outs.join(","));
-        let child = spawn(i, &env)?;
-        procs.push(WorkerProc {
-            child: Some(child),
-            started: Instant::now(),
-            env,
-        });
+            .spawn();
+        for &fd in mine.iter().chain(&self.tx) {
+            sys::set_cloexec(fd, true)?;
+        }
+        child
     }
-    if !cfg.upstream_bind.is_empty() {
+
+    /// Wait (up to 10 s) until every worker runs: its loop started, or it died trying.
+    fn wait_running(&mut self) {
+        let end = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < end {
+            let all = self.procs.iter_mut().enumerate().all(|(i, p)| {
+                self.counters
+                    .worker(i)
+                    .running
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 1
+                    || p.child
+                        .as_mut()
+                        .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+            });
+            if all {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn signal(&self, sig: Signal) {
+        for p in &self.procs {
+            if let Some(c) = &p.child {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), sig);
+            }
+        }
+    }
+
+    /// Wait (up to 2 s) until every live worker has let go of its listener (drained).
+    fn wait_released(&mut self) {
+        let end = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < end {
+            let all = self.procs.iter_mut().enumerate().all(|(i, p)| {
+                self.counters
+                    .worker(i)
+                    .running
+                    .load(std::sync::atomic::Ordering::Relaxed)
+                    == 0
+                    || p.child
+                        .as_mut()
+                        .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+            });
+            if all {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    fn alive(&self) -> bool {
+        self.procs.iter().any(|p| p.child.is_some())
+    }
+
+    fn close_listeners(&mut self) {
+        if std::mem::replace(&mut self.owns_listeners, false) {
+            for &l in &self.listeners {
+                sys::close(l);
+            }
+        }
+    }
+
+    /// Every process is gone: close what the master holds for this generation.
+    fn close(mut self) {
+        self.close_listeners();
+        for &fd in self
+            .rx
+            .iter()
+            .chain(&self.tx)
+            .chain(std::iter::once(&self.shm))
+        {
+            sys::close(fd);
+        }
+    }
+
+    fn announce(&self) {
+        let cfg = &self.cfg;
+        if !cfg.upstream_bind.is_empty() {
+            println!(
+                "ringway: upstream connections bind {} source address(es) from {} (proxy_bind; IP_BIND_ADDRESS_NO_PORT)",
+                cfg.upstream_bind.len(),
+                cfg.upstream_bind[0]
+            );
+        }
         println!(
-            "ringway: upstream connections bind {} source address(es) from {} (proxy_bind; IP_BIND_ADDRESS_NO_PORT)",
-            cfg.upstream_bind.len(),
-            cfg.upstream_bind[0]
+            "ringway: listening on {} with {} worker process(es) (master pid {}), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
+            self.addr,
+            cfg.workers,
+            std::process::id(),
+            cfg.tunnel.as_flag(),
+            cfg.balance.as_flag(),
+            cfg.at_limit.as_flag(),
+            cfg.upstreams.len()
         );
     }
-    println!(
-        "ringway: listening on {addr} with {w} worker process(es) (master pid {}), tunnel {}, balance {}, at-limit {}, {} upstream(s)",
-        std::process::id(),
-        cfg.tunnel.as_flag(),
-        cfg.balance.as_flag(),
-        cfg.at_limit.as_flag(),
-        cfg.upstreams.len()
-    );
-    loop {
-        let sig = set.wait().map_err(io::Error::from)?;
-        match sig {
-            Signal::SIGUSR1 => eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render()),
-            Signal::SIGHUP => log::write(
-                Level::Notice,
+}
+
+/// How a child ended, in words.
+fn how(status: std::process::ExitStatus) -> String {
+    match (status.code(), status.signal()) {
+        (Some(c), _) => format!("exited with status {c}"),
+        (None, Some(s)) => format!(
+            "was killed by signal {}",
+            Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
+        ),
+        _ => "ended".into(),
+    }
+}
+
+/// Reap the workers that ended: restart the current generation's (unless stopping), log
+/// an old generation's that did not end well.
+fn reap(gen: &mut Generation, current: bool, stopping: bool, args: &[OsString]) {
+    for i in 0..gen.procs.len() {
+        let Some(child) = gen.procs[i].child.as_mut() else {
+            continue;
+        };
+        let Ok(Some(status)) = child.try_wait() else {
+            continue;
+        };
+        let pid = child.id();
+        gen.procs[i].child = None;
+        if !current || stopping {
+            if status.code() != Some(0) {
+                log::write(
+                    Level::Alert,
+                    Who::Process,
+                    None,
+                    format_args!("worker {i} (pid {pid}) {}", how(status)),
+                );
+            }
+            continue;
+        }
+        eprintln!(
+            "ringway: worker {i} (pid {pid}) {}; restarting it (the other workers' tunnels are untouched)",
+            how(status)
+        );
+        gen.counters.reset_worker(i);
+        // Do not spin if a worker dies at once every time.
+        if gen.procs[i].started.elapsed() < Duration::from_secs(1) {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        let env = gen.procs[i].env.clone();
+        match gen.spawn(i, &env, args) {
+            Ok(c) => {
+                gen.procs[i].child = Some(c);
+                gen.procs[i].started = Instant::now();
+            }
+            Err(e) => log::write(
+                Level::Error,
                 Who::Process,
                 None,
-                format_args!("{SIGHUP_IGNORED}"),
+                format_args!("cannot restart worker {i}: {e}"),
             ),
-            Signal::SIGCHLD => {
-                for (i, p) in procs.iter_mut().enumerate() {
-                    let Some(child) = p.child.as_mut() else {
-                        continue;
-                    };
-                    if let Ok(Some(status)) = child.try_wait() {
-                        let how = match (status.code(), status.signal()) {
-                            (Some(c), _) => format!("exited with status {c}"),
-                            (None, Some(s)) => format!(
-                                "was killed by signal {}",
-                                Signal::try_from(s).map(|s| s.as_str()).unwrap_or("?")
-                            ),
-                            _ => "ended".into(),
-                        };
-                        eprintln!(
-                            "ringway: worker {i} (pid {}) {how}; restarting it (the other workers' tunnels are untouched)",
-                            child.id()
-                        );
-                        counters.reset_worker(i);
-                        // Do not spin if a worker dies at once every time.
-                        if p.started.elapsed() < Duration::from_secs(1) {
-                            std::thread::sleep(Duration::from_millis(500));
-                        }
-                        match spawn(i, &p.env) {
-                            Ok(c) => {
-                                p.child = Some(c);
-                                p.started = Instant::now();
-                            }
-                            Err(e) => {
-                                log::write(
-                                    Level::Error,
-                                    Who::Process,
-                                    None,
-                                    format_args!("cannot restart worker {i}: {e}"),
-                                );
-                                p.child = None;
-                            }
-                        }
-                    }
-                }
+        }
+    }
+}
+
+/// SIGHUP: a new generation for the re-read file, then the old one drains. Returns the
+/// old generation, or `None` (logged) when nothing was reloaded.
+fn reload(cur: &mut Generation, args: &[OsString]) -> Option<Generation> {
+    let cfg = reread(args, &cur.cfg)?;
+    let addr = if cfg.listen == cur.cfg.listen {
+        cur.addr
+    } else {
+        cfg.listen
+    };
+    let reuse = addr == cur.addr && cfg.workers == cur.cfg.workers;
+    let fail = |e: io::Error| {
+        log::write(
+            Level::Error,
+            Who::Process,
+            None,
+            format_args!("reload failed: {e}; still serving the previous configuration"),
+        )
+    };
+    let (listeners, addr) = if reuse {
+        (cur.listeners.clone(), cur.addr)
+    } else {
+        match listener::bind_reuseport(addr, cfg.workers, cfg.backlog) {
+            Ok(x) => x,
+            Err(e) => {
+                fail(e);
+                return None;
             }
-            other => {
+        }
+    };
+    let mut next = match Generation::launch(&cfg, listeners.clone(), addr, args) {
+        Ok(g) => g,
+        Err(e) => {
+            if !reuse {
+                listeners.iter().for_each(|&l| sys::close(l));
+            }
+            fail(e);
+            return None;
+        }
+    };
+    next.wait_running();
+    let mut old = std::mem::replace(cur, next);
+    if reuse {
+        old.owns_listeners = false;
+        old.signal(Signal::SIGUSR2);
+    } else {
+        old.signal(Signal::SIGQUIT);
+        old.close_listeners();
+    }
+    old.wait_released();
+    println!(
+        "{}",
+        crate::budget::describe(cur.cfg.workers, cur.cfg.worker_connections)
+    );
+    cur.announce();
+    log::write(
+        Level::Notice,
+        Who::Process,
+        None,
+        format_args!(
+            "reloaded: new clients get the new configuration; {} old worker process(es) drain",
+            old.cfg.workers
+        ),
+    );
+    Some(old)
+}
+
+/// Run the master until stopped; returns the exit status. `set` holds the blocked signals
+/// the caller waits on; SIGCHLD is added here. `started` runs once the workers are up
+/// (the pid file); what it returns is kept until the master exits.
+pub fn run_master<P>(
+    cfg: &Config,
+    args: &[OsString],
+    mut set: SigSet,
+    started: impl FnOnce() -> P,
+) -> io::Result<i32> {
+    let (listeners, addr) = listener::bind_reuseport(cfg.listen, cfg.workers, cfg.backlog)?;
+    set.add(Signal::SIGCHLD);
+    set.thread_block().map_err(io::Error::from)?;
+    let mut cur = Generation::launch(cfg, listeners, addr, args)?;
+    cur.announce();
+    let _kept = started();
+    let mut old: Vec<Generation> = Vec::new();
+    let mut stopping: Option<Instant> = None;
+    let mut worst = 0;
+    loop {
+        let sig = sys::wait_signal(set.as_ref(), Duration::from_millis(200))
+            .and_then(|s| Signal::try_from(s).ok());
+        match sig {
+            Some(Signal::SIGUSR1) => {
                 log::write(
                     Level::Notice,
                     Who::Process,
                     None,
-                    format_args!("{other}: stopping {w} worker process(es)"),
+                    format_args!("{REOPEN_NOTE}"),
                 );
-                break;
+                eprint!(
+                    "{}",
+                    Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
+                );
+            }
+            Some(Signal::SIGHUP) if stopping.is_some() => {}
+            Some(Signal::SIGHUP) => old.extend(reload(&mut cur, args)),
+            Some(Signal::SIGCHLD) | None => {}
+            Some(sig @ (Signal::SIGQUIT | Signal::SIGTERM)) if stopping.is_none() => {
+                let bound = cur.cfg.stop_timeout();
+                log::write(
+                    Level::Notice,
+                    Who::Process,
+                    None,
+                    format_args!(
+                        "{sig}: graceful stop of {} worker process(es): no new clients; requests finish; tunnels kept for up to {}",
+                        cur.cfg.workers,
+                        crate::config::fmt_duration(bound)
+                    ),
+                );
+                // The master's copies of the listeners go too, so that the kernel refuses
+                // new clients at once instead of queueing them where nobody accepts.
+                for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
+                    g.signal(Signal::SIGQUIT);
+                    g.close_listeners();
+                }
+                // Closing hundreds of thousands of sockets takes the kernel a while.
+                stopping = Some(Instant::now() + bound + Duration::from_secs(30));
+            }
+            Some(Signal::SIGQUIT | Signal::SIGTERM) => {}
+            Some(other) => {
+                log::write(
+                    Level::Notice,
+                    Who::Process,
+                    None,
+                    format_args!("{other}: stopping {} worker process(es)", cur.cfg.workers),
+                );
+                for g in std::iter::once(&cur).chain(&old) {
+                    g.signal(Signal::SIGINT);
+                }
+                stopping = Some(Instant::now() + Duration::from_secs(30));
             }
         }
-    }
-    for p in &procs {
-        if let Some(c) = &p.child {
-            let _ =
-                nix::sys::signal::kill(nix::unistd::Pid::from_raw(c.id() as i32), Signal::SIGTERM);
+        let halt = stopping.is_some();
+        reap(&mut cur, true, halt, args);
+        for g in &mut old {
+            reap(g, false, halt, args);
         }
-    }
-    // Closing hundreds of thousands of sockets takes the kernel a while on a busy box.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut worst = 0;
-    for (i, p) in procs.iter_mut().enumerate() {
-        let Some(c) = p.child.as_mut() else { continue };
-        let pid = c.id();
-        loop {
-            match c.try_wait() {
-                Ok(Some(st)) => {
-                    if st.code() != Some(0) {
-                        log::write(
-                            Level::Alert,
-                            Who::Process,
-                            None,
-                            format_args!("worker {i} (pid {pid}) ended with {st}"),
-                        );
-                        worst = 1;
-                    }
-                    break;
-                }
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => {
+        let (ended, live): (Vec<_>, Vec<_>) = old.drain(..).partition(|g| !g.alive());
+        old = live;
+        ended.into_iter().for_each(Generation::close);
+        let Some(deadline) = stopping else { continue };
+        if !cur.alive() && old.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
+                for (i, p) in g.procs.iter_mut().enumerate() {
+                    let Some(c) = p.child.as_mut() else { continue };
                     log::write(
                         Level::Alert,
                         Who::Process,
                         None,
-                        format_args!("worker {i} (pid {pid}) did not stop within 30 s: killed"),
+                        format_args!("worker {i} (pid {}) did not stop in time: killed", c.id()),
                     );
                     let _ = c.kill();
                     let _ = c.wait();
+                    p.child = None;
                     worst = 1;
-                    break;
                 }
             }
+            break;
         }
     }
-    eprint!("{}", Snapshot::collect(&counters, &ups.addrs).render());
+    eprint!(
+        "{}",
+        Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
+    );
     Ok(worst)
 }

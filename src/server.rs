@@ -21,6 +21,7 @@ use std::os::fd::{OwnedFd, RawFd};
 use std::sync::atomic::Ordering;
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 struct WorkerHandle {
     thread: Option<JoinHandle<io::Result<()>>>,
@@ -91,19 +92,38 @@ struct WorkerStart {
 pub fn start(cfg: Config) -> io::Result<Server> {
     cfg.validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-    let n = cfg.workers;
-    let counters = Counters::heap(n, cfg.upstreams.len());
-    // One SO_REUSEPORT group per listen address; worker i takes the i-th of each.
+    let (per_worker, addrs) = bind(&cfg.routing().listens, cfg.workers, cfg.backlog)?;
+    start_on(cfg, per_worker, addrs)
+}
+
+/// One SO_REUSEPORT group per listen address; worker i takes the i-th of each.
+fn bind(
+    listens: &[SocketAddr],
+    n: usize,
+    backlog: u32,
+) -> io::Result<(Vec<Vec<OwnedFd>>, Vec<SocketAddr>)> {
     let mut per_worker: Vec<Vec<OwnedFd>> = (0..n).map(|_| Vec::new()).collect();
     let mut addrs = Vec::new();
-    for listen in &cfg.routing().listens {
-        let (fds, addr) = listener::bind_reuseport(*listen, n, cfg.backlog)?;
+    for listen in listens {
+        let (fds, addr) = listener::bind_reuseport(*listen, n, backlog)?;
         addrs.push(addr);
         for (index, listener) in fds.into_iter().enumerate() {
             // SAFETY: the listener was just bound for this worker and nothing else owns it.
             per_worker[index].push(unsafe { sys::adopt(listener) });
         }
     }
+    Ok((per_worker, addrs))
+}
+
+/// Thread mode: start every worker of `cfg` on these listeners (per worker, one per
+/// listen address).
+fn start_on(
+    cfg: Config,
+    per_worker: Vec<Vec<OwnedFd>>,
+    addrs: Vec<SocketAddr>,
+) -> io::Result<Server> {
+    let n = cfg.workers;
+    let counters = Counters::heap(n, cfg.upstreams.len());
     let mut slots = Vec::with_capacity(n);
     let mut outboxes = Vec::with_capacity(n);
     for (index, listeners) in per_worker.into_iter().enumerate() {
@@ -180,6 +200,13 @@ fn launch(
     let mut workers = Vec::new();
     for slot in slots {
         let control = Arc::new(Control::default());
+        // Copies a successor generation can take over (see `Server::successor`).
+        if let Ok(mut spare) = control.spare.lock() {
+            for l in &slot.listeners {
+                spare.push(l.try_clone()?);
+            }
+        }
+        let ctl = control.clone();
         let i = slot.index;
         let init = WorkerInit {
             index: i,
@@ -213,6 +240,7 @@ fn launch(
                             Err(_) => Err(io::Error::other("the worker panicked")),
                         };
                         if let Err(e) = &r {
+                            ctl.drop_spare();
                             crate::log::write(
                                 crate::log::Level::Alert,
                                 crate::log::Who::Worker(i),
@@ -229,6 +257,7 @@ fn launch(
                     }
                     Err(e) => {
                         // The listener was closed with the init that failed.
+                        ctl.drop_spare();
                         let msg = e.to_string();
                         let _ = tx.send((i, Err(e)));
                         Err(io::Error::other(msg))
@@ -289,6 +318,90 @@ impl Server {
     /// Current counters of every worker and backend.
     pub fn stats(&self) -> Snapshot {
         Snapshot::collect(&self.counters, &self.ups.addrs)
+    }
+
+    /// Start a successor generation for `cfg` (a reload): new workers with their own
+    /// counters and backend table, on this server's very sockets when the listen addresses
+    /// and the worker count are unchanged (then nothing is ever closed: clients waiting in
+    /// a backlog are the successor's), else on new SO_REUSEPORT listeners beside these. A
+    /// listen address this server was given (port 0 included) keeps the address it got.
+    /// This server keeps running until it is drained.
+    pub fn successor(&self, cfg: Config) -> io::Result<Server> {
+        cfg.validate()
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let given = self.cfg.routing().listens.clone();
+        let listens: Vec<SocketAddr> = cfg
+            .routing()
+            .listens
+            .iter()
+            .map(|l| match given.iter().position(|g| g == l) {
+                Some(i) => self.addrs[i],
+                None => *l,
+            })
+            .collect();
+        let mut spares = Vec::new();
+        if listens == self.addrs && cfg.workers == self.workers.len() {
+            for w in &self.workers {
+                let got = w.control.spare.lock().map(|mut v| std::mem::take(&mut *v));
+                match got {
+                    Ok(v) if v.len() == listens.len() => spares.push(v),
+                    _ => break,
+                }
+            }
+        }
+        if spares.len() == self.workers.len() {
+            let next = start_on(cfg, spares, listens)?;
+            for w in &self.workers {
+                w.control.handed_over.store(true, Ordering::Release);
+            }
+            return Ok(next);
+        }
+        let (per_worker, addrs) = bind(&listens, cfg.workers, cfg.backlog)?;
+        start_on(cfg, per_worker, addrs)
+    }
+
+    /// Drain every worker (a graceful stop): stop accepting, finish exchanges, keep tunnels
+    /// until they end or `timeout` passes (`None`: no bound), then exit. Returns at once;
+    /// [`Server::finished`] says when they are all done.
+    pub fn drain(&self, timeout: Option<Duration>) {
+        let bound = timeout.map_or(u64::MAX, crate::session::ms);
+        for w in &self.workers {
+            w.control.drain_ms.store(bound, Ordering::Release);
+            w.control.drain.store(true, Ordering::Release);
+            sys::eventfd_wake(w.ctl_fd);
+        }
+    }
+
+    /// [`Server::drain`] for a worker whose listener a successor keeps accepting on (a
+    /// process-mode reload): the clients in its backlog are the successor's.
+    pub fn drain_handed_over(&self, timeout: Option<Duration>) {
+        for w in &self.workers {
+            w.control.handed_over.store(true, Ordering::Release);
+        }
+        self.drain(timeout);
+    }
+
+    /// Wait (up to `timeout`) until every worker has let go of its listeners after
+    /// [`Server::drain`], so that new clients reach a successor only.
+    pub fn wait_released(&self, timeout: Duration) {
+        let end = std::time::Instant::now() + timeout;
+        while std::time::Instant::now() < end {
+            let released = self.workers.iter().enumerate().all(|(i, w)| {
+                self.counters.worker(i).running.load(Ordering::Relaxed) == 0
+                    || w.thread.as_ref().is_none_or(|t| t.is_finished())
+            });
+            if released {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Whether every worker has exited.
+    pub fn finished(&self) -> bool {
+        self.workers
+            .iter()
+            .all(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
     }
 
     /// Ask every worker to stop accepting, close its connections, and exit; wait for them.

@@ -313,3 +313,26 @@ pub fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
     let flag = if on { libc::FD_CLOEXEC } else { 0 };
     syscall!(fcntl(fd, libc::F_SETFD, flag)).map(drop)
 }
+
+/// Accept one client already waiting in a (non-blocking) listener's backlog, if any: how
+/// a draining worker takes the clients queued on a listener it is about to close.
+pub fn accept_waiting(listener: RawFd) -> io::Result<Option<OwnedFd>> {
+    let (addr, len) = (std::ptr::null_mut(), std::ptr::null_mut());
+    match syscall!(accept4(listener, addr, len, libc::SOCK_CLOEXEC)) {
+        // SAFETY: accept4 just returned this descriptor and nothing else owns it.
+        Ok(fd) => Ok(Some(unsafe { OwnedFd::from_raw_fd(fd) })),
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ECONNABORTED) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Wait up to `timeout` for one of the blocked signals in `set` (sigtimedwait(2)); `None`
+/// when none came (or the wait was interrupted).
+pub fn wait_signal(set: &libc::sigset_t, timeout: std::time::Duration) -> Option<i32> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    syscall!(sigtimedwait(set, std::ptr::null_mut(), &ts)).ok()
+}

@@ -100,7 +100,7 @@ fn help_shows_the_ways_in_and_explain() {
     let usage: Vec<&str> = help
         .lines()
         .skip_while(|l| !l.starts_with("Usage:"))
-        .take(4)
+        .take(5)
         .collect();
     let usage = usage.join("\n");
     for want in [
@@ -108,6 +108,7 @@ fn help_shows_the_ways_in_and_explain() {
         "ringway -c FILE",
         "ringway -t",
         "ringway explain",
+        "ringway -s reload|quit|stop|reopen",
     ] {
         assert!(usage.contains(want), "{want} in the usage lines:\n{help}");
     }
@@ -115,7 +116,8 @@ fn help_shows_the_ways_in_and_explain() {
         "Commands:",
         "explain  Every limit",
         "1 when it does not",
-        "SIGHUP is logged and ignored",
+        "SIGHUP re-reads the -c file",
+        "-s reload|quit|",
     ] {
         assert!(help.contains(want), "{want}:\n{help}");
     }

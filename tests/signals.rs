@@ -1,7 +1,8 @@
-//! SIGHUP never stops ringway: in thread mode, and in process mode sent to the master and
-//! to every worker process, the proxy logs "SIGHUP: reload is not supported yet; ignored",
-//! keeps its pids (no worker restarted), its held tunnels still echo, new clients are
-//! answered, and SIGTERM still ends it with status 0.
+//! SIGHUP to a ringway started with flags only (no -c: nothing to re-read) never stops it:
+//! in thread mode, and in process mode sent to the master and to every worker process, the
+//! proxy logs once that there is no file to re-read, keeps its pids (no worker restarted),
+//! its held tunnels still echo, new clients are answered, and SIGTERM still ends it with
+//! status 0. (Reloads of a -c file are tested in `tests/lifecycle.rs`.)
 mod common;
 use common::*;
 use nix::sys::signal::{kill, Signal};
@@ -127,7 +128,7 @@ async fn sighup_is_ignored(extra: &[&str], workers_are_processes: bool) {
         .read_to_string(&mut err)
         .unwrap();
     assert_eq!(
-        err.matches("[notice] ringway: SIGHUP: reload is not supported yet; ignored")
+        err.matches("[notice] ringway: SIGHUP: started without -c: there is no file to re-read")
             .count(),
         1,
         "logged once (by the master in process mode): {err}"

@@ -3,7 +3,7 @@
 
 use super::{
     from_nginx, parse_addr, parse_duration, parse_hash_key, parse_ip_list, parse_set_header,
-    AtLimit, Balance, Config, HashKey, SetHeader, TunnelMode, WorkerMode,
+    AtLimit, Balance, Config, HashKey, SetHeader, SignalCmd, TunnelMode, WorkerMode,
 };
 use clap::Parser;
 use std::net::SocketAddr;
@@ -14,7 +14,8 @@ const USAGE: &str = "\
 ringway --upstream HOST:PORT[,HOST:PORT...] [OPTIONS]   proxy to these backends
        ringway -c FILE [OPTIONS]                         read an nginx.conf; flags override it
        ringway -t [-c FILE] [OPTIONS]                    test the configuration and exit
-       ringway explain [-c FILE] [OPTIONS] [--tunnels N] can it hold N tunnels? (below)";
+       ringway explain [-c FILE] [OPTIONS] [--tunnels N] can it hold N tunnels? (below)
+       ringway -s reload|quit|stop|reopen [-c FILE | --pid-file PATH]  signal a running ringway";
 
 /// What `--help` says after the options: the `explain` command, exit statuses, signals.
 const AFTER_HELP: &str = "\
@@ -31,11 +32,13 @@ Examples:
   ringway -t -c scripts/nginx.conf
   ringway explain -c scripts/nginx.conf --tunnels 100000
 
-Exit status: 0 after SIGINT/SIGTERM; 1 when it cannot start (port taken, no io_uring);
+Exit status: 0 after a stop; 1 when it cannot start (port taken, no io_uring);
 2 for bad flags or a bad configuration (one line saying what is wrong).
-Signals: SIGINT/SIGTERM stop (tunnels are closed); SIGUSR1 prints per-worker and
-per-backend stats; SIGHUP is logged and ignored (there is no reload yet: restart to change
-the configuration).";
+Signals: SIGQUIT/SIGTERM stop gracefully (no new clients; requests finish; tunnels stay
+until they end or --shutdown-timeout); SIGINT stops at once; SIGHUP re-reads the -c file
+and applies it without dropping a client (a bad file is logged and the old one kept);
+SIGUSR1 prints per-worker and per-backend stats (and is nginx's reopen). `-s reload|quit|
+stop|reopen` sends SIGHUP|SIGQUIT|SIGINT|SIGUSR1 to the pid in the pid file.";
 
 /// ringway: a thread-per-core io_uring WebSocket/HTTP reverse proxy with an explicit,
 /// nginx-identical connection budget.
@@ -63,7 +66,7 @@ pub struct Cli {
     pub listen: SocketAddr,
 
     /// Backend address; repeat the flag or give a comma-separated list.
-    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required_unless_present = "config")]
+    #[arg(long = "upstream", value_delimiter = ',', value_parser = parse_addr, required_unless_present_any = ["config", "signal"])]
     pub upstreams: Vec<SocketAddr>,
 
     /// Number of workers (threads), like nginx's worker_processes. Default: number of CPUs.
@@ -171,6 +174,22 @@ pub struct Cli {
     /// per-process fd limit no longer caps the whole proxy.
     #[arg(long, value_enum, default_value = "thread")]
     pub worker_mode: WorkerMode,
+
+    /// Send a signal to the running ringway named by the pid file, as nginx's -s: reload
+    /// (SIGHUP), quit (SIGQUIT, graceful), stop (SIGINT, fast), reopen (SIGUSR1).
+    #[arg(short = 's', long = "signal", value_enum, value_name = "SIGNAL")]
+    pub signal: Option<SignalCmd>,
+
+    /// Write the master's pid here at start and remove it at exit (nginx's `pid`); `-s`
+    /// reads it.
+    #[arg(long, value_name = "PATH")]
+    pub pid_file: Option<std::path::PathBuf>,
+
+    /// Bound of a graceful stop (SIGQUIT, SIGTERM): tunnels still open after it are closed
+    /// (nginx's worker_shutdown_timeout). Also bounds an old generation's drain after a
+    /// reload. Default: 30s for a stop; a reload never cuts a tunnel.
+    #[arg(long, value_parser = parse_duration)]
+    pub shutdown_timeout: Option<Duration>,
 
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits). `explain` exits 1 when they do not fit as
@@ -293,6 +312,12 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     if take("worker_mode") {
         cfg.process_mode = cli.worker_mode == WorkerMode::Process;
     }
+    if cli.pid_file.is_some() {
+        cfg.pid_file = cli.pid_file;
+    }
+    if cli.shutdown_timeout.is_some() {
+        cfg.shutdown_timeout = cli.shutdown_timeout;
+    }
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),
         "auto" => auto_upstream_bind(&cfg),
@@ -300,6 +325,20 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     };
     cfg.validate()?;
     Ok((cfg, warnings))
+}
+
+/// The configuration the command line `args` (program name first) gives, read again: a
+/// reload re-reads the `-c` file and applies the same flags over it. The error is one line
+/// (the file's errors name the file and line).
+pub fn from_args(args: &[std::ffi::OsString]) -> Result<(Config, Vec<String>), String> {
+    use clap::parser::ValueSource;
+    use clap::{CommandFactory, FromArgMatches};
+    let matches = Cli::command()
+        .try_get_matches_from(args)
+        .map_err(|e| e.to_string().lines().next().unwrap_or_default().to_string())?;
+    let cli = Cli::from_arg_matches(&matches).map_err(|e| e.to_string())?;
+    let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
+    from_cli(cli, &given)
 }
 
 /// `--upstream-bind auto`: when every backend is on loopback and one source address's

@@ -21,7 +21,7 @@ pub mod routing;
 mod summary;
 mod types;
 
-pub use cli::{auto_upstream_bind, from_cli, Cli};
+pub use cli::{auto_upstream_bind, from_args, from_cli, Cli};
 pub use nginx::from_nginx;
 pub use summary::{fmt_duration, settings, AsFlag, Flag};
 pub use types::{
@@ -54,6 +54,25 @@ pub enum TunnelMode {
     /// Multishot receive into a provided buffer ring, then send.
     Copy,
 }
+
+/// What `ringway -s SIGNAL` sends to a running ringway (nginx's `-s`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SignalCmd {
+    /// SIGHUP: re-read the configuration file and apply it without dropping a client.
+    Reload,
+    /// SIGQUIT: graceful stop (tunnels kept until they end or `--shutdown-timeout`).
+    Quit,
+    /// SIGINT: fast stop (every connection closed at once), nginx's `stop`.
+    Stop,
+    /// SIGUSR1: reopen log files (ringway logs to stderr: logged; also prints the stats).
+    Reopen,
+}
+
+/// A graceful stop's bound when neither `--shutdown-timeout` nor `worker_shutdown_timeout`
+/// says: long enough for in-flight requests and for clients to see the close and
+/// reconnect elsewhere, short enough that a deploy or `systemctl stop` (whose own
+/// `TimeoutStopSec` is 90 s) is never held up by tunnels that would stay open for days.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How workers are run.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -134,6 +153,12 @@ pub struct Config {
     /// every request takes the one route the fields above describe (flags, or a file with
     /// one server and one `location /`).
     pub routing: Option<std::sync::Arc<routing::Routing>>,
+    /// `--shutdown-timeout` / `worker_shutdown_timeout`: the bound of a graceful stop, and
+    /// of an old generation's drain after a reload. `None`: a stop is bounded by
+    /// [`DEFAULT_SHUTDOWN_TIMEOUT`] and a reload's old tunnels are never cut.
+    pub shutdown_timeout: Option<Duration>,
+    /// `--pid-file` / `pid`: written at start, removed at exit, read by `-s`.
+    pub pid_file: Option<std::path::PathBuf>,
 }
 
 impl Config {
@@ -166,7 +191,14 @@ impl Config {
             sticky_cookie: None,
             hash_key: HashKey::RemoteAddr,
             routing: None,
+            shutdown_timeout: None,
+            pid_file: None,
         }
+    }
+
+    /// How long a graceful stop (SIGQUIT, SIGTERM) keeps tunnels.
+    pub fn stop_timeout(&self) -> Duration {
+        self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
     }
 
     /// The routing table in force: the file's, or the one route of the fields above.

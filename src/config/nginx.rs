@@ -178,6 +178,8 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
     cfg.backlog = server.listen[0].backlog.unwrap_or(511);
     cfg.rlimit_nofile = conf.worker_rlimit_nofile;
     cfg.process_mode = conf.process_mode.unwrap_or(false);
+    cfg.pid_file = conf.pid.as_ref().map(std::path::PathBuf::from);
+    cfg.shutdown_timeout = conf.worker_shutdown_timeout_ms.map(Duration::from_millis);
     Ok((cfg, warnings))
 }
 

@@ -84,9 +84,11 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
     };
     use Args::*;
     Some(match name {
-        "worker_processes" | "worker_rlimit_nofile" | "ringway_worker_mode" => {
-            known(MAIN, Exact(1), false)
-        }
+        "worker_processes"
+        | "worker_rlimit_nofile"
+        | "ringway_worker_mode"
+        | "pid"
+        | "worker_shutdown_timeout" => known(MAIN, Exact(1), false),
         "events" | "http" => known(MAIN, Exact(0), true),
         "worker_connections" => known(EVENTS, Exact(1), false),
         "map" => known(HTTP, Exact(2), true),
@@ -110,7 +112,6 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "client_header_timeout" => known(HS, Exact(1), false),
         // Harmless: accepted, warned about, otherwise ignored.
         "user" => harmless(MAIN, Range(1, 2)),
-        "pid" => harmless(MAIN, Exact(1)),
         "daemon" | "master_process" => harmless(MAIN, Flag),
         "error_log" => harmless(MHSL, AtLeast(1)),
         "access_log" => harmless(HSL, AtLeast(1)),
@@ -155,7 +156,6 @@ pub(super) fn harmless_reason(name: &str) -> &'static str {
             "ringway does not switch users: it keeps the identity it was started with \
              (start it as that user, not as root)"
         }
-        "pid" => "ringway writes no pid file",
         "daemon" => "ringway always runs in the foreground (daemon off)",
         "master_process" => {
             "ringway's process layout is its own (ringway_worker_mode thread|process)"
@@ -260,7 +260,6 @@ mod tests {
                     }\n");
         let names = [
             (1, "user"),
-            (2, "pid"),
             (3, "daemon"),
             (4, "master_process"),
             (5, "error_log"),
@@ -332,7 +331,6 @@ mod tests {
     fn every_harmless_directive_has_its_reason() {
         let harmless = [
             ("user", Ctx::Main),
-            ("pid", Ctx::Main),
             ("daemon", Ctx::Main),
             ("master_process", Ctx::Main),
             ("error_log", Ctx::Main),

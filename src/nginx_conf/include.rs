@@ -430,7 +430,7 @@ mod tests {
         for i in 0..=MAX_NESTING {
             t.write(&format!("n{i}.conf"), format!("include n{}.conf;\n", i + 1));
         }
-        t.write(&format!("n{}.conf", MAX_NESTING + 1), "pid x;\n");
+        t.write(&format!("n{}.conf", MAX_NESTING + 1), "user x;\n");
         t.write("nginx.conf", "include n1.conf;\n");
         let e = file_err(&main);
         assert_eq!(
@@ -440,6 +440,6 @@ mod tests {
         );
         assert!(e.msg.contains("nested more than 16 deep"), "{e}");
         t.write("nginx.conf", "include n2.conf;\n");
-        assert_eq!(parse_file(&main).unwrap().ignored[0].directive, "pid");
+        assert_eq!(parse_file(&main).unwrap().ignored[0].directive, "user");
     }
 }

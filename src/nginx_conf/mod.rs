@@ -3,7 +3,8 @@
 //! ringway is a drop-in replacement for the classic "socket.io behind nginx" setup, so it reads
 //! the same configuration file, but only the part of the nginx language that such a setup uses:
 //!
-//! * top level: `worker_processes N|auto;`, `worker_rlimit_nofile N;`, `events { }`, `http { }`
+//! * top level: `worker_processes N|auto;`, `worker_rlimit_nofile N;`, `pid FILE;`,
+//!   `worker_shutdown_timeout TIME;`, `events { }`, `http { }`
 //! * `events`: `worker_connections N;`
 //! * `http`: `map $src $var { key value; default value; }`, `upstream NAME { }`, `server { }`
 //! * `upstream`: `server HOST:PORT [weight=N] [max_fails=N] [fail_timeout=TIME] [backup] [down];`,
@@ -27,7 +28,7 @@
 //! Some directives are accepted but have no effect on ringway ("harmless"). Each one gives a
 //! warning in [`NginxConf::warnings`] that names it and says why ignoring it is safe, and an
 //! entry in [`NginxConf::ignored`]: `user` (ringway keeps the identity it was started with),
-//! `pid`, `daemon`, `master_process`, `error_log` (stderr), `access_log`, `log_format`,
+//! `daemon`, `master_process`, `error_log` (stderr), `access_log`, `log_format`,
 //! `sendfile`, `tcp_nopush`, `tcp_nodelay` (always on), `types_hash_max_size`,
 //! `default_type`, `gzip`, `server_tokens`, `client_max_body_size` (a limit ringway does not
 //! enforce: the warning says "not enforced"), `multi_accept`, `use`, `proxy_buffering`,
@@ -97,6 +98,10 @@ pub struct NginxConf {
     /// ringway-specific `ringway_worker_mode thread|process;` (top level): `Some(true)` for
     /// process mode; nginx does not know this directive.
     pub process_mode: Option<bool>,
+    /// `pid FILE;` (top level): where the pid file goes.
+    pub pid: Option<String>,
+    /// `worker_shutdown_timeout TIME;` (top level), in ms: the bound of a graceful stop.
+    pub worker_shutdown_timeout_ms: Option<u64>,
     /// `upstream NAME { ... }` blocks of the `http` block, in file order.
     pub upstreams: Vec<UpstreamBlock>,
     /// `server { ... }` blocks of the `http` block, in file order.

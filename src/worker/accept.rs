@@ -11,13 +11,37 @@ use crate::shm::Counters;
 use crate::sys;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
 
 /// Commands for a worker, set by the server and signalled through the worker's eventfd.
 #[derive(Debug, Default)]
 pub struct Control {
     /// Stop accepting, close everything, exit.
     pub shutdown: AtomicBool,
+    /// Drain: stop accepting, finish exchanges (`Connection: close`), keep tunnels until
+    /// they end or `drain_ms` passes, then close the rest and exit.
+    pub drain: AtomicBool,
+    /// The drain's bound in ms (`u64::MAX`: none).
+    pub drain_ms: AtomicU64,
+    /// A successor generation took over this worker's listeners (same sockets): the
+    /// clients waiting in their backlogs are the successor's, not this worker's to take.
+    pub handed_over: AtomicBool,
+    /// Copies of the worker's listeners for a successor generation (a reload that keeps
+    /// the listen addresses and worker count takes them: no socket is ever closed, so no
+    /// client is refused). Emptied when the worker drains or stops, so that a listener
+    /// leaves its SO_REUSEPORT group with the worker. Control plane only: never locked on
+    /// the data path.
+    pub spare: Mutex<Vec<OwnedFd>>,
+}
+
+impl Control {
+    /// Drop the spare listener copies (the worker is draining, stopping or dead).
+    pub fn drop_spare(&self) {
+        if let Ok(mut v) = self.spare.lock() {
+            v.clear();
+        }
+    }
 }
 
 /// Where a full worker sends a client it cannot admit (to a sibling with room).
@@ -75,13 +99,17 @@ impl Peers {
 /// One of the worker's listeners (one per listen address) and the state of its accept.
 #[derive(Debug)]
 pub struct Acceptor {
-    listener: OwnedFd,
+    /// `None` once closed (draining).
+    listener: Option<OwnedFd>,
     /// Its index (the listen address's); accept tokens carry it.
     index: u32,
     /// Multishot accept (false in `pause` mode: one accept at a time).
     multishot: bool,
     /// An accept is in flight.
     pub armed: bool,
+    /// Closing (draining): once no accept is in flight, take the backlog (if `true`) and
+    /// close the listener.
+    closing: Option<bool>,
     /// After an accept error, not before this time (worker ms).
     pub retry_at: u64,
 }
@@ -90,10 +118,11 @@ impl Acceptor {
     /// Accept on `listener`, listen address number `index`, multishot or one at a time.
     pub fn new(listener: OwnedFd, index: usize, multishot: bool) -> Acceptor {
         Acceptor {
-            listener,
+            listener: Some(listener),
             index: index as u32,
             multishot,
             armed: false,
+            closing: None,
             retry_at: 0,
         }
     }
@@ -105,7 +134,10 @@ impl Acceptor {
 
     /// Submit the accept.
     pub fn arm(&mut self, ring: &mut Ring) -> io::Result<()> {
-        ring.accept(self.listener.as_raw_fd(), self.multishot, self.token())?;
+        let Some(l) = &self.listener else {
+            return Ok(());
+        };
+        ring.accept(l.as_raw_fd(), self.multishot, self.token())?;
         self.armed = true;
         Ok(())
     }
@@ -178,7 +210,55 @@ impl Acceptors {
 
     /// Whether one is idle and past its back-off.
     pub fn any_due(&self, now: u64) -> bool {
-        self.list.iter().any(|a| !a.armed && now >= a.retry_at)
+        self.list
+            .iter()
+            .any(|a| a.listener.is_some() && !a.armed && now >= a.retry_at)
+    }
+
+    /// Draining: cancel every accept and close every listener, so that the kernel refuses
+    /// new clients here at once (or, with a successor on the same sockets, sends them
+    /// there). With `take_backlog`, first take the clients already waiting in each
+    /// backlog (closing a listener would reset them). A listener whose accept is still in
+    /// flight is closed when that accept's last completion arrives ([`Acceptors::finish`]):
+    /// until then the kernel holds the socket open (and in its SO_REUSEPORT group).
+    /// Returns the clients taken, with their listen address.
+    pub fn close(&mut self, ring: &mut Ring, take_backlog: bool) -> Vec<(OwnedFd, u8)> {
+        for a in &mut self.list {
+            let _ = a.cancel(ring);
+            if a.listener.is_some() {
+                a.closing = Some(take_backlog);
+            }
+        }
+        (0..self.list.len()).flat_map(|i| self.finish(i)).collect()
+    }
+
+    /// Whether a listener waits for its accept's last completion to close.
+    pub fn closing(&self) -> bool {
+        self.list.iter().any(|a| a.closing.is_some())
+    }
+
+    /// Listener `i` is closing and no accept of it is in flight: take its backlog (when
+    /// asked) and close it.
+    pub fn finish(&mut self, i: usize) -> Vec<(OwnedFd, u8)> {
+        let mut waiting = Vec::new();
+        let Some(a) = self.list.get_mut(i) else {
+            return waiting;
+        };
+        let Some(take_backlog) = a.closing else {
+            return waiting;
+        };
+        if a.armed {
+            return waiting;
+        }
+        a.closing = None;
+        if let Some(l) = a.listener.take() {
+            if take_backlog {
+                while let Ok(Some(fd)) = sys::accept_waiting(l.as_raw_fd()) {
+                    waiting.push((fd, a.index as u8));
+                }
+            }
+        }
+        waiting
     }
 
     /// Arm every idle listener past its back-off — or, in `pause` mode, one accept at a
@@ -204,14 +284,6 @@ impl Acceptors {
                 self.next = (i + 1) % n;
                 break;
             }
-        }
-        Ok(())
-    }
-
-    /// Cancel every armed accept.
-    pub fn cancel(&mut self, ring: &mut Ring) -> io::Result<()> {
-        for a in &mut self.list {
-            a.cancel(ring)?;
         }
         Ok(())
     }

@@ -18,6 +18,7 @@
 //! state `Closing` until its in-flight count is zero; then its slots go back to the budget.
 
 mod accept;
+mod drain;
 mod pool;
 mod slab;
 
@@ -39,7 +40,6 @@ use slab::{Due, Slab, Timers};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -51,8 +51,6 @@ const RESERVE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 const COPY_BUFS: u16 = 512;
 /// Idle pipes a worker keeps.
 const PIPE_POOL_IDLE: usize = 64;
-/// Shutdown waits this long for sessions to drain their in-flight operations.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// What a worker is started with.
 pub struct WorkerInit {
@@ -92,6 +90,8 @@ pub struct Worker {
     stats: &'static WorkerStats,
     start: Instant,
     shutdown_deadline: u64,
+    /// Draining (graceful stop, or an old generation after a reload), until this time.
+    drain: Option<u64>,
     accepted: u64,
     refused: u64,
 }
@@ -178,6 +178,7 @@ impl Worker {
             stats: init.stats,
             start: Instant::now(),
             shutdown_deadline: 0,
+            drain: None,
             accepted: 0,
             refused: 0,
             ctx,
@@ -208,7 +209,7 @@ impl Worker {
                 self.feed_starved()?;
             }
             if self.ctx.shutting {
-                if self.slab.is_empty() || self.ctx.now >= self.shutdown_deadline {
+                if self.stopped()? {
                     break;
                 }
             } else {
@@ -283,7 +284,13 @@ impl Worker {
         };
         if !c.more() {
             a.armed = false;
+            for (fd, l) in self.acceptors.finish(listen) {
+                self.admit(fd, l)?;
+            }
         }
+        let Some(a) = self.acceptors.get_mut(listen) else {
+            return Ok(());
+        };
         let fd = match c.into_fd() {
             Ok(fd) => fd,
             Err(err) => {
@@ -293,7 +300,7 @@ impl Worker {
             }
         };
         let listen = listen as u8;
-        if self.ctx.shutting {
+        if self.stopping() {
             return Ok(());
         }
         let fd = if self.room_for_client() {
@@ -325,7 +332,7 @@ impl Worker {
             let Some((fd, listen)) = self.handoff.next_inbound(|m| ctx.log(m)) else {
                 return Ok(());
             };
-            if !self.ctx.shutting {
+            if !self.stopping() {
                 self.admit(fd, listen)?;
             }
         }
@@ -406,7 +413,7 @@ impl Worker {
             Op::Control if tok.side == Side::Upstream => {
                 // The process-mode handoff inbox.
                 self.drain_inbox()?;
-                if !c.more() && !self.ctx.shutting {
+                if !c.more() && !self.stopping() {
                     self.handoff.arm_inbox(&mut self.ctx.ring)?;
                 }
                 return Ok(());
@@ -414,10 +421,8 @@ impl Worker {
             Op::Control => {
                 sys::eventfd_drain(self.ctl_fd);
                 self.drain_inbox()?;
-                if self.control.shutdown.load(Ordering::Acquire) && !self.ctx.shutting {
-                    self.begin_shutdown()?;
-                }
-                if !c.more() && !self.ctx.shutting {
+                self.on_control()?;
+                if !c.more() && !self.stopping() {
                     self.arm_control()?;
                 }
                 return Ok(());
@@ -673,19 +678,5 @@ impl Worker {
         let gen = s.conn.gen;
         self.pool.remove(backend as usize, idx, gen);
         self.close(idx)
-    }
-
-    // ----- shutdown -----------------------------------------------------------------
-
-    fn begin_shutdown(&mut self) -> io::Result<()> {
-        self.ctx.shutting = true;
-        self.shutdown_deadline = self.ctx.now + ms(SHUTDOWN_GRACE);
-        self.acceptors.cancel(&mut self.ctx.ring)?;
-        // Pooled connections close with everything else (their slots return when freed).
-        self.pool.clear();
-        for idx in self.slab.live_indices() {
-            self.close(idx)?;
-        }
-        Ok(())
     }
 }

@@ -218,6 +218,18 @@ impl Builder<'_> {
                         }
                     });
                 }
+                "pid" => {
+                    if self.conf.pid.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.pid = Some(d.arg(0).to_string());
+                }
+                "worker_shutdown_timeout" => {
+                    if self.conf.worker_shutdown_timeout_ms.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.worker_shutdown_timeout_ms = Some(self.time(d, d.arg(0))?);
+                }
                 "worker_rlimit_nofile" => {
                     if self.conf.worker_rlimit_nofile.is_some() {
                         return Err(self.duplicate(d));
@@ -367,6 +379,8 @@ mod tests {
             worker_connections: Some(1024),
             worker_rlimit_nofile: Some(20000),
             process_mode: None,
+            pid: None,
+            worker_shutdown_timeout_ms: None,
             upstreams: vec![UpstreamBlock {
                 name: "nodes".into(),
                 servers: vec![

@@ -1,0 +1,528 @@
+//! Lifecycle on real sockets: a graceful stop (SIGQUIT) refuses new clients at once and
+//! keeps tunnels until the shutdown timeout; reloads (SIGHUP, `-s reload`) of a -c file
+//! add and remove backends under continuous tunnel and keep-alive HTTP traffic without a
+//! dropped tunnel or a failed request; a broken file is refused with its file:line and the
+//! old configuration keeps serving; a reload changing the worker count and budget keeps
+//! held tunnels and applies the new ceiling, in thread and in process mode (with a worker
+//! restart in between).
+mod common;
+use common::*;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::io::{BufRead, BufReader, Read};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+
+struct Proxy {
+    child: Child,
+    addr: SocketAddr,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+    dir: PathBuf,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Proxy {
+    fn conf(&self) -> PathBuf {
+        self.dir.join("ringway.conf")
+    }
+    fn signal(&self, s: Signal) {
+        kill(Pid::from_raw(self.child.id() as i32), s).unwrap();
+    }
+    fn lines_with(&self, what: &str) -> usize {
+        self.out
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(what))
+            .count()
+    }
+    fn stderr(&self) -> String {
+        self.err.lock().unwrap().clone()
+    }
+    /// Wait until `n` "listening on" lines were printed (one per generation).
+    async fn generations(&self, n: usize) -> bool {
+        eventually(15, || self.lines_with("listening on") >= n).await
+    }
+}
+
+fn conf_text(backends: &[SocketAddr], workers: usize, wc: usize, extra: &str) -> String {
+    let servers: String = backends.iter().map(|b| format!("server {b}; ")).collect();
+    format!(
+        "worker_processes {workers};\n{extra}events {{ worker_connections {wc}; }}\nhttp {{\n map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n upstream app {{ {servers}}}\n server {{ listen 127.0.0.1:1; location / {{ proxy_pass http://app; proxy_http_version 1.1;\n proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; }} }}\n}}\n"
+    )
+}
+
+fn start(text: &str, extra: &[&str]) -> Proxy {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "ringway-life-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let conf = dir.join("ringway.conf");
+    std::fs::write(&conf, text).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .arg("-c")
+        .arg(&conf)
+        .args(["--listen", "127.0.0.1:0", "--no-pin", "--pid-file"])
+        .arg(dir.join("ringway.pid"))
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = Arc::new(Mutex::new(Vec::new()));
+    let err = Arc::new(Mutex::new(String::new()));
+    let (o, e) = (out.clone(), err.clone());
+    let mut so = BufReader::new(child.stdout.take().unwrap());
+    let mut se = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        while so.read_line(&mut line).unwrap_or(0) > 0 {
+            o.lock().unwrap().push(std::mem::take(&mut line));
+        }
+    });
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = se.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            e.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let end = Instant::now() + Duration::from_secs(15);
+    let addr = loop {
+        let found = out.lock().unwrap().iter().find_map(|l| {
+            l.strip_prefix("ringway: listening on ")
+                .map(|r| r.split_whitespace().next().unwrap().parse().unwrap())
+        });
+        if let Some(a) = found {
+            break a;
+        }
+        assert!(
+            Instant::now() < end,
+            "no listening line: {}",
+            err.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    Proxy {
+        child,
+        addr,
+        out,
+        err,
+        dir,
+    }
+}
+
+fn port_of(banner: &str) -> u16 {
+    banner.trim_start_matches("backend:").parse().unwrap()
+}
+
+fn children(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .filter_map(|p| p.parse().ok())
+        .collect()
+}
+
+/// One keep-alive HTTP request on `conn` (reconnecting when there is none); returns the
+/// backend port that answered. A kept-alive connection closed before any byte of the
+/// answer came back is retried on a new one, as HTTP clients do; anything else fails.
+async fn request(
+    addr: SocketAddr,
+    conn: &mut Option<tokio::net::TcpStream>,
+) -> Result<u16, String> {
+    for _ in 0..2 {
+        let reused = conn.is_some();
+        if conn.is_none() {
+            *conn = Some(
+                tokio::net::TcpStream::connect(addr)
+                    .await
+                    .map_err(|e| format!("connect: {e}"))?,
+            );
+        }
+        let s = conn.as_mut().unwrap();
+        if s.write_all(b"GET /r HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .is_err()
+            && reused
+        {
+            *conn = None;
+            continue;
+        }
+        let mut got = Vec::new();
+        let mut buf = [0u8; 2048];
+        let (head_end, len) = loop {
+            let n = match tokio::time::timeout(Duration::from_secs(10), s.read(&mut buf)).await {
+                Ok(Ok(n)) => n,
+                Ok(Err(_)) | Err(_) if got.is_empty() && reused => 0,
+                other => return Err(format!("read: {other:?}")),
+            };
+            if n == 0 {
+                break (0, None);
+            }
+            got.extend_from_slice(&buf[..n]);
+            if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+                let len = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse::<usize>().ok());
+                break (i + 4, len);
+            }
+        };
+        let Some(len) = len else {
+            if got.is_empty() && reused {
+                *conn = None;
+                continue;
+            }
+            return Err(format!("no answer: {:?}", String::from_utf8_lossy(&got)));
+        };
+        while got.len() < head_end + len {
+            let n = s.read(&mut buf).await.map_err(|e| format!("body: {e}"))?;
+            if n == 0 {
+                return Err("short body".into());
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+        let head = String::from_utf8_lossy(&got[..head_end]).to_ascii_lowercase();
+        if !head.starts_with("http/1.1 200") {
+            return Err(format!("status: {head}"));
+        }
+        if head.contains("connection: close") {
+            *conn = None;
+        }
+        let body = String::from_utf8_lossy(&got[head_end..head_end + len]).to_string();
+        return Ok(port_of(body.trim()));
+    }
+    Err("closed twice".into())
+}
+
+/// (a) 200 tunnels echoing and 50 keep-alive HTTP clients while the file is reloaded 10
+/// times, alternately adding and removing a backend (half by SIGHUP, half by -s reload).
+async fn reloads_under_traffic(extra: &[&str]) {
+    let (b1, b2) = (echo_backend().await, echo_backend().await);
+    let p = start(&conf_text(&[b1], 1, 1024, ""), extra);
+    let stop = Arc::new(AtomicBool::new(false));
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(Mutex::new(Vec::<String>::new()));
+    let requests = Arc::new(AtomicUsize::new(0));
+    let mut tasks = Vec::new();
+    for i in 0..200 {
+        let (addr, stop, dropped) = (p.addr, stop.clone(), dropped.clone());
+        let (mut w, _) = ws(addr).await.unwrap_or_else(|e| panic!("tunnel {i}: {e}"));
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if !echo(&mut w, Message::Text(format!("t{i}"))).await {
+                    dropped.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }));
+    }
+    for _ in 0..50 {
+        let (addr, stop, failed, requests) =
+            (p.addr, stop.clone(), failed.clone(), requests.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut conn = None;
+            while !stop.load(Ordering::Relaxed) {
+                match request(addr, &mut conn).await {
+                    Ok(_) => requests.fetch_add(1, Ordering::Relaxed),
+                    Err(e) => {
+                        failed.lock().unwrap().push(e);
+                        conn = None;
+                        0
+                    }
+                };
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }));
+    }
+    let pid_file = p.dir.join("ringway.pid");
+    for r in 1..=10 {
+        let with_b2 = r % 2 == 1;
+        let set: &[SocketAddr] = if with_b2 { &[b1, b2] } else { &[b1] };
+        std::fs::write(p.conf(), conf_text(set, 1, 1024, "")).unwrap();
+        if r % 2 == 0 {
+            let st = Command::new(env!("CARGO_BIN_EXE_ringway"))
+                .args(["-s", "reload", "--pid-file"])
+                .arg(&pid_file)
+                .status()
+                .unwrap();
+            assert_eq!(st.code(), Some(0), "-s reload");
+        } else {
+            p.signal(Signal::SIGHUP);
+        }
+        assert!(p.generations(r + 1).await, "reload {r}: {}", p.stderr());
+        let mut ports = Vec::new();
+        for _ in 0..4 {
+            let (w, banner) = ws(p.addr).await.expect("a new tunnel after a reload");
+            ports.push(port_of(&banner));
+            drop(w);
+        }
+        if with_b2 {
+            assert!(
+                ports.contains(&b2.port()),
+                "reload {r}: added backend reached: {ports:?}"
+            );
+        } else {
+            assert!(
+                !ports.contains(&b2.port()),
+                "reload {r}: removed backend not reached: {ports:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(dropped.load(Ordering::Relaxed), 0, "tunnels dropped");
+    assert_eq!(
+        *failed.lock().unwrap(),
+        Vec::<String>::new(),
+        "failed requests"
+    );
+    assert!(
+        requests.load(Ordering::Relaxed) > 100,
+        "the HTTP clients ran"
+    );
+    assert_eq!(
+        p.lines_with("budget: 1 worker"),
+        11,
+        "the budget line after each reload"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_traffic_drop_nothing_and_route_new_clients_by_the_new_file() {
+    reloads_under_traffic(&[]).await;
+}
+
+/// The same in process mode: each reload's worker process takes over the same socket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reloads_under_traffic_in_process_mode() {
+    reloads_under_traffic(&["--worker-mode", "process"]).await;
+}
+
+/// (b) A broken file on reload: one error line with file:line, the old one keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_file_is_refused_and_the_old_configuration_serves() {
+    let b1 = echo_backend().await;
+    let p = start(&conf_text(&[b1], 1, 1024, ""), &[]);
+    let (mut held, _) = ws(p.addr).await.unwrap();
+    std::fs::write(
+        p.conf(),
+        "worker_processes 1;\nevents { worker_connections 64; }\nhttp { bogus_directive on; }\n",
+    )
+    .unwrap();
+    p.signal(Signal::SIGHUP);
+    let conf = p.conf().display().to_string();
+    assert!(
+        eventually(10, || p.stderr().contains("reload failed")).await,
+        "{}",
+        p.stderr()
+    );
+    let err = p.stderr();
+    let line = err.lines().find(|l| l.contains("reload failed")).unwrap();
+    assert!(
+        line.contains(&format!("{conf}:3")),
+        "file:line named: {line}"
+    );
+    assert!(line.contains("[error]"), "{line}");
+    assert!(echo(&mut held, Message::Text("still".into())).await);
+    let (_, banner) = ws(p.addr).await.expect("a new client, old configuration");
+    assert_eq!(port_of(&banner), b1.port());
+    assert_eq!(p.lines_with("listening on"), 1, "no new generation");
+}
+
+/// (c) SIGQUIT with held tunnels: new connects refused at once, tunnels echo until the
+/// deadline, then closed; exit 0; the pid file is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_refuses_new_clients_keeps_tunnels_until_the_deadline_then_exits_0() {
+    let b1 = echo_backend().await;
+    let mut p = start(
+        &conf_text(&[b1], 2, 1024, "worker_shutdown_timeout 2s;\n"),
+        &[],
+    );
+    let mut held = Vec::new();
+    for _ in 0..20 {
+        held.push(ws(p.addr).await.unwrap().0);
+    }
+    assert!(p.dir.join("ringway.pid").exists(), "pid file written");
+    let t0 = Instant::now();
+    p.signal(Signal::SIGQUIT);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = tokio::net::TcpStream::connect(p.addr).await;
+    assert!(
+        matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
+        "a new client is refused by the kernel: {refused:?}"
+    );
+    while t0.elapsed() < Duration::from_millis(1500) {
+        for (i, w) in held.iter_mut().enumerate() {
+            assert!(
+                echo(w, Message::Text("x".into())).await,
+                "tunnel {i} before the deadline"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let status = tokio::task::spawn_blocking(move || {
+        let st = p.child.wait().unwrap();
+        (st, p)
+    })
+    .await
+    .unwrap();
+    let (st, p) = status;
+    assert_eq!(st.code(), Some(0), "{}", p.stderr());
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_secs(2) && took < Duration::from_secs(8),
+        "{took:?}"
+    );
+    for w in held.iter_mut() {
+        assert!(
+            !echo(w, Message::Text("after".into())).await,
+            "closed at the deadline"
+        );
+    }
+    assert!(!p.dir.join("ringway.pid").exists(), "pid file removed");
+    assert!(p.stderr().contains("graceful stop"), "{}", p.stderr());
+}
+
+/// Fill the proxy up to its ceiling: `n` tunnels, then the next one is answered 503.
+async fn ceiling(p: &Proxy, n: usize) -> Vec<Ws> {
+    let addr = p.addr;
+    let mut v = Vec::new();
+    for i in 0..n {
+        v.push(
+            ws(addr)
+                .await
+                .unwrap_or_else(|e| panic!("client {}: {e}: {}", i + 1, p.stderr()))
+                .0,
+        );
+    }
+    match ws(addr).await {
+        Err(WsError::Http(r)) => assert_eq!(r.status(), 503),
+        other => panic!("client {} expected 503, got {:?}", n + 1, other.map(|_| ())),
+    }
+    v
+}
+
+/// (d) and (e): a reload from 1 worker × 16 slots to 2 workers × 24 keeps held tunnels and
+/// applies the new ceiling; in process mode a worker is killed and restarted first.
+async fn reload_changes_the_budget(extra: &[&str], processes: bool) {
+    let b1 = echo_backend().await;
+    let p = start(&conf_text(&[b1], 2, 12, ""), extra);
+    // 2 × (12 − 2) / 2 = 10 tunnels.
+    let mut held = ceiling(&p, 10).await;
+    if processes {
+        let kids = children(p.child.id());
+        assert_eq!(kids.len(), 2);
+        kill(Pid::from_raw(kids[0] as i32), Signal::SIGKILL).unwrap();
+        assert!(
+            eventually(10, || {
+                let k = children(p.child.id());
+                k.len() == 2 && !k.contains(&kids[0])
+            })
+            .await,
+            "restarted"
+        );
+        let mut alive = Vec::new();
+        for mut w in held {
+            if echo(&mut w, Message::Text("x".into())).await {
+                alive.push(w);
+            }
+        }
+        assert!(!alive.is_empty() && alive.len() < 10, "{}", alive.len());
+        held = alive;
+    }
+    std::fs::write(p.conf(), conf_text(&[b1], 3, 16, "")).unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    assert_eq!(
+        p.lines_with("budget: 3 workers × (16 slots − 2 reserved = 14 → 7) = 21 proxied clients"),
+        1,
+        "{:?}",
+        p.out.lock().unwrap()
+    );
+    for (i, w) in held.iter_mut().enumerate() {
+        assert!(
+            echo(w, Message::Text("kept".into())).await,
+            "held tunnel {i} after the reload"
+        );
+    }
+    // The new generation's own ceiling, beside the old one's tunnels.
+    let more = ceiling(&p, 21).await;
+    for (i, w) in held.iter_mut().enumerate() {
+        assert!(
+            echo(w, Message::Text("still".into())).await,
+            "held tunnel {i}"
+        );
+    }
+    if processes {
+        assert!(
+            eventually(5, || children(p.child.id()).len() == 1 + 3).await,
+            "the old worker holding tunnels drains beside the new ones (the restarted one held none and is gone): {:?}",
+            children(p.child.id())
+        );
+    }
+    // Once the old tunnels end, the old workers exit.
+    drop(held);
+    if processes {
+        assert!(
+            eventually(10, || children(p.child.id()).len() == 3).await,
+            "old workers gone: {:?}",
+            children(p.child.id())
+        );
+    }
+    drop(more);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_worker_count_and_budget_in_thread_mode() {
+    reload_changes_the_budget(&[], false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_changes_worker_count_and_budget_in_process_mode_after_a_restart() {
+    reload_changes_the_budget(&["--worker-mode", "process"], true).await;
+}
+
+/// `-s` with no pid file: one line, exit 1.
+#[test]
+fn signal_without_a_running_ringway_says_so() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["-s", "quit", "--pid-file", "/nonexistent/ringway.pid"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.contains("cannot read the pid file /nonexistent/ringway.pid"),
+        "{err}"
+    );
+}
