@@ -20,8 +20,8 @@
 # Refuses to start (without --force) while scripts/compare.sh is running and N > 3000.
 #
 # Results: results/<UTC date>-<short sha>-ceiling-<N>/ (or --out DIR): meta.json, explain/,
-# conf/, raw/ (loadgen JSON, session JSON, memory TSV), logs/, then
-# target/release/ceiling_report writes summary.md and plots/ceiling-memory.svg.
+# conf/, raw/ (loadgen JSON, session JSON, memory TSV), logs/; then ceiling_report (from
+# $CARGO_TARGET_DIR/release, default target/release) writes summary.md, plots/ceiling-memory.svg.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -109,7 +109,7 @@ if ((build)); then
     log "building release binaries (cargo build --release --workspace)"
     cargo build --release --workspace >&2 || die "cargo build --release --workspace failed (or use --no-build)"
 fi
-BIN=$root/target/release
+BIN=$(release_dir "$root") # $CARGO_TARGET_DIR/release, else target/release
 for b in ringway wsecho loadgen ceiling_report; do
     [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
 done
@@ -418,7 +418,7 @@ done
 cleanup_children
 t_end=$(now_ms)
 write_meta $(((t_end - t_start) / 1000))
-log "writing summary.md and plots (target/release/ceiling_report $RUN)"
-"$BIN/ceiling_report" "$RUN" || die "ceiling_report failed; rerun: target/release/ceiling_report $RUN"
+log "writing summary.md and plots ($BIN/ceiling_report $RUN)"
+"$BIN/ceiling_report" "$RUN" || die "ceiling_report failed; rerun: $BIN/ceiling_report $RUN"
 log "done in $(((t_end - t_start) / 1000))s: $RUN/summary.md"
 results_advice "$RUN" "$root"

@@ -2,45 +2,56 @@
 # compare.sh: ringway vs nginx, side by side, from one generated nginx.conf per test.
 #
 #   scripts/compare.sh [--smoke | --quick | --full] [--tune] [--out DIR] [--no-build]
-#                      [--baseline DIR]
+#                      [--baseline DIR] [--workers "1 2"] [--pin-compare | --no-pin-compare]
 #
-# Builds the workspace (release), installs nginx if it is missing (apt-get), starts four
-# wsecho backends on fresh loopback ports, writes per-run copies of scripts/nginx.conf
-# (the seed, never edited) with those ports and the budget under test, and runs ringway
-# and nginx from the SAME file, one after the other:
+# Builds the workspace (release; binaries from $CARGO_TARGET_DIR/release, default
+# target/release), installs nginx if it is missing (apt-get), starts four wsecho backends on
+# fresh loopback ports, writes per-run copies of scripts/nginx.conf (the seed, never edited)
+# with those ports and the budget under test, and runs ringway and nginx from the SAME file,
+# one after the other:
 #   1. ceiling at 1 x 1024 (smoke: 1 x 64): loadgen ceiling past the budget, excess
 #      clients' failure kinds, the "worker_connections are not enough" log lines, and
 #      the distribution over the four backends;
 #   2. raised ceiling at 2 x 9700 (the largest that fits ringway's one process under this
 #      machine's 20,000-fd limit) for both, plus nginx's own largest (2 x 19,990) as a
 #      separate row; ramp time series, proxy RSS and MemFree before/while held;
-#   3. echo 64 B at 100 and 1000 connections, bulk 1 MiB at 1 and 10 connections, for
-#      ringway (auto, the default relay mode: the headline row), ringway (splice), ringway
-#      (copy), nginx and direct (loadgen straight at one backend), repetitions interleaved;
-#      proxy CPU from /proc via loadgen --watch-pid; in the same sessions, small keep-alive
-#      HTTP GETs at 50 (and 500) connections for ringway (its auto session only: plain HTTP
-#      never reaches the relay), nginx and direct: requests/s and proxy CPU per request
-#      (this conf has `keepalive 32;` upstream and an empty Connection header for
-#      non-upgrade requests). A build whose --help lists no `--tunnel auto` runs without
-#      ringway-auto (a warning; HTTP then in ringway-splice, as before auto existed).
+#   3. at each worker count of --workers (worker_processes in the conf both proxies read;
+#      default "1 2", smoke "1"), sessions perf__wW__rN__TARGET: echo 64 B at 100 and 1000
+#      connections, bulk 1 MiB at 1 and 10 connections, for ringway (auto, the default relay
+#      mode: the headline row), ringway (splice), ringway (copy), nginx and direct (loadgen
+#      straight at one backend; it does not depend on workers, so it runs once per
+#      repetition, at the first count); repetitions interleaved, the worker counts within
+#      each; proxy CPU from /proc via loadgen --watch-pid. In the same sessions, for ringway
+#      (its auto session only: plain HTTP and the accept rate never reach the relay), nginx
+#      and direct: small keep-alive HTTP GETs at 50 (and 500) connections (requests/s,
+#      proxy CPU per request; this conf has `keepalive 32;` upstream and an empty
+#      Connection header for non-upgrade requests), and the accept rate `churn-c50`
+#      (loadgen churn: 50 workers each cycling connect + upgrade + 101 + banner + one echo
+#      + close for the same warm-up and duration, clients over 127.0.0.2-9 so TIME_WAIT
+#      exhausts no ports: new tunnels/s, handshake latency p50/p99/p99.9, proxy CPU per
+#      tunnel, failures). With --pin-compare (default in --full) also ringway-auto-nopin
+#      (`--tunnel auto --no-pin`, right after ringway-auto) for the echo workloads: pinned vs
+#      unpinned worker threads. A build whose --help lists no `--tunnel auto` runs without
+#      ringway-auto (a warning; HTTP and churn then in ringway-splice, as before auto).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
-# (bench/src/bin/report/) writes summary.md and plots/*.svg from raw/.
+# (bench/src/bin/report/) writes summary.md (sections 1-10, 10 = issue 11's targets, met or
+# not) and plots/*.svg from raw/.
 #
-# Modes: --smoke (< 60 s, tiny sizes, CI), --quick (default, < 5 min), --full (5 reps,
-# 30 s holds). --tune applies tuning/apply.sh for the run and reverts it on exit; without
-# it no sysctl is changed. Loopback only; every port is probed fresh; everything started
-# is killed by pid on exit. nginx runs as a private child (own prefix, pid file, error
-# log, and, where `unshare -m` works, its temp directories bind-mounted into the run
-# folder); the system nginx service is never touched.
+# Modes: --smoke (< 60 s, tiny sizes, 1 worker, CI), --quick (default, ~8 min, 2 reps of
+# 3 s), --full (5 reps of 4 s, 30 s holds, ~25 min). --tune applies tuning/apply.sh for the
+# run and reverts it on exit; without it no sysctl is changed. Loopback only; every port is
+# probed fresh; everything started is killed by pid on exit. nginx runs as a private child
+# (own prefix, pid file, error log, and, where `unshare -m` works, its temp directories
+# bind-mounted into the run folder); the system nginx service is never touched.
 #
 # --baseline DIR measures a change before and after in one run: DIR holds a `ringway`
 # binary built from an earlier commit (optionally a COMMIT file with its git sha). Step 3
 # then also runs it as `baseline-auto` (only when its --help lists `--tunnel auto`),
 # `baseline-splice` and `baseline-copy`, same conf, same workloads, each right after the
 # current build's twin in the same repetitions (auto, baseline auto, splice, baseline
-# splice, copy, baseline copy, nginx, direct); its HTTP runs in baseline-auto, or in
-# baseline-splice when it has no auto. meta.json records its path, --version, COMMIT and
+# splice, copy, baseline copy, nginx, direct); its HTTP and churn run in baseline-auto, or
+# in baseline-splice when it has no auto. meta.json records its path, --version, COMMIT and
 # the modes it ran; the report shows its rows next to ringway's and a before/after table
 # of proxy CPU. Steps 1-2 use the current build only (its default relay mode). To make DIR:
 #   git worktree add /tmp/base SHA && cargo build --release -p ringway \
@@ -54,7 +65,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/common.sh"
 
 usage() {
-    sed -n '2,48s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,59s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cmdline="$0${*:+ $*}"
@@ -63,6 +74,8 @@ tune=0
 build=1
 out=""
 baseline=""
+workers=""
+pin_compare=""
 while (($#)); do
     case $1 in
         --smoke) mode=smoke ;;
@@ -82,6 +95,14 @@ while (($#)); do
             shift
             ;;
         --baseline=*) baseline=${1#--baseline=} ;;
+        --workers)
+            (($# >= 2)) || die "--workers needs a list of worker counts, e.g. \"1 2\""
+            workers=$2
+            shift
+            ;;
+        --workers=*) workers=${1#--workers=} ;;
+        --pin-compare) pin_compare=1 ;;
+        --no-pin-compare) pin_compare=0 ;;
         -h | --help)
             usage
             exit 0
@@ -104,6 +125,7 @@ case $mode in
         NGXMAX_WP=2 NGXMAX_WC=256 NGXMAX_CONNS=290
         RAISED_RATE=2000 RAISED_HOLD=1
         PERF_WC=4096 REPS=1 DURATION=1 WARMUP=0.2
+        DEF_WORKERS="1" DEF_PIN=1
         ;;
     quick)
         CEIL_WC=1024 CEIL_CONNS=600 CEIL_HOLD=2
@@ -111,20 +133,35 @@ case $mode in
         NGXMAX_WP=2 NGXMAX_WC=19990 NGXMAX_CONNS=21000
         RAISED_RATE=5000 RAISED_HOLD=5
         PERF_WC=4096 REPS=2 DURATION=3 WARMUP=0.5
+        DEF_WORKERS="1 2" DEF_PIN=0
         ;;
     full)
         CEIL_WC=1024 CEIL_CONNS=600 CEIL_HOLD=5
         RAISED_WP=2 RAISED_WC=9700 RAISED_CONNS=10200
         NGXMAX_WP=2 NGXMAX_WC=19990 NGXMAX_CONNS=21000
         RAISED_RATE=5000 RAISED_HOLD=30
-        PERF_WC=4096 REPS=5 DURATION=5 WARMUP=0.5
+        PERF_WC=4096 REPS=5 DURATION=4 WARMUP=0.5
+        DEF_WORKERS="1 2" DEF_PIN=1
         ;;
 esac
 CEIL_RATE=1000
 SRC_IPS=127.0.0.2-127.0.0.9
+# Step 3's worker counts (worker_processes, the same conf for both proxies) and whether
+# ringway-auto-nopin (--no-pin) runs next to ringway-auto.
+read -r -a PERF_WORKERS <<<"${workers:-$DEF_WORKERS}"
+((${#PERF_WORKERS[@]} > 0)) || die "--workers: no worker count given"
+for w in "${PERF_WORKERS[@]}"; do
+    [[ $w =~ ^[1-9][0-9]?$ ]] || die "--workers: '$w' is not a worker count (1-99)"
+done
+PIN_COMPARE=${pin_compare:-$DEF_PIN}
 # Echo, bulk and HTTP workloads: name, loadgen subcommand and options.
 WORKLOADS=(echo64-c100 echo64-c1000 bulk1m-c1 bulk1m-c10 http-c50)
 [[ $mode == smoke ]] || WORKLOADS+=(http-c500)
+# The accept rate: new tunnels per second, 50 workers each cycling connect + upgrade + 101 +
+# banner + one echo + close, clients spread over $SRC_IPS (TIME_WAIT stays per address).
+WORKLOADS+=(churn-c50)
+# The pinning comparison (ringway-auto-nopin) runs the echo workloads only.
+PIN_WORKLOADS=(echo64-c100 echo64-c1000)
 workload_args() {
     case $1 in
         echo64-c100) echo "echo --conns 100 --size 64" ;;
@@ -133,14 +170,21 @@ workload_args() {
         bulk1m-c10) echo "bulk --conns 10 --bytes 1048576" ;;
         http-c50) echo "http --conns 50 --pipeline 1" ;;
         http-c500) echo "http --conns 500 --pipeline 1" ;;
+        churn-c50) echo "churn --conns 50 --src-ips $SRC_IPS" ;;
     esac
 }
 # Plain HTTP never reaches the tunnel relay, so each ringway build runs it once: in its
 # default (auto) session, or in splice where the binary has no `--tunnel auto`. Both are set
 # with the targets, after the build (set_perf_targets).
 HTTP_RINGWAY="" HTTP_BASELINE=""
+# The accept rate is about accept + connect, not the relay mode: it runs in the same
+# sessions as HTTP. ringway-auto-nopin runs only PIN_WORKLOADS.
 workload_applies() {
-    [[ $2 != http-* ]] && return 0
+    if [[ $1 == ringway-auto-nopin ]]; then
+        [[ " ${PIN_WORKLOADS[*]} " == *" $2 "* ]]
+        return
+    fi
+    [[ $2 != http-* && $2 != churn-* ]] && return 0
     [[ $1 == nginx || $1 == direct || $1 == "$HTTP_RINGWAY" || $1 == "$HTTP_BASELINE" ]]
 }
 # tunnel_has_auto BINARY: whether BINARY's --help lists `auto` for --tunnel (the --tunnel
@@ -186,6 +230,9 @@ set_perf_targets() {
     if ((cur_auto)); then
         PERF_TARGETS+=(ringway-auto)
         HTTP_RINGWAY="ringway-auto"
+        ((PIN_COMPARE)) && PERF_TARGETS+=(ringway-auto-nopin)
+    elif ((PIN_COMPARE)); then
+        warn "--pin-compare needs ringway-auto: no pinning comparison in this run"
     fi
     if [[ -n $BASELINE_BIN ]]; then
         BASELINE_MODES=(splice copy)
@@ -222,10 +269,10 @@ cd "$root"
 if ((build)); then
     log "building release binaries (cargo build --release --workspace)"
     if ! cargo build --release --workspace >&2; then
-        die "cargo build --release --workspace failed; fix the build or rerun with --no-build to use the binaries already in target/release"
+        die "cargo build --release --workspace failed; fix the build or rerun with --no-build to use the binaries already built"
     fi
 fi
-BIN=$root/target/release
+BIN=$(release_dir "$root") # $CARGO_TARGET_DIR/release, else target/release
 for b in ringway wsecho loadgen report; do
     [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
 done
@@ -357,7 +404,9 @@ write_meta() {
         printf ' "raised_budget": [%s, %s], "raised_conns": %s, "nginx_max_budget": [%s, %s], "nginx_max_conns": %s,' \
             "$RAISED_WP" "$RAISED_WC" "$RAISED_CONNS" "$NGXMAX_WP" "$NGXMAX_WC" "$NGXMAX_CONNS"
         printf ' "raised_rate": %s, "raised_hold_s": %s, "src_ips": %s,' "$RAISED_RATE" "$RAISED_HOLD" "$(json_str "$SRC_IPS")"
-        printf ' "perf_budget": [1, %s], "reps": %s, "duration_s": %s, "warmup_s": %s,' "$PERF_WC" "$REPS" "$DURATION" "$WARMUP"
+        printf ' "perf_budget": [%s, %s], "perf_workers": [%s], "pin_compare": %s,' "${PERF_WORKERS[0]}" "$PERF_WC" \
+            "$(IFS=,; printf '%s' "${PERF_WORKERS[*]}")" "$( ((PIN_COMPARE)) && echo true || echo false)"
+        printf ' "reps": %s, "duration_s": %s, "warmup_s": %s,' "$REPS" "$DURATION" "$WARMUP"
         printf ' "perf_targets": [%s],' "$(json_list "${PERF_TARGETS[@]}")"
         printf ' "workloads": [%s], "http_upstream_keepalive": %s}\n' "$(json_list "${WORKLOADS[@]}")" "$HTTP_UPSTREAM_KEEPALIVE"
         printf '}\n'
@@ -659,34 +708,47 @@ end_session
 log "  nginx: $(summary_line "nginxmax__nginx__ceiling")"
 sleep 1
 
-# 3. Echo, bulk and HTTP, interleaved repetitions (one conf, upstream keepalive for HTTP).
-conf=$(gen_conf perf 1 "$PERF_WC" "$HTTP_UPSTREAM_KEEPALIVE")
-log "echo/bulk/http: 1 x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
+# 3. Echo, bulk, HTTP and the accept rate at each worker count (one conf per count, the same
+# for both proxies, upstream keepalive for HTTP); repetitions interleaved, and within each
+# repetition the worker counts, so slow drift of the box hits every target alike. direct
+# (loadgen straight at a backend) does not depend on the proxy's workers: it runs once per
+# repetition, at the first worker count, and the report shows it in every table.
+declare -A PERF_CONF=()
+for w in "${PERF_WORKERS[@]}"; do
+    PERF_CONF[$w]=$(gen_conf "perf-w$w" "$w" "$PERF_WC" "$HTTP_UPSTREAM_KEEPALIVE")
+done
+log "echo/bulk/http/churn: workers ${PERF_WORKERS[*]} x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
 for ((rep = 1; rep <= REPS; rep++)); do
-    for target in "${PERF_TARGETS[@]}"; do
-        case $target in
-            ringway-auto) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel auto ;;
-            ringway-splice) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel splice ;;
-            ringway-copy) start_session "perf__r${rep}__$target" ringway "$conf" --tunnel copy ;;
-            baseline-auto) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel auto ;;
-            baseline-splice) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel splice ;;
-            baseline-copy) start_session "perf__r${rep}__$target" baseline "$conf" --tunnel copy ;;
-            nginx) start_session "perf__r${rep}__$target" nginx "$conf" ;;
-            direct) start_session "perf__r${rep}__$target" direct "" ;;
-        esac
-        if [[ $target == direct ]]; then
-            watch=("${BACKEND_PIDS[0]}")
-        else
-            watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
-        fi
-        for wl in "${WORKLOADS[@]}"; do
-            workload_applies "$target" "$wl" || continue
-            read -r -a wargs <<<"$(workload_args "$wl")"
-            run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
-                --warmup "$WARMUP" --watch-pid "${watch[@]}"
+    for w in "${PERF_WORKERS[@]}"; do
+        conf=${PERF_CONF[$w]}
+        for target in "${PERF_TARGETS[@]}"; do
+            [[ $target != direct || $w == "${PERF_WORKERS[0]}" ]] || continue
+            label=perf__w${w}__r${rep}__$target
+            case $target in
+                ringway-auto) start_session "$label" ringway "$conf" --tunnel auto ;;
+                ringway-auto-nopin) start_session "$label" ringway "$conf" --tunnel auto --no-pin ;;
+                ringway-splice) start_session "$label" ringway "$conf" --tunnel splice ;;
+                ringway-copy) start_session "$label" ringway "$conf" --tunnel copy ;;
+                baseline-auto) start_session "$label" baseline "$conf" --tunnel auto ;;
+                baseline-splice) start_session "$label" baseline "$conf" --tunnel splice ;;
+                baseline-copy) start_session "$label" baseline "$conf" --tunnel copy ;;
+                nginx) start_session "$label" nginx "$conf" ;;
+                direct) start_session "$label" direct "" ;;
+            esac
+            if [[ $target == direct ]]; then
+                watch=("${BACKEND_PIDS[0]}")
+            else
+                watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
+            fi
+            for wl in "${WORKLOADS[@]}"; do
+                workload_applies "$target" "$wl" || continue
+                read -r -a wargs <<<"$(workload_args "$wl")"
+                run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
+                    --warmup "$WARMUP" --watch-pid "${watch[@]}"
+            done
+            end_session
+            log "  rep $rep, $w worker(s): $target done"
         done
-        end_session
-        log "  rep $rep $target done"
     done
 done
 
@@ -701,12 +763,14 @@ stop_pids_backends
 t_end=$(now_ms)
 dur=$(((t_end - t_start) / 1000))
 write_meta "$dur"
-log "writing summary.md and plots (target/release/report $RUN)"
-"$BIN/report" "$RUN" || die "report failed; rerun: target/release/report $RUN"
+log "writing summary.md and plots ($BIN/report $RUN)"
+"$BIN/report" "$RUN" || die "report failed; rerun: $BIN/report $RUN"
 log "done in ${dur}s: $RUN/summary.md"
-# On the terminal: the ceiling comparison (section 1 of the summary), the HTTP table and,
-# with --baseline, the before/after table (section 7).
+# On the terminal: the ceiling comparison (section 1 of the summary), the HTTP table, with
+# --baseline the before/after table (section 7), the accept rate (8), pinning (9) and the
+# issue 11 targets (10).
 awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"
-awk '/^## /{p=0} /^## 6\./{p=1} p' "$RUN/summary.md"
-awk '/^## /{p=0} /^## 7\./{p=1} p' "$RUN/summary.md"
+for n in 6 7 8 9 10; do
+    awk -v h="## $n." '/^## /{p=0} index($0, h) == 1 {p=1} p' "$RUN/summary.md"
+done
 results_advice "$RUN" "$root"

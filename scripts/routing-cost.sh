@@ -41,7 +41,7 @@ cd "$root"
 if ((build)); then
     cargo build --release --workspace >&2 || die "cargo build --release --workspace failed"
 fi
-BIN=$root/target/release
+BIN=$(release_dir "$root") # $CARGO_TARGET_DIR/release, else target/release
 for b in ringway wsecho loadgen route_cost; do
     [[ -x $BIN/$b ]] || die "missing $BIN/$b (run cargo build --release --workspace)"
 done

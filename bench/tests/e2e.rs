@@ -209,6 +209,49 @@ fn bulk_and_churn_direct() {
 }
 
 #[test]
+fn churn_timed_with_cpu_per_tunnel() {
+    let e = Echo::start(&[]);
+    let pid = e.child.id().to_string();
+    let j = last_json(&loadgen(&[
+        "churn",
+        "--target",
+        &e.target(),
+        "--conns",
+        "4",
+        "--duration",
+        "0.6",
+        "--warmup",
+        "0.2",
+        "--src-ips",
+        "127.0.0.2-127.0.0.3",
+        "--watch-pid",
+        &pid,
+    ]));
+    assert_eq!(j["subcommand"], "churn");
+    assert_eq!(j["timed"], true);
+    let ok = j["ok"].as_u64().unwrap();
+    assert!(ok > 0, "{j}");
+    // Only the measured window counts: fewer completed than attempted (warm-up, the tail).
+    assert!(j["attempted"].as_u64().unwrap() > ok, "{j}");
+    assert!((j["elapsed_s"].as_f64().unwrap() - 0.6).abs() < 0.2, "{j}");
+    assert!(j["setup_us"]["p999"].as_f64().unwrap() > 0.0);
+    assert_eq!(j["watched"][0]["pid"].as_u64().unwrap().to_string(), pid);
+    assert!(j["watched"][0]["tree_cpu_us_per_tunnel"].as_f64().is_some());
+    assert_eq!(j["failed"]["refused"], 0);
+    // --cycles and --duration exclude each other.
+    let o = loadgen(&[
+        "churn",
+        "--target",
+        &e.target(),
+        "--cycles",
+        "3",
+        "--duration",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
 fn refuses_non_loopback_target() {
     for args in [
         &["echo", "--target", "10.1.2.3:80"][..],

@@ -1,5 +1,6 @@
 # shellcheck shell=bash
-# scripts/lib/common.sh: helpers shared by scripts/compare.sh (sourced, not run).
+# scripts/lib/common.sh: helpers shared by scripts/compare.sh, ceiling.sh and routing-cost.sh
+# (sourced, not run).
 #
 # Process bookkeeping (every child is started through start_bg and killed by pid on exit,
 # never by name), free-port probing on loopback, JSON string and list escaping, and the memory
@@ -26,6 +27,15 @@ results_advice() {
         *) return 0 ;;
     esac
     log "$rel is new and untracked: commit it (git add $rel, plus a row in results/README.md) only if a README figure comes from it; otherwise delete it: rm -r $rel"
+}
+
+# The release binaries' folder: $CARGO_TARGET_DIR/release when it is set (relative to the
+# project root $1, as cargo, run from there, reads it), else $1/target/release.
+release_dir() {
+    local root=$1 dir=${CARGO_TARGET_DIR:-}
+    [[ -n $dir ]] || dir=$root/target
+    [[ $dir == /* ]] || dir=$root/$dir
+    printf '%s/release' "${dir%/}"
 }
 
 # Milliseconds since the epoch, without forking.

@@ -8,15 +8,19 @@
 //!
 //! Session labels: `ceiling__{ringway,nginx}` (1 worker, seed budget), `raised__{ringway,nginx}`
 //! (same raised budget for both), `nginxmax__nginx` (nginx's own largest here) and
-//! `perf__rN__{ringway-auto,ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo,
-//! bulk and HTTP). `ringway-auto` (`--tunnel auto`, the default mode) is the first ringway row
+//! `perf__wW__rN__{ringway-auto,ringway-splice,ringway-copy,nginx,direct}` (repetition N of echo,
+//! bulk, HTTP and the accept rate `churn-c50` at W workers; direct runs at the first count only
+//! and counts at every one; folders from before the worker counts have `perf__rN__…`, read as
+//! 1 worker, and render as they always did). `ringway-auto-nopin` (`--no-pin`, from
+//! `compare.sh --pin-compare`) runs the echo workloads for section 9. `ringway-auto` (`--tunnel auto`, the default mode) is the first ringway row
 //! and runs the `http-cN` workloads, which skip splice and copy since plain HTTP never reaches
 //! the relay; runs from before it have no auto session, and their HTTP ran in ringway-splice
 //! (rendered as they always were). With `compare.sh --baseline DIR` also
 //! `perf__rN__{baseline-auto,baseline-splice,baseline-copy}` (an earlier build; meta.json's
 //! `baseline` names it, `baseline-auto` only when it has `--tunnel auto`, and its HTTP in
 //! baseline-auto, else baseline-splice): rows next to ringway's in sections 4 to 6, and
-//! section 7 compares their proxy CPU.
+//! section 7 compares their proxy CPU. Sections 8 (accept rate), 9 (pinning) and 10 (issue 11's
+//! targets, met or not) say "not measured in this run" where the folder lacks their data.
 //!
 //! | file | job |
 //! |---|---|
@@ -25,9 +29,12 @@
 //! | `sections/provenance.rs` | title and provenance lines |
 //! | `sections/ceiling.rs` | 1. ceiling at the seed budget, 2. backend distribution |
 //! | `sections/raised.rs` | 3. raised ceiling and memory per tunnel |
-//! | `sections/echo_bulk.rs` | 4. echo and 5. bulk: throughput, latency, CPU |
-//! | `sections/http.rs` | 6. keep-alive HTTP |
+//! | `sections/echo_bulk.rs` | 4. echo and 5. bulk: throughput, latency, CPU, per worker count |
+//! | `sections/http.rs` | 6. keep-alive HTTP, per worker count |
 //! | `sections/baseline.rs` | 7. before/after (`compare.sh --baseline`): CPU now vs the baseline's |
+//! | `sections/accept.rs` | 8. accept rate: new tunnels/s, handshake latency, CPU per tunnel |
+//! | `sections/pinning.rs` | 9. pinned vs `--no-pin` |
+//! | `sections/targets.rs` | 10. issue 11's "Done means" lines, evaluated from the data |
 //! | `plots.rs` | plots/*.svg |
 //! | `paths.rs` | absolute paths of the run's machine → relative to the project |
 

@@ -1,5 +1,6 @@
 //! plots/*.svg of a compare.sh run: the raised-ceiling ramp with proxy RSS (`ramp.svg`), echo
-//! latency percentiles (`latency.svg`) and proxy CPU per message and per MB (`cpu.svg`).
+//! latency percentiles (`latency.svg`) and proxy CPU per message and per MB (`cpu.svg`); the
+//! last two have one row of panels per worker count when the run has several.
 
 use plotters::prelude::*;
 use ringway_bench::fmt::fmt_num;
@@ -8,7 +9,24 @@ use ringway_bench::plot::{draw_legend, PlotResult};
 use ringway_bench::stats::median_of;
 use std::path::Path;
 
-use crate::run::{proxy_cpu, target_label, Run, BULK_WL, ECHO_WL, RINGWAY_AUTO};
+use crate::run::{proxy_cpu, target_label, workers_word, Run, BULK_WL, ECHO_WL, RINGWAY_AUTO};
+
+/// The panels' worker counts, row by row, and the caption suffix for each (none at 1 worker
+/// only, as before the worker counts).
+fn worker_rows(run: &Run) -> Vec<(u64, String)> {
+    let multi = run.multi_workers();
+    run.workers()
+        .into_iter()
+        .map(|w| {
+            let s = if multi {
+                format!(", {}", workers_word(w))
+            } else {
+                String::new()
+            };
+            (w, s)
+        })
+        .collect()
+}
 
 fn color(t: &str) -> RGBColor {
     match t {
@@ -141,10 +159,14 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
         ("p99", "p99"),
         ("p999", "p99.9"),
     ];
-    let root = SVGBackend::new(path, (1000, 440)).into_drawing_area();
+    let rows = worker_rows(run);
+    let root = SVGBackend::new(path, (1000, 440 * rows.len() as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 2));
-    for (panel, wl) in panels.iter().zip(ECHO_WL) {
+    let panels = root.split_evenly((rows.len(), 2));
+    let cells = rows
+        .iter()
+        .flat_map(|(w, sfx)| ECHO_WL.into_iter().map(move |wl| (*w, sfx.as_str(), wl)));
+    for (panel, (w, sfx, wl)) in panels.iter().zip(cells) {
         let lines: Vec<(&str, Vec<(f64, f64)>)> = run
             .plot_targets()
             .into_iter()
@@ -154,7 +176,7 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
                     .enumerate()
                     .filter_map(|(i, (k, _))| {
                         let path = format!("latency_us.{k}");
-                        median_of(run.metric(t, wl, |v| num(v, &path))).map(|y| (i as f64, y))
+                        median_of(run.metric(t, wl, w, |v| num(v, &path))).map(|y| (i as f64, y))
                     })
                     .collect();
                 (t, pts)
@@ -162,11 +184,15 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
             .collect();
         let ys = lines.iter().flat_map(|l| l.1.iter().map(|p| p.1));
         let ymax = ys.clone().fold(1.0, f64::max) * 1.5;
-        let ymin = ys.fold(f64::INFINITY, f64::min).clamp(1.0, ymax / 10.0) / 1.5;
+        // No data (a target that did not run): any range; clamp needs min <= max.
+        let ymin = ys
+            .fold(f64::INFINITY, f64::min)
+            .clamp(1.0, (ymax / 10.0).max(1.0))
+            / 1.5;
         let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
         let mut c = ChartBuilder::on(panel)
             .caption(
-                format!("Echo 64 B latency, {conns} connections (median of reps)"),
+                format!("Echo 64 B latency, {conns} connections{sfx} (median of reps)"),
                 ("sans-serif", 16),
             )
             .margin(12)
@@ -202,9 +228,10 @@ pub fn plot_latency(run: &Run, path: &Path) -> PlotResult {
 }
 
 pub fn plot_cpu(run: &Run, path: &Path) -> PlotResult {
-    let root = SVGBackend::new(path, (1000, 440)).into_drawing_area();
+    let rows = worker_rows(run);
+    let root = SVGBackend::new(path, (1000, 440 * rows.len() as u32)).into_drawing_area();
     root.fill(&WHITE)?;
-    let panels = root.split_evenly((1, 2));
+    let panels = root.split_evenly((rows.len(), 2));
     let specs: [(&str, [&str; 2], &str, &str); 2] = [
         (
             "Proxy CPU per echoed 64 B message",
@@ -225,18 +252,21 @@ pub fn plot_cpu(run: &Run, path: &Path) -> PlotResult {
         proxies.push(RINGWAY_AUTO);
     }
     proxies.extend(["ringway-splice", "ringway-copy", "nginx"]);
-    for (panel, (title, wls, field, unit)) in panels.iter().zip(specs) {
+    let cells = rows
+        .iter()
+        .flat_map(|(w, sfx)| specs.into_iter().map(move |sp| (*w, sfx.as_str(), sp)));
+    for (panel, (w, sfx, (title, wls, field, unit))) in panels.iter().zip(cells) {
         let mut bars = Vec::new();
         for (g, wl) in wls.iter().enumerate() {
             for (j, t) in proxies.iter().enumerate() {
-                if let Some(s) = run.metric(t, wl, |v| proxy_cpu(v, t, field)) {
+                if let Some(s) = run.metric(t, wl, w, |v| proxy_cpu(v, t, field)) {
                     bars.push((g, j, *t, s));
                 }
             }
         }
         let ymax = bars.iter().map(|b| b.3.max).fold(0.001, f64::max) * 1.15;
         let mut c = ChartBuilder::on(panel)
-            .caption(title, ("sans-serif", 16))
+            .caption(format!("{title}{sfx}"), ("sans-serif", 16))
             .margin(12)
             .x_label_area_size(35)
             .y_label_area_size(60)

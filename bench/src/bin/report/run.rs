@@ -1,6 +1,11 @@
 //! A compare.sh results folder in memory: meta.json, the proxy sessions, the loadgen results by
 //! (session, workload), the memory samples; and the lookups the sections and plots share
-//! (budgets from the generated confs, repetitions of a target, CPU per unit, target labels).
+//! (budgets from the generated confs, worker counts, repetitions of a target at a worker count,
+//! CPU per unit, target labels).
+//!
+//! Step 3's sessions are `perf__wW__rN__TARGET` (W workers, repetition N); runs from before the
+//! worker counts named them `perf__rN__TARGET`, read as 1 worker. `direct` does not depend on
+//! the proxy's workers: its repetitions count at every worker count.
 
 use ringway_bench::json::{self, at, num, text};
 use ringway_bench::stats::Spread;
@@ -13,7 +18,11 @@ pub const PERF_TARGETS: [&str; 4] = ["ringway-splice", "ringway-copy", "nginx", 
 /// ringway's default relay mode (`--tunnel auto`): the headline row, first among ringway's,
 /// and (when present) the session that runs the HTTP workloads.
 pub const RINGWAY_AUTO: &str = "ringway-auto";
+/// ringway-auto with `--no-pin` (compare.sh --pin-compare): the echo workloads only.
+pub const RINGWAY_AUTO_NOPIN: &str = "ringway-auto-nopin";
 pub const ECHO_WL: [&str; 2] = ["echo64-c100", "echo64-c1000"];
+/// The accept-rate workload (`loadgen churn`), in the sessions that run HTTP.
+pub const CHURN_WL: &str = "churn-c50";
 pub const BULK_WL: [&str; 2] = ["bulk1m-c1", "bulk1m-c10"];
 /// The baseline binary's sessions (`compare.sh --baseline DIR`), each next to its current twin;
 /// `baseline-auto` only when the baseline binary has `--tunnel auto`.
@@ -103,35 +112,92 @@ impl Run {
         Some((w, wc, w * ((wc.saturating_sub(2)) / 2)))
     }
 
-    pub fn reps(&self, target: &str, wl: &str) -> Vec<&Value> {
+    /// The results of (target, workload) at `workers`, with their repetition numbers, in
+    /// session order (direct's at any worker count).
+    pub fn reps_numbered(&self, target: &str, wl: &str, workers: u64) -> Vec<(u64, &Value)> {
         self.results
             .iter()
-            .filter(|((s, w), _)| {
-                w == wl
-                    && s.starts_with("perf__r")
-                    && s.rsplit_once("__").map(|x| x.1) == Some(target)
+            .filter(|((_, w), _)| w == wl)
+            .filter_map(|((s, _), v)| {
+                let (sw, rep, t) = perf_session(s)?;
+                (t == target && (t == "direct" || sw == workers)).then_some((rep, v))
             })
-            .map(|(_, v)| v)
             .collect()
+    }
+
+    /// The results of (target, workload) at `workers` (direct's at any worker count).
+    pub fn reps(&self, target: &str, wl: &str, workers: u64) -> Vec<&Value> {
+        self.reps_numbered(target, wl, workers)
+            .into_iter()
+            .map(|x| x.1)
+            .collect()
+    }
+
+    /// Step 3's worker counts, ascending: those of the sessions (direct's aside) and of
+    /// meta.json's `params.perf_workers`; `[1]` for runs from before the worker counts.
+    pub fn workers(&self) -> Vec<u64> {
+        let mut v: Vec<u64> = self
+            .sessions
+            .keys()
+            .chain(self.results.keys().map(|(s, _)| s))
+            .filter_map(|s| perf_session(s))
+            .filter(|x| x.2 != "direct")
+            .map(|x| x.0)
+            .collect();
+        if let Some(ws) = at(&self.meta, "params.perf_workers").and_then(Value::as_array) {
+            v.extend(ws.iter().filter_map(Value::as_u64));
+        }
+        v.sort_unstable();
+        v.dedup();
+        if v.is_empty() {
+            v.push(1);
+        }
+        v
+    }
+
+    /// Whether the tables name a worker count: every run but those at 1 worker only.
+    pub fn multi_workers(&self) -> bool {
+        self.workers() != [1]
+    }
+
+    /// "1 worker", "2 workers", "1 and 2 workers".
+    pub fn workers_text(&self) -> String {
+        let ws: Vec<String> = self.workers().iter().map(u64::to_string).collect();
+        let n = ws.len();
+        let list = if n > 1 {
+            format!("{} and {}", ws[..n - 1].join(", "), ws[n - 1])
+        } else {
+            ws.concat()
+        };
+        let plural = n > 1 || ws.first().is_some_and(|w| w != "1");
+        format!("{list} worker{}", if plural { "s" } else { "" })
+    }
+
+    /// A workload's name in findings and problems: with the worker count when the run has
+    /// several (or another than 1).
+    pub fn wl_at(&self, wl: &str, workers: u64) -> String {
+        if self.multi_workers() {
+            format!("{wl} ({})", workers_word(workers))
+        } else {
+            wl.to_string()
+        }
     }
 
     /// Whether the run measured a baseline binary (meta.json's `baseline`, or its sessions).
     pub fn has_baseline(&self) -> bool {
         self.meta.get("baseline").is_some_and(|b| !b.is_null())
             || self.results.keys().any(|(s, _)| {
-                s.starts_with("perf__r")
-                    && matches!(
-                        s.rsplit_once("__"),
-                        Some((_, BASELINE_AUTO | BASELINE_SPLICE | BASELINE_COPY))
-                    )
+                matches!(
+                    perf_session(s),
+                    Some((_, _, BASELINE_AUTO | BASELINE_SPLICE | BASELINE_COPY))
+                )
             })
     }
 
     /// Whether step 3 ran perf target `t`: a `perf__rN__t` session or result, or meta.json's
     /// `params.perf_targets` naming it.
     pub fn ran(&self, t: &str) -> bool {
-        let is_t =
-            |s: &str| s.starts_with("perf__r") && s.rsplit_once("__").map(|x| x.1) == Some(t);
+        let is_t = |s: &str| perf_session(s).is_some_and(|x| x.2 == t);
         self.sessions.keys().any(|s| is_t(s))
             || self.results.keys().any(|(s, _)| is_t(s))
             || at(&self.meta, "params.perf_targets")
@@ -244,15 +310,41 @@ impl Run {
         }
     }
 
-    /// Spread over repetitions of metric `get` for (target, workload).
+    /// Spread over repetitions of metric `get` for (target, workload) at `workers`.
     pub fn metric(
         &self,
         target: &str,
         wl: &str,
+        workers: u64,
         get: impl Fn(&Value) -> Option<f64>,
     ) -> Option<Spread> {
-        Spread::of(self.reps(target, wl).into_iter().filter_map(get).collect())
+        Spread::of(
+            self.reps(target, wl, workers)
+                .into_iter()
+                .filter_map(get)
+                .collect(),
+        )
     }
+}
+
+/// (workers, repetition, target) of a step-3 session label: `perf__wW__rN__TARGET`, or
+/// `perf__rN__TARGET` (a run from before the worker counts: 1 worker).
+pub fn perf_session(s: &str) -> Option<(u64, u64, &str)> {
+    let rest = s.strip_prefix("perf__")?;
+    let (w, rest) = match rest.strip_prefix('w') {
+        Some(r) => {
+            let (w, r) = r.split_once("__")?;
+            (w.parse().ok()?, r)
+        }
+        None => (1, rest),
+    };
+    let (rep, t) = rest.strip_prefix('r')?.split_once("__")?;
+    Some((w, rep.parse().ok()?, t))
+}
+
+/// "1 worker", "2 workers".
+pub fn workers_word(w: u64) -> String {
+    format!("{w} worker{}", if w == 1 { "" } else { "s" })
 }
 
 /// CPU of the proxy (first watched pid, with its descendants) per unit, or None for direct.
@@ -277,6 +369,7 @@ pub fn backend_cpu(v: &Value, target: &str, field: &str) -> Option<f64> {
 pub fn target_label(t: &str) -> &str {
     match t {
         RINGWAY_AUTO => "ringway (auto)",
+        RINGWAY_AUTO_NOPIN => "ringway (auto, --no-pin)",
         "ringway-splice" => "ringway (splice)",
         "ringway-copy" => "ringway (copy)",
         "nginx" => "nginx",
@@ -310,6 +403,39 @@ mod tests {
             results,
             mem: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn session_labels_with_and_without_workers() {
+        assert_eq!(
+            perf_session("perf__r3__ringway-auto"),
+            Some((1, 3, "ringway-auto"))
+        );
+        assert_eq!(
+            perf_session("perf__w2__r1__ringway-auto-nopin"),
+            Some((2, 1, RINGWAY_AUTO_NOPIN))
+        );
+        assert_eq!(perf_session("raised__nginx"), None);
+        assert_eq!(perf_session("perf__wx__r1__nginx"), None);
+        let mut r = run_of(&["nginx"], &[], false);
+        assert_eq!(r.workers(), vec![1]);
+        assert!(!r.multi_workers());
+        assert_eq!(r.workers_text(), "1 worker");
+        r.results.insert(
+            ("perf__w2__r1__nginx".into(), "echo64-c100".into()),
+            json!({"x": 2}),
+        );
+        r.results.insert(
+            ("perf__w1__r2__direct".into(), "echo64-c100".into()),
+            json!({"x": 3}),
+        );
+        assert_eq!(r.workers(), vec![1, 2]);
+        assert_eq!(r.workers_text(), "1 and 2 workers");
+        assert_eq!(r.wl_at("echo64-c100", 2), "echo64-c100 (2 workers)");
+        assert_eq!(r.reps("nginx", "echo64-c100", 2), vec![&json!({"x": 2})]);
+        assert_eq!(r.reps("nginx", "echo64-c100", 1).len(), 1);
+        // direct does not depend on the proxy's workers.
+        assert_eq!(r.reps("direct", "echo64-c100", 2), vec![&json!({"x": 3})]);
     }
 
     #[test]

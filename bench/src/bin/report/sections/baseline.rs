@@ -64,8 +64,11 @@ pub fn before_after(run: &Run, o: &mut String) {
     for wl in http_workloads(run) {
         rows.push((wl, "tree_cpu_us_per_req", "µs/req", true));
     }
-    for (wl, field, unit, http) in &rows {
-        let cpu = |t: &str| run.metric(t, wl, |v| proxy_cpu(v, t, field));
+    for ((wl, field, unit, http), w) in rows
+        .iter()
+        .flat_map(|r| run.workers().into_iter().map(move |w| (r, w)))
+    {
+        let cpu = |t: &str| run.metric(t, wl, w, |v| proxy_cpu(v, t, field));
         let mut cells = Vec::new();
         for (i, &(_, now, before)) in modes.iter().enumerate() {
             let (now, before) = if *http && i == 0 {
@@ -86,7 +89,7 @@ pub fn before_after(run: &Run, o: &mut String) {
             cells.push(fmt_spread(b, unit));
             cells.push(fmt_ratio(ratio(median_of(n), median_of(b))));
         }
-        let _ = writeln!(o, "| {wl} | {} |", cells.join(" | "));
+        let _ = writeln!(o, "| {} | {} |", run.wl_at(wl, w), cells.join(" | "));
     }
     let _ = writeln!(o);
 }

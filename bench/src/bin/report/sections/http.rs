@@ -1,5 +1,6 @@
 //! Section 6 of summary.md: small keep-alive HTTP GETs per target (requests/s, latency, proxy
-//! CPU per request, client connections the proxy closed), with the ratios to nginx and direct.
+//! CPU per request, client connections the proxy closed), with the ratios to nginx and direct;
+//! one table per workload and worker count.
 
 use ringway_bench::fmt::{fmt_count, fmt_num, fmt_num_opt, fmt_param, fmt_ratio, fmt_spread};
 use ringway_bench::json::{at, num};
@@ -9,7 +10,8 @@ use std::fmt::Write as _;
 
 use super::{compare_to_nginx, perf_health, Findings};
 use crate::run::{
-    backend_cpu, proxy_cpu, target_label, Run, BASELINE_AUTO, BASELINE_SPLICE, RINGWAY_AUTO,
+    backend_cpu, perf_session, proxy_cpu, target_label, workers_word, Run, BASELINE_AUTO,
+    BASELINE_SPLICE, RINGWAY_AUTO,
 };
 
 /// The HTTP workloads present in the results (`http-c<conns>`), by connection count.
@@ -17,7 +19,7 @@ pub fn http_workloads(run: &Run) -> Vec<String> {
     let mut wls: Vec<String> = run
         .results
         .keys()
-        .filter(|(s, w)| s.starts_with("perf__r") && w.starts_with("http-"))
+        .filter(|(s, w)| perf_session(s).is_some() && w.starts_with("http-"))
         .map(|(_, w)| w.clone())
         .collect();
     wls.sort_by_key(|w| {
@@ -54,7 +56,8 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
     }
     let _ = writeln!(
         o,
-        "\n## 6. HTTP, small keep-alive GETs, closed loop (1 worker × {} slots, upstream `keepalive {}`)\n",
+        "\n## 6. HTTP, small keep-alive GETs, closed loop ({} × {} slots, upstream `keepalive {}`)\n",
+        run.workers_text(),
         fmt_num_opt(at(m, "params.perf_budget")
             .and_then(|b| b.get(1))
             .and_then(Value::as_f64)),
@@ -67,7 +70,7 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
          runs from a request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
          proxy's process tree per request. \"Client connections closed\": by the proxy (direct: the backend) after \
          a response, per 1,000 requests; loadgen reconnects and goes on. Same sessions as echo and bulk (median over \
-         {} repetition(s) of {} s); ringway is the {} session (plain HTTP never reaches the relay).{}\n",
+         {} repetition(s) of {} s); ringway is the {} session (plain HTTP never reaches the relay).{}{}\n",
         fmt_param(num(m, "params.reps")),
         fmt_param(num(m, "params.duration_s")),
         if run.http_ringway() == RINGWAY_AUTO {
@@ -79,22 +82,31 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             " The baseline binary has no `--tunnel auto`: its row is its `--tunnel splice` session."
         } else {
             ""
-        }
+        },
+        super::echo_bulk::direct_note(run)
     );
-    for wl in &wls {
-        let wl = wl.as_str();
+    for (wl, w) in wls
+        .iter()
+        .flat_map(|wl| run.workers().into_iter().map(move |w| (wl.as_str(), w)))
+    {
         let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
+        let wl_at = run.wl_at(wl, w);
         let pipeline = run
-            .reps("nginx", wl)
+            .reps("nginx", wl, w)
             .first()
-            .or(run.reps("direct", wl).first())
+            .or(run.reps("direct", wl, w).first())
             .and_then(|v| num(*v, "params.pipeline"))
             .unwrap_or(1.0);
         let _ = writeln!(
             o,
-            "### {conns} connections{}\n",
+            "### {conns} connections{}{}\n",
             if pipeline > 1.0 {
                 format!(", {pipeline} pipelined")
+            } else {
+                String::new()
+            },
+            if run.multi_workers() {
+                format!(", {}", workers_word(w))
             } else {
                 String::new()
             }
@@ -104,10 +116,10 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             "| target | requests/s | latency p50 | p90 | p99 | p99.9 | proxy CPU per req | backends CPU per req | client connections closed per 1,000 req | req/s vs nginx | proxy CPU/req vs nginx | p99 vs nginx | req/s vs direct |"
         );
         let _ = writeln!(o, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-        let get = |t: &str, path: &'static str| run.metric(t, wl, move |v| num(v, path));
-        let cpu = |t: &str| run.metric(t, wl, |v| proxy_cpu(v, t, "tree_cpu_us_per_req"));
+        let get = |t: &str, path: &'static str| run.metric(t, wl, w, move |v| num(v, path));
+        let cpu = |t: &str| run.metric(t, wl, w, |v| proxy_cpu(v, t, "tree_cpu_us_per_req"));
         let closes = |t: &str| {
-            run.metric(t, wl, |v| {
+            run.metric(t, wl, w, |v| {
                 let n = num(v, "requests")?;
                 (n > 0.0).then(|| num(v, "reconnects").unwrap_or(0.0) * 1000.0 / n)
             })
@@ -124,12 +136,12 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
                     "| {} | no result | | | | | | | | | | | |",
                     http_label(run, t)
                 );
-                problems.push(format!("{wl} {t}: no result"));
+                problems.push(format!("{wl_at} {t}: no result"));
                 continue;
             }
             let p99 = get(t, "latency_us.p99");
             let c = cpu(t);
-            let be = run.metric(t, wl, |v| backend_cpu(v, t, "tree_cpu_us_per_req"));
+            let be = run.metric(t, wl, w, |v| backend_cpu(v, t, "tree_cpu_us_per_req"));
             let cl = closes(t);
             let vs = |x: Option<f64>| {
                 if t == "direct" {
@@ -159,13 +171,13 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             // connections alive (nginx closes after keepalive_requests, 1,000 by default).
             if let Some(cl) = median_of(cl).filter(|&x| x > 10.0) {
                 problems.push(format!(
-                    "{wl} {}: closed the client connection after {} of every 1,000 responses (no keep-alive to clients: each request paid a reconnect)",
+                    "{wl_at} {}: closed the client connection after {} of every 1,000 responses (no keep-alive to clients: each request paid a reconnect)",
                     http_label(run, t),
                     fmt_num(cl)
                 ));
             }
             if t.starts_with("ringway") {
-                let label = format!("{wl} (HTTP)");
+                let label = format!("{wl_at} (HTTP)");
                 compare_to_nginx(
                     nginx_wins,
                     &label,
@@ -194,8 +206,8 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
                     false,
                 );
             }
-            for v in run.reps(t, wl) {
-                perf_health(wl, t, v, problems);
+            for v in run.reps(t, wl, w) {
+                perf_health(&wl_at, t, v, problems);
             }
         }
         let _ = writeln!(o);

@@ -1,12 +1,15 @@
 //! summary.md of a compare.sh run: the section order, the findings the sections collect
 //! ("where nginx wins", problems), and the closing lists. One file per section group.
 
+mod accept;
 mod baseline;
 mod ceiling;
 mod echo_bulk;
 mod http;
+mod pinning;
 mod provenance;
 mod raised;
+mod targets;
 
 use ringway_bench::fmt::{failure_kinds, failures_total, fmt_num, fmt_num_opt};
 use ringway_bench::json::{num, text};
@@ -37,6 +40,9 @@ pub fn summary(run: &Run) -> String {
     echo_bulk::bulk(run, &mut o, &mut fd);
     http::http_section(run, &mut o, &mut fd);
     baseline::before_after(run, &mut o);
+    accept::accept(run, &mut o, &mut fd);
+    pinning::pinning(run, &mut o, &mut fd);
+    targets::targets(run, &mut o);
     session_problems(run, &mut fd);
     closing(run, &mut o, fd);
     o
