@@ -27,7 +27,7 @@ use crate::lifecycle::{reread, REOPEN_NOTE};
 use crate::listener;
 use crate::log::{self, Level, Who};
 use crate::server::ChildSetup;
-use crate::shm::Counters;
+use crate::shm::{Counters, WorkerStats};
 use crate::stats::Snapshot;
 use crate::sys;
 use crate::upstream::Upstreams;
@@ -38,6 +38,7 @@ use std::net::SocketAddr;
 use std::os::fd::RawFd;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
 
 /// Environment variable that makes `ringway` a worker process.
@@ -178,14 +179,27 @@ impl Generation {
 
     /// Wait (up to 10 s) until every worker runs: its loop started, or it died trying.
     fn wait_running(&mut self) {
-        let end = Instant::now() + Duration::from_secs(10);
+        self.wait_all(
+            |w| &w.running,
+            1,
+            Duration::from_secs(10),
+            Duration::from_millis(10),
+        );
+    }
+
+    /// Wait (up to `limit`, checking every `step`) until every worker's counter `field` is
+    /// `want`, or the worker is gone.
+    fn wait_all(
+        &mut self,
+        field: fn(&WorkerStats) -> &AtomicU64,
+        want: u64,
+        limit: Duration,
+        step: Duration,
+    ) {
+        let end = Instant::now() + limit;
         while Instant::now() < end {
             let all = self.procs.iter_mut().enumerate().all(|(i, p)| {
-                self.counters
-                    .worker(i)
-                    .running
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    == 1
+                field(self.counters.worker(i)).load(std::sync::atomic::Ordering::Relaxed) == want
                     || p.child
                         .as_mut()
                         .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
@@ -193,7 +207,7 @@ impl Generation {
             if all {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(10));
+            std::thread::sleep(step);
         }
     }
 
@@ -205,25 +219,14 @@ impl Generation {
         }
     }
 
-    /// Wait (up to 2 s) until every live worker has let go of its listener (drained).
+    /// Wait (up to 2 s) until no accept of any live worker can take a client (drained).
     fn wait_released(&mut self) {
-        let end = Instant::now() + Duration::from_secs(2);
-        while Instant::now() < end {
-            let all = self.procs.iter_mut().enumerate().all(|(i, p)| {
-                self.counters
-                    .worker(i)
-                    .running
-                    .load(std::sync::atomic::Ordering::Relaxed)
-                    == 0
-                    || p.child
-                        .as_mut()
-                        .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
-            });
-            if all {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
+        self.wait_all(
+            |w| &w.accepting,
+            0,
+            Duration::from_secs(2),
+            Duration::from_millis(2),
+        );
     }
 
     fn alive(&self) -> bool {

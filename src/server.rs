@@ -387,7 +387,7 @@ impl Server {
         let end = std::time::Instant::now() + timeout;
         while std::time::Instant::now() < end {
             let released = self.workers.iter().enumerate().all(|(i, w)| {
-                self.counters.worker(i).running.load(Ordering::Relaxed) == 0
+                self.counters.worker(i).accepting.load(Ordering::Relaxed) == 0
                     || w.thread.as_ref().is_none_or(|t| t.is_finished())
             });
             if released {

@@ -45,6 +45,10 @@ pub struct WorkerStats {
     pub handed_off: AtomicU64,
     /// Set once the worker's loop has started.
     pub running: AtomicU64,
+    /// Set while an accept of the worker's may still take a client: from its loop's start
+    /// until a drain's accept cancels have completed (a reload waits for this, so no client
+    /// reaches the old generation once the new one is announced).
+    pub accepting: AtomicU64,
 }
 
 impl WorkerStats {
@@ -64,6 +68,7 @@ impl WorkerStats {
             &self.bufs_held,
             &self.pooled,
             &self.running,
+            &self.accepting,
         ] {
             f.store(0, Ordering::Relaxed);
         }

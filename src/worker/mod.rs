@@ -99,6 +99,7 @@ pub struct Worker {
 impl Drop for Worker {
     fn drop(&mut self) {
         WorkerStats::set(&self.stats.running, 0);
+        WorkerStats::set(&self.stats.accepting, 0);
     }
 }
 
@@ -194,6 +195,7 @@ impl Worker {
         self.arm_accept()?;
         self.publish();
         WorkerStats::set(&self.stats.running, 1);
+        WorkerStats::set(&self.stats.accepting, 1);
         on_ready();
         loop {
             // Never block while a tunnel direction is waiting in the ready queue.
@@ -209,6 +211,10 @@ impl Worker {
                 self.feed_starved()?;
             }
             if self.ctx.shutting {
+                if !self.acceptors.closing() {
+                    // Every accept's cancel has completed: no client can reach us now.
+                    WorkerStats::set(&self.stats.accepting, 0);
+                }
                 if self.stopped()? {
                     break;
                 }
@@ -222,6 +228,7 @@ impl Worker {
         }
         self.publish();
         WorkerStats::set(&self.stats.running, 0);
+        WorkerStats::set(&self.stats.accepting, 0);
         if !self.slab.is_empty() {
             // The grace ran out with operations still in flight: the kernel may write into
             // their buffers until the ring is torn down, which happens after this returns.
