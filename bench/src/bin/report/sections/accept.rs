@@ -3,14 +3,14 @@
 //! per worker count, with the ratios to nginx at the same count.
 
 use ringway_bench::fmt::{
-    failure_kinds, failures_total, fmt_count, fmt_num, fmt_param, fmt_ratio, fmt_spread,
+    failure_kinds, failures_total, fmt_count, fmt_num, fmt_param, fmt_spread,
 };
 use ringway_bench::json::num;
 use ringway_bench::stats::{median_of, ratio};
 use serde_json::Value;
 use std::fmt::Write as _;
 
-use super::{compare_to_nginx, Findings};
+use super::{compare_to_nginx, fmt_vs_nginx, Findings};
 use crate::run::{proxy_cpu, workers_word, Run, CHURN_WL};
 
 /// The targets of the accept-rate table: ringway's default session (the one that runs HTTP),
@@ -97,13 +97,7 @@ pub fn accept(run: &Run, o: &mut String, fd: &mut Findings) {
                 .unwrap_or_default();
             let p99 = get(t, "setup_us.p99");
             let c = cpu(t);
-            let vs = |x: Option<f64>| {
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(x)
-                }
-            };
+            let vs = |x: Option<f64>| fmt_vs_nginx(t, x);
             let _ = writeln!(
                 o,
                 "| {label} | {} | {} | {} | {} | {} | {} | {}{kinds} | {} | {} | {} |",

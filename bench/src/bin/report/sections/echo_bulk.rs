@@ -8,7 +8,7 @@ use ringway_bench::stats::{median_of, ratio};
 use serde_json::Value;
 use std::fmt::Write as _;
 
-use super::{compare_to_nginx, perf_health, Findings};
+use super::{compare_to_nginx, fmt_vs_nginx, perf_health, Findings};
 use crate::run::{backend_cpu, proxy_cpu, workers_word, Run, BULK_WL, ECHO_WL};
 
 /// A table's heading: `### 100 connections`, with `, 2 workers` when the run has several counts.
@@ -104,21 +104,9 @@ pub fn echo(run: &Run, o: &mut String, fd: &mut Findings) {
                 fmt_spread(get(t, "latency_us.p999"), "µs"),
                 fmt_spread(c, "µs"),
                 fmt_spread(be, "µs"),
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(ratio(median_of(rate), ng_rate))
-                },
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(ratio(median_of(c), ng_cpu))
-                },
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(ratio(median_of(p99), ng_p99))
-                },
+                fmt_vs_nginx(t, ratio(median_of(rate), ng_rate)),
+                fmt_vs_nginx(t, ratio(median_of(c), ng_cpu)),
+                fmt_vs_nginx(t, ratio(median_of(p99), ng_p99)),
                 fmt_ratio(ratio(median_of(rate), d_rate)),
                 fmt_ratio(ratio(median_of(p50), d_p50)),
                 fmt_ratio(ratio(median_of(c), d_cpu)),
@@ -208,16 +196,8 @@ pub fn bulk(run: &Run, o: &mut String, fd: &mut Findings) {
                 fmt_spread(r, "MB/s"),
                 fmt_spread(c, "ms"),
                 fmt_spread(be, "ms"),
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(ratio(median_of(r), ng_rate))
-                },
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(ratio(median_of(c), ng_cpu))
-                },
+                fmt_vs_nginx(t, ratio(median_of(r), ng_rate)),
+                fmt_vs_nginx(t, ratio(median_of(c), ng_cpu)),
                 fmt_ratio(ratio(median_of(r), d_rate)),
                 fmt_ratio(ratio(median_of(c), d_cpu)),
             );

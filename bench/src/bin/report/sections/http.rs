@@ -8,7 +8,7 @@ use ringway_bench::stats::{median_of, ratio};
 use serde_json::Value;
 use std::fmt::Write as _;
 
-use super::{compare_to_nginx, perf_health, Findings};
+use super::{compare_to_nginx, fmt_vs_nginx, perf_health, Findings};
 use crate::run::{
     backend_cpu, perf_session, proxy_cpu, target_label, workers_word, Run, BASELINE_AUTO,
     BASELINE_SPLICE, RINGWAY_AUTO,
@@ -143,13 +143,7 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
             let c = cpu(t);
             let be = run.metric(t, wl, w, |v| backend_cpu(v, t, "tree_cpu_us_per_req"));
             let cl = closes(t);
-            let vs = |x: Option<f64>| {
-                if t == "direct" {
-                    "–".into()
-                } else {
-                    fmt_ratio(x)
-                }
-            };
+            let vs = |x: Option<f64>| fmt_vs_nginx(t, x);
             let _ = writeln!(
                 o,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",

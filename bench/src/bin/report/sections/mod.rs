@@ -117,6 +117,15 @@ fn closing(run: &Run, o: &mut String, fd: Findings) {
     );
 }
 
+/// A ratio against nginx for target `t`'s row; direct (no proxy) has none: "–".
+pub fn fmt_vs_nginx(t: &str, x: Option<f64>) -> String {
+    if t == "direct" {
+        "–".into()
+    } else {
+        ringway_bench::fmt::fmt_ratio(x)
+    }
+}
+
 pub fn perf_health(wl: &str, t: &str, v: &Value, problems: &mut Vec<String>) {
     let conns = num(v, "params.conns").unwrap_or(0.0);
     let connected = num(v, "connected").unwrap_or(0.0);
