@@ -50,6 +50,7 @@ pub mod server;
 pub mod session;
 pub mod shm;
 pub mod stats;
+pub mod supervise;
 pub mod sys;
 pub mod upstream;
 pub mod worker;

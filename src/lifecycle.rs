@@ -1,29 +1,20 @@
-//! Thread mode's signal loop: graceful and fast stops, and live reloads by generations.
+//! What a reload reads and what a generation says: re-reading the configuration for
+//! SIGHUP, and the lines a started thread-mode generation prints. The loop that runs
+//! generations and turns signals into stops and reloads is `supervise.rs`.
 //!
 //! A reload (SIGHUP) re-reads the `-c` file with the same flags over it. A file that does
 //! not validate is logged (file and line) and the running generation keeps serving. A
 //! good one starts a new generation of workers with their own backend table and counters
 //! (so no backend index, least-conn count or pooled connection of one generation is ever
-//! read by another) — on the very same listening sockets when the listen addresses and
-//! the worker count are unchanged, else on new SO_REUSEPORT listeners beside the old —
-//! then drains the old generation: it stops accepting, finishes its exchanges with
-//! `Connection: close`, and keeps its tunnels until they end (or `--shutdown-timeout`).
-//! New clients reach the new configuration at once, and nobody is refused meanwhile.
-//!
-//! SIGQUIT and SIGTERM drain every generation, bounded by the stop timeout; SIGINT stops
-//! at once. SIGUSR1 prints the stats (and stands for nginx's `reopen`).
+//! read by another); the old generation drains: it stops accepting, finishes its exchanges
+//! with `Connection: close`, and keeps its tunnels until they end (or
+//! `--shutdown-timeout`). New clients reach the new configuration at once, and nobody is
+//! refused meanwhile — also when the file switches between threads and processes.
 
 use crate::config::{from_args, AsFlag, Config};
 use crate::log::{self, Level, Who};
 use crate::server::Server;
-use crate::sys;
-use nix::sys::signal::{SigSet, Signal};
 use std::ffi::OsString;
-use std::io;
-use std::time::Duration;
-
-/// How often the loop looks for drained generations.
-const POLL: Duration = Duration::from_millis(100);
 
 /// What SIGUSR1 (nginx's `reopen`) logs: there is no log file to reopen.
 pub const REOPEN_NOTE: &str = "SIGUSR1: reopen: ringway logs to stderr, no file to reopen";
@@ -55,7 +46,7 @@ fn note(msg: std::fmt::Arguments<'_>) {
 
 /// Re-read the configuration `args` give, for a reload. `None` (with the reason logged)
 /// when there is nothing to apply.
-pub fn reread(args: &[OsString], running: &Config) -> Option<Config> {
+pub fn reread(args: &[OsString]) -> Option<Config> {
     let file = args
         .windows(2)
         .find(|w| w[0] == "-c" || w[0] == "--config")
@@ -84,12 +75,6 @@ pub fn reread(args: &[OsString], running: &Config) -> Option<Config> {
             refuse(&e);
             None
         }
-        Ok((cfg, _)) if cfg.process_mode != running.process_mode => {
-            refuse(&format!(
-                "{file}: ringway_worker_mode changed: a reload cannot switch between threads and processes (restart ringway for that)"
-            ));
-            None
-        }
         Ok((cfg, warnings)) => {
             for w in warnings {
                 log::write(Level::Warn, Who::Process, None, format_args!("{w}"));
@@ -97,91 +82,4 @@ pub fn reread(args: &[OsString], running: &Config) -> Option<Config> {
             Some(cfg)
         }
     }
-}
-
-/// Run until stopped; returns the first error of a worker of the last generation.
-pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
-    let mut current = first;
-    let mut old: Vec<Server> = Vec::new();
-    let mut stopping = false;
-    loop {
-        let sig = sys::wait_signal(set.as_ref(), POLL).and_then(|s| Signal::try_from(s).ok());
-        old.retain_mut(|s| {
-            let done = s.finished();
-            if done {
-                let _ = s.stop();
-            }
-            !done
-        });
-        match sig {
-            None if stopping && current.finished() && old.is_empty() => break,
-            None => {}
-            Some(Signal::SIGUSR1) => {
-                note(format_args!("{REOPEN_NOTE}"));
-                eprint!("{}", current.stats().render());
-            }
-            Some(Signal::SIGHUP) if stopping => {
-                note(format_args!("SIGHUP: stopping; not reloading"))
-            }
-            Some(Signal::SIGHUP) => {
-                let Some(cfg) = reread(args, current.config()) else {
-                    continue;
-                };
-                if let Some(w) = crate::server::raise_nofile(&cfg) {
-                    eprintln!("ringway: {w}");
-                }
-                match current.successor(cfg) {
-                    Ok(next) => {
-                        let prev = std::mem::replace(&mut current, next);
-                        let bound = prev.config().shutdown_timeout;
-                        prev.drain(bound);
-                        prev.wait_released(Duration::from_secs(2));
-                        println!("{}", current.budget_line());
-                        announce(&current);
-                        note(format_args!(
-                            "reloaded: new clients get the new configuration; {} old worker(s) drain, their tunnels kept {}",
-                            prev.config().workers,
-                            match bound {
-                                Some(d) => format!("for up to {}", crate::config::fmt_duration(d)),
-                                None => "until they end".into(),
-                            }
-                        ));
-                        old.push(prev);
-                    }
-                    Err(e) => log::write(
-                        Level::Error,
-                        Who::Process,
-                        None,
-                        format_args!(
-                            "reload failed: {e}; still serving the previous configuration"
-                        ),
-                    ),
-                }
-            }
-            Some(sig @ (Signal::SIGQUIT | Signal::SIGTERM)) if !stopping => {
-                let bound = current.config().stop_timeout();
-                note(format_args!(
-                    "{sig}: graceful stop: no new clients; requests finish; tunnels kept for up to {}",
-                    crate::config::fmt_duration(bound)
-                ));
-                current.drain(Some(bound));
-                for s in &old {
-                    s.drain(Some(bound));
-                }
-                stopping = true;
-            }
-            Some(Signal::SIGQUIT | Signal::SIGTERM) => {}
-            Some(sig) => {
-                eprintln!("ringway: {sig}: stopping");
-                break;
-            }
-        }
-    }
-    for s in &mut old {
-        let _ = s.stop();
-    }
-    let snap = current.stats();
-    let res = current.stop();
-    eprint!("{}", snap.render());
-    res
 }

@@ -135,6 +135,7 @@ fn main() {
     set.add(Signal::SIGHUP);
     set.add(Signal::SIGQUIT);
     set.add(Signal::SIGUSR2);
+    set.add(Signal::SIGCHLD);
     if let Err(e) = set.thread_block() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
@@ -162,31 +163,8 @@ fn main() {
     );
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let pid_path = cfg.pid_file.clone();
-    if cfg.process_mode {
-        let code = match ringway::master::run_master(&cfg, &args, set, || write_pid(&pid_path)) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("ringway: error: {e}");
-                1
-            }
-        };
-        std::process::exit(code);
-    }
-    let server = match ringway::start(cfg) {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("ringway: error: {e}");
-            std::process::exit(1);
-        }
-    };
-    ringway::lifecycle::announce(&server);
-    let pid = write_pid(&pid_path);
-    let res = ringway::lifecycle::run(server, &args, &set);
-    drop(pid);
-    if let Err(e) = res {
-        eprintln!("ringway: error: {e}");
-        std::process::exit(1);
-    }
+    let code = ringway::supervise::run(cfg, &args, &set, || write_pid(&pid_path));
+    std::process::exit(code);
 }
 
 /// Write the pid file, if one is configured; a failure to write it ends the start (exit 1).
@@ -268,15 +246,22 @@ fn run_worker_process(
     };
     // SIGUSR1 is the master's to answer, and SIGHUP the master's to act on (a hangup reaches
     // every process of the group). SIGQUIT/SIGTERM drain (bounded by the stop timeout);
-    // SIGUSR2 is the master retiring this worker after a reload: a drain whose listener a
-    // successor keeps, bounded only by --shutdown-timeout if given. SIGINT stops at once.
+    // SIGUSR2 is the master retiring this worker after a reload, a drain bounded only by
+    // --shutdown-timeout if given: plain when a successor keeps its listener, with the
+    // value RETIRE_TAKE_BACKLOG when the worker must take its backlog first (new
+    // listeners). SIGINT stops at once.
     let poll = std::time::Duration::from_millis(100);
     loop {
-        let sig =
-            ringway::sys::wait_signal(set.as_ref(), poll).and_then(|s| Signal::try_from(s).ok());
+        let (sig, value) = match ringway::sys::wait_signal_value(set.as_ref(), poll) {
+            Some((s, v)) => (Signal::try_from(s).ok(), v),
+            None => (None, 0),
+        };
         match sig {
             Some(Signal::SIGQUIT | Signal::SIGTERM) => {
                 server.drain(Some(server.config().stop_timeout()))
+            }
+            Some(Signal::SIGUSR2) if value == ringway::master::RETIRE_TAKE_BACKLOG => {
+                server.drain(server.config().shutdown_timeout)
             }
             Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
             Some(Signal::SIGINT) => break,

@@ -19,11 +19,11 @@
 //! with its own counters and handoff sockets — on the same listening sockets when the
 //! listen address and worker count are unchanged, else on new SO_REUSEPORT listeners —
 //! and once its workers run, the old ones are told to drain (SIGUSR2: the listener stays
-//! with the successor; SIGQUIT: take the backlog, then close it). Old workers are never
-//! restarted; their tunnels stay until they end (or `--shutdown-timeout`).
+//! with the successor; SIGUSR2 with a value: take the backlog, then close it). Old workers are never
+//! restarted; their tunnels stay until they end (or `--shutdown-timeout`). The loop that
+//! runs generations — of processes or of threads — is `supervise.rs`'s.
 
 use crate::config::{AsFlag, Config};
-use crate::lifecycle::{reread, REOPEN_NOTE};
 use crate::listener;
 use crate::log::{self, Level, Who};
 use crate::server::ChildSetup;
@@ -31,7 +31,7 @@ use crate::shm::{Counters, WorkerStats};
 use crate::stats::Snapshot;
 use crate::sys;
 use crate::upstream::Upstreams;
-use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signal::Signal;
 use std::ffi::OsString;
 use std::io;
 use std::net::SocketAddr;
@@ -40,6 +40,10 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::AtomicU64;
 use std::time::{Duration, Instant};
+
+/// The value a SIGUSR2 carries (sigqueue) when the master retires a worker whose listener
+/// no successor shares: take the clients in the backlog, then close it.
+pub const RETIRE_TAKE_BACKLOG: i32 = 1;
 
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
@@ -86,7 +90,7 @@ struct WorkerProc {
 
 /// One generation of worker processes: its configuration, listeners, counters, handoff
 /// sockets and processes.
-struct Generation {
+pub(crate) struct Generation {
     cfg: Config,
     addr: SocketAddr,
     listeners: Vec<RawFd>,
@@ -254,7 +258,7 @@ impl Generation {
         }
     }
 
-    fn announce(&self) {
+    pub(crate) fn announce(&self) {
         let cfg = &self.cfg;
         if !cfg.upstream_bind.is_empty() {
             println!(
@@ -336,178 +340,128 @@ fn reap(gen: &mut Generation, current: bool, stopping: bool, args: &[OsString]) 
     }
 }
 
-/// SIGHUP: a new generation for the re-read file, then the old one drains. Returns the
-/// old generation, or `None` (logged) when nothing was reloaded.
-fn reload(cur: &mut Generation, args: &[OsString]) -> Option<Generation> {
-    let cfg = reread(args, &cur.cfg)?;
-    let addr = if cfg.listen == cur.cfg.listen {
-        cur.addr
-    } else {
-        cfg.listen
-    };
-    let reuse = addr == cur.addr && cfg.workers == cur.cfg.workers;
-    let fail = |e: io::Error| {
-        log::write(
-            Level::Error,
-            Who::Process,
-            None,
-            format_args!("reload failed: {e}; still serving the previous configuration"),
-        )
-    };
-    let (listeners, addr) = if reuse {
-        (cur.listeners.clone(), cur.addr)
-    } else {
-        match listener::bind_reuseport(addr, cfg.workers, cfg.backlog) {
-            Ok(x) => x,
+impl Generation {
+    /// The first generation: bind `cfg.listen` (at `at`, when a reload from thread mode
+    /// resolved its port already) and start the workers.
+    pub(crate) fn start(
+        cfg: &Config,
+        at: Option<SocketAddr>,
+        args: &[OsString],
+    ) -> io::Result<Generation> {
+        let (listeners, addr) =
+            listener::bind_reuseport(at.unwrap_or(cfg.listen), cfg.workers, cfg.backlog)?;
+        match Generation::launch(cfg, listeners.clone(), addr, args) {
+            Ok(mut g) => {
+                g.wait_running();
+                Ok(g)
+            }
             Err(e) => {
-                fail(e);
-                return None;
-            }
-        }
-    };
-    let mut next = match Generation::launch(&cfg, listeners.clone(), addr, args) {
-        Ok(g) => g,
-        Err(e) => {
-            if !reuse {
                 listeners.iter().for_each(|&l| sys::close(l));
+                Err(e)
             }
-            fail(e);
-            return None;
         }
-    };
-    next.wait_running();
-    let mut old = std::mem::replace(cur, next);
-    if reuse {
-        old.owns_listeners = false;
-        old.signal(Signal::SIGUSR2);
-    } else {
-        old.signal(Signal::SIGQUIT);
-        old.close_listeners();
     }
-    old.wait_released();
-    println!(
-        "{}",
-        crate::budget::describe(cur.cfg.workers, cur.cfg.worker_connections)
-    );
-    cur.announce();
-    log::write(
-        Level::Notice,
-        Who::Process,
-        None,
-        format_args!(
-            "reloaded: new clients get the new configuration; {} old worker process(es) drain",
-            old.cfg.workers
-        ),
-    );
-    Some(old)
-}
 
-/// Run the master until stopped; returns the exit status. `set` holds the blocked signals
-/// the caller waits on; SIGCHLD is added here. `started` runs once the workers are up
-/// (the pid file); what it returns is kept until the master exits.
-pub fn run_master<P>(
-    cfg: &Config,
-    args: &[OsString],
-    mut set: SigSet,
-    started: impl FnOnce() -> P,
-) -> io::Result<i32> {
-    let (listeners, addr) = listener::bind_reuseport(cfg.listen, cfg.workers, cfg.backlog)?;
-    set.add(Signal::SIGCHLD);
-    set.thread_block().map_err(io::Error::from)?;
-    let mut cur = Generation::launch(cfg, listeners, addr, args)?;
-    cur.announce();
-    let _kept = started();
-    let mut old: Vec<Generation> = Vec::new();
-    let mut stopping: Option<Instant> = None;
-    let mut worst = 0;
-    loop {
-        let sig = sys::wait_signal(set.as_ref(), Duration::from_millis(200))
-            .and_then(|s| Signal::try_from(s).ok());
-        match sig {
-            Some(Signal::SIGUSR1) => {
-                log::write(
-                    Level::Notice,
-                    Who::Process,
-                    None,
-                    format_args!("{REOPEN_NOTE}"),
-                );
-                eprint!(
-                    "{}",
-                    Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
-                );
-            }
-            Some(Signal::SIGHUP) if stopping.is_some() => {}
-            Some(Signal::SIGHUP) => old.extend(reload(&mut cur, args)),
-            Some(Signal::SIGCHLD) | None => {}
-            Some(sig @ (Signal::SIGQUIT | Signal::SIGTERM)) if stopping.is_none() => {
-                let bound = cur.cfg.stop_timeout();
-                log::write(
-                    Level::Notice,
-                    Who::Process,
-                    None,
-                    format_args!(
-                        "{sig}: graceful stop of {} worker process(es): no new clients; requests finish; tunnels kept for up to {}",
-                        cur.cfg.workers,
-                        crate::config::fmt_duration(bound)
-                    ),
-                );
-                // The master's copies of the listeners go too, so that the kernel refuses
-                // new clients at once instead of queueing them where nobody accepts.
-                for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
-                    g.signal(Signal::SIGQUIT);
-                    g.close_listeners();
-                }
-                // Closing hundreds of thousands of sockets takes the kernel a while.
-                stopping = Some(Instant::now() + bound + Duration::from_secs(30));
-            }
-            Some(Signal::SIGQUIT | Signal::SIGTERM) => {}
-            Some(other) => {
-                log::write(
-                    Level::Notice,
-                    Who::Process,
-                    None,
-                    format_args!("{other}: stopping {} worker process(es)", cur.cfg.workers),
-                );
-                for g in std::iter::once(&cur).chain(&old) {
-                    g.signal(Signal::SIGINT);
-                }
-                stopping = Some(Instant::now() + Duration::from_secs(30));
-            }
+    /// A reload's successor generation of worker processes, running once this returns: on
+    /// this generation's listening sockets when the listen address and worker count are
+    /// unchanged (then `true`: the listeners are shared), else on new SO_REUSEPORT
+    /// listeners beside these.
+    pub(crate) fn successor(
+        &mut self,
+        cfg: &Config,
+        args: &[OsString],
+    ) -> io::Result<(Generation, bool)> {
+        let addr = if cfg.listen == self.cfg.listen {
+            self.addr
+        } else {
+            cfg.listen
+        };
+        if addr != self.addr || cfg.workers != self.cfg.workers {
+            return Ok((Generation::start(cfg, Some(addr), args)?, false));
         }
-        let halt = stopping.is_some();
-        reap(&mut cur, true, halt, args);
-        for g in &mut old {
-            reap(g, false, halt, args);
-        }
-        let (ended, live): (Vec<_>, Vec<_>) = old.drain(..).partition(|g| !g.alive());
-        old = live;
-        ended.into_iter().for_each(Generation::close);
-        let Some(deadline) = stopping else { continue };
-        if !cur.alive() && old.is_empty() {
-            break;
-        }
-        if Instant::now() >= deadline {
-            for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
-                for (i, p) in g.procs.iter_mut().enumerate() {
-                    let Some(c) = p.child.as_mut() else { continue };
-                    log::write(
-                        Level::Alert,
-                        Who::Process,
-                        None,
-                        format_args!("worker {i} (pid {}) did not stop in time: killed", c.id()),
-                    );
-                    let _ = c.kill();
-                    let _ = c.wait();
-                    p.child = None;
-                    worst = 1;
-                }
-            }
-            break;
-        }
+        let mut next = Generation::launch(cfg, self.listeners.clone(), addr, args)?;
+        next.wait_running();
+        Ok((next, true))
     }
-    eprint!(
-        "{}",
-        Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
-    );
-    Ok(worst)
+
+    /// After a reload: drain this old generation, its tunnels kept until they end (or
+    /// `--shutdown-timeout`). `shared`: a successor accepts on these very listeners
+    /// (SIGUSR2: leave the backlog to it); else take what is in the backlog, then close
+    /// (SIGUSR2 with [`RETIRE_TAKE_BACKLOG`]; the master's copies go now).
+    pub(crate) fn retire(&mut self, shared: bool) {
+        if shared {
+            self.owns_listeners = false;
+            self.signal(Signal::SIGUSR2);
+        } else {
+            for p in &self.procs {
+                if let Some(c) = &p.child {
+                    let _ = sys::queue_signal(c.id() as i32, libc::SIGUSR2, RETIRE_TAKE_BACKLOG);
+                }
+            }
+            self.close_listeners();
+        }
+        self.wait_released();
+    }
+
+    /// A graceful stop (SIGQUIT to every worker). The master's copies of the listeners go
+    /// too, so that the kernel refuses new clients at once instead of queueing them where
+    /// nobody accepts.
+    pub(crate) fn graceful(&mut self) {
+        self.signal(Signal::SIGQUIT);
+        self.close_listeners();
+    }
+
+    /// A fast stop (SIGINT to every worker).
+    pub(crate) fn fast(&self) {
+        self.signal(Signal::SIGINT);
+    }
+
+    /// Whether every worker process has ended.
+    pub(crate) fn finished(&self) -> bool {
+        !self.alive()
+    }
+
+    /// Kill the workers still running (a stop past its deadline), each logged; whether
+    /// any was.
+    pub(crate) fn kill_left(&mut self) -> bool {
+        let mut any = false;
+        for (i, p) in self.procs.iter_mut().enumerate() {
+            let Some(c) = p.child.as_mut() else { continue };
+            log::write(
+                Level::Alert,
+                Who::Process,
+                None,
+                format_args!("worker {i} (pid {}) did not stop in time: killed", c.id()),
+            );
+            let _ = c.kill();
+            let _ = c.wait();
+            p.child = None;
+            any = true;
+        }
+        any
+    }
+
+    /// The counters of every worker and backend of this generation.
+    pub(crate) fn stats(&self) -> Snapshot {
+        Snapshot::collect(&self.counters, &self.ups.addrs)
+    }
+
+    pub(crate) fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// The address the workers listen on (port 0 resolved).
+    pub(crate) fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Reap the workers that ended; see [`reap`].
+    pub(crate) fn reap(&mut self, current: bool, stopping: bool, args: &[OsString]) {
+        reap(self, current, stopping, args)
+    }
+
+    /// Every process is gone: close what the master holds for this generation.
+    pub(crate) fn end(self) {
+        self.close()
+    }
 }

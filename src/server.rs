@@ -96,6 +96,16 @@ pub fn start(cfg: Config) -> io::Result<Server> {
     start_on(cfg, per_worker, addrs)
 }
 
+/// Thread mode on new SO_REUSEPORT listeners at `listens` (the configuration's listen
+/// addresses with port 0 already resolved): a reload that switches from processes to
+/// threads starts its generation here, beside the old one's listeners.
+pub fn start_at(cfg: Config, listens: &[SocketAddr]) -> io::Result<Server> {
+    cfg.validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    let (per_worker, addrs) = bind(listens, cfg.workers, cfg.backlog)?;
+    start_on(cfg, per_worker, addrs)
+}
+
 /// One SO_REUSEPORT group per listen address; worker i takes the i-th of each.
 fn bind(
     listens: &[SocketAddr],
@@ -404,13 +414,20 @@ impl Server {
             .all(|w| w.thread.as_ref().is_none_or(|t| t.is_finished()))
     }
 
-    /// Ask every worker to stop accepting, close its connections, and exit; wait for them.
-    /// Returns the first worker error, if any.
-    pub fn stop(&mut self) -> io::Result<()> {
+    /// Ask every worker to stop accepting, close its connections and exit (a fast stop);
+    /// returns at once: [`Server::finished`] says when they are done.
+    pub fn halt(&self) {
         for w in &self.workers {
-            w.control.shutdown.store(true, Ordering::Release);
-            sys::eventfd_wake(w.ctl_fd);
+            if w.ctl_fd >= 0 {
+                w.control.shutdown.store(true, Ordering::Release);
+                sys::eventfd_wake(w.ctl_fd);
+            }
         }
+    }
+
+    /// [`Server::halt`], then wait for every worker. Returns the first worker error, if any.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.halt();
         let mut first_err = None;
         for w in &mut self.workers {
             if let Some(t) = w.thread.take() {

@@ -336,3 +336,27 @@ pub fn wait_signal(set: &libc::sigset_t, timeout: std::time::Duration) -> Option
     };
     syscall!(sigtimedwait(set, std::ptr::null_mut(), &ts)).ok()
 }
+
+/// [`wait_signal`], with the integer a [`queue_signal`] sender attached (0 from `kill`).
+pub fn wait_signal_value(set: &libc::sigset_t, timeout: std::time::Duration) -> Option<(i32, i32)> {
+    let ts = libc::timespec {
+        tv_sec: timeout.as_secs() as libc::time_t,
+        tv_nsec: timeout.subsec_nanos() as libc::c_long,
+    };
+    // SAFETY: siginfo_t is plain data; all zeroes is a valid value.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    let sig = syscall!(sigtimedwait(set, &mut info, &ts)).ok()?;
+    // SAFETY: si_value is read from a siginfo the kernel filled (or left zeroed, for a
+    // signal sent without a value); an integer value is read back through the pointer
+    // member, as sigqueue(3) stores it.
+    let value = unsafe { info.si_value().sival_ptr } as usize as i32;
+    Some((sig, value))
+}
+
+/// Send `sig` with an integer attached (sigqueue(3)); read it with [`wait_signal_value`].
+pub fn queue_signal(pid: i32, sig: i32, value: i32) -> io::Result<()> {
+    let v = libc::sigval {
+        sival_ptr: value as usize as *mut libc::c_void,
+    };
+    syscall!(sigqueue(pid, sig, v)).map(drop)
+}

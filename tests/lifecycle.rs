@@ -517,6 +517,63 @@ async fn reload_changes_worker_count_and_budget_in_process_mode_after_a_restart(
     reload_changes_the_budget(&["--worker-mode", "process"], true).await;
 }
 
+/// (d) across kinds: reloads from threads to processes and back keep every held tunnel of
+/// every generation and apply each new budget; the worker processes holding tunnels drain
+/// beside the new threads and exit once their tunnels end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reload_switches_between_threads_and_processes_keeping_tunnels() {
+    let b1 = echo_backend().await;
+    let p = start(&conf_text(&[b1], 1, 12, ""), &[]);
+    let pid = p.child.id();
+    // 1 × (12 − 2) / 2 = 5 tunnels, on threads.
+    let mut first = ceiling(&p, 5).await;
+    assert!(children(pid).is_empty(), "thread mode: {:?}", children(pid));
+    std::fs::write(
+        p.conf(),
+        conf_text(&[b1], 2, 16, "ringway_worker_mode process;\n"),
+    )
+    .unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    assert_eq!(p.lines_with("worker process(es) (master pid"), 1);
+    assert_eq!(children(pid).len(), 2, "two worker processes");
+    // 2 × (16 − 2) / 2 = 14 on the worker processes, beside the threads' 5.
+    let mut second = ceiling(&p, 14).await;
+    for (i, w) in first.iter_mut().enumerate() {
+        assert!(
+            echo(w, Message::Text("kept".into())).await,
+            "thread tunnel {i}"
+        );
+    }
+    std::fs::write(p.conf(), conf_text(&[b1], 1, 14, "")).unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(3).await, "{}", p.stderr());
+    // Back on threads: 1 × (14 − 2) / 2 = 6.
+    let third = ceiling(&p, 6).await;
+    for (i, w) in first.iter_mut().chain(second.iter_mut()).enumerate() {
+        assert!(echo(w, Message::Text("still".into())).await, "tunnel {i}");
+    }
+    assert_eq!(
+        children(pid).len(),
+        2,
+        "the processes drain beside the threads"
+    );
+    drop(second);
+    assert!(
+        eventually(10, || children(pid).is_empty()).await,
+        "worker processes gone once their tunnels ended: {:?}",
+        children(pid)
+    );
+    for (i, w) in first.iter_mut().enumerate() {
+        assert!(
+            echo(w, Message::Text("last".into())).await,
+            "thread tunnel {i}"
+        );
+    }
+    assert!(!p.stderr().contains("reload failed"), "{}", p.stderr());
+    drop((first, third));
+}
+
 /// `-s` with no pid file: one line, exit 1.
 #[test]
 fn signal_without_a_running_ringway_says_so() {
