@@ -229,6 +229,11 @@ fn run_worker_process(
         eprintln!("ringway: worker: the master is gone; exiting");
         std::process::exit(1);
     }
+    let master_fp = std::env::var(ringway::master::FINGERPRINT_ENV).ok();
+    if master_fp.is_some_and(|fp| fp != cfg.fingerprint().to_string()) {
+        eprintln!("ringway: worker: the configuration file changed since the master loaded it; not starting beside workers of the old one (reload to apply it)");
+        std::process::exit(ringway::master::EXIT_CONFIG_CHANGED);
+    }
     let setup = match setup {
         Ok(s) => s,
         Err(e) => {

@@ -45,6 +45,14 @@ use std::time::{Duration, Instant};
 /// no successor shares: take the clients in the backlog, then close it.
 pub const RETIRE_TAKE_BACKLOG: i32 = 1;
 
+/// Environment variable with the master's [`Config::fingerprint`], for a worker process to
+/// check its own configuration against.
+pub const FINGERPRINT_ENV: &str = "RINGWAY_CONFIG_FINGERPRINT";
+
+/// The exit status of a worker process whose configuration is not its master's (the file
+/// changed since it was loaded): the master does not restart it (EX_CONFIG).
+pub const EXIT_CONFIG_CHANGED: i32 = 78;
+
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
 
@@ -171,6 +179,7 @@ impl Generation {
         let child = Command::new(std::env::current_exe()?)
             .args(&args[1..])
             .env(WORKER_ENV, env)
+            .env(FINGERPRINT_ENV, self.cfg.fingerprint().to_string())
             .env("RINGWAY_MASTER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -239,7 +248,7 @@ impl Generation {
 
     fn close_listeners(&mut self) {
         if std::mem::replace(&mut self.owns_listeners, false) {
-            for &l in &self.listeners {
+            for &l in self.listeners.iter().filter(|&&l| l >= 0) {
                 sys::close(l);
             }
         }
@@ -304,6 +313,23 @@ fn reap(gen: &mut Generation, current: bool, stopping: bool, args: &[OsString]) 
         };
         let pid = child.id();
         gen.procs[i].child = None;
+        if status.code() == Some(EXIT_CONFIG_CHANGED) {
+            log::write(
+                Level::Alert,
+                Who::Process,
+                None,
+                format_args!(
+                    "worker {i} (pid {pid}) could not restart: the configuration file changed since it was loaded; reload (ringway -s reload) to apply it, or restore it and reload; until then this worker's share of the listener is closed"
+                ),
+            );
+            // Nobody accepts on it now: out of the SO_REUSEPORT group, so that the kernel
+            // hashes new clients to the workers that run.
+            if gen.owns_listeners && gen.listeners[i] >= 0 {
+                sys::close(gen.listeners[i]);
+                gen.listeners[i] = -1;
+            }
+            continue;
+        }
         if !current || stopping {
             if status.code() != Some(0) {
                 log::write(
@@ -376,7 +402,8 @@ impl Generation {
         } else {
             cfg.listen
         };
-        if addr != self.addr || cfg.workers != self.cfg.workers {
+        let whole = self.listeners.iter().all(|&l| l >= 0);
+        if addr != self.addr || cfg.workers != self.cfg.workers || !whole {
             return Ok((Generation::start(cfg, Some(addr), args)?, false));
         }
         let mut next = Generation::launch(cfg, self.listeners.clone(), addr, args)?;

@@ -574,6 +574,50 @@ async fn reload_switches_between_threads_and_processes_keeping_tunnels() {
     drop((first, third));
 }
 
+/// Process mode: a worker that dies after the file was edited (without a reload) is not
+/// restarted on the edited file beside workers of the old one: one alert, its listener
+/// leaves the SO_REUSEPORT group (every new client reaches the worker that runs), and a
+/// reload then applies the file with every worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_is_not_restarted_on_a_file_edited_since_the_last_reload() {
+    let b1 = echo_backend().await;
+    let b2 = echo_backend().await;
+    let p = start(&conf_text(&[b1], 2, 64, ""), &["--worker-mode", "process"]);
+    let pid = p.child.id();
+    assert!(eventually(10, || children(pid).len() == 2).await);
+    std::fs::write(p.conf(), conf_text(&[b1, b2], 2, 64, "")).unwrap();
+    let kids = children(pid);
+    kill(Pid::from_raw(kids[0] as i32), Signal::SIGKILL).unwrap();
+    assert!(
+        eventually(10, || p
+            .stderr()
+            .contains("could not restart: the configuration file changed"))
+        .await,
+        "{}",
+        p.stderr()
+    );
+    assert_eq!(children(pid), vec![kids[1]], "not restarted");
+    // Every new client is served by the remaining worker (none waits on the dead one's
+    // listener).
+    for i in 0..20 {
+        let r = tokio::time::timeout(Duration::from_secs(3), ws(p.addr)).await;
+        assert!(matches!(r, Ok(Ok(_))), "client {i}: {r:?}");
+    }
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    assert!(
+        eventually(10, || children(pid).len() == 2
+            && !children(pid).contains(&kids[1]))
+        .await,
+        "a new generation of 2: {:?}",
+        children(pid)
+    );
+    for i in 0..20 {
+        let r = tokio::time::timeout(Duration::from_secs(3), ws(p.addr)).await;
+        assert!(matches!(r, Ok(Ok(_))), "client {i} after the reload: {r:?}");
+    }
+}
+
 /// `-s` with no pid file: one line, exit 1.
 #[test]
 fn signal_without_a_running_ringway_says_so() {

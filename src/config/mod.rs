@@ -201,6 +201,19 @@ impl Config {
         self.shutdown_timeout.unwrap_or(DEFAULT_SHUTDOWN_TIMEOUT)
     }
 
+    /// A fingerprint of what this configuration makes a worker do (FNV-1a of its parts,
+    /// hash tables left out), equal in every process that read the same file with the
+    /// same flags: a restarted worker process compares its own with its master's, so that
+    /// a file edited since the last reload is never run by one worker beside its siblings.
+    pub fn fingerprint(&self) -> u64 {
+        let mut c = self.clone();
+        let table = c
+            .routing
+            .take()
+            .map(|r| format!("{:?}{:?}{:?}", r.listens, r.routes, r.groups));
+        crate::hash::fnv1a(format!("{c:?}{table:?}").as_bytes())
+    }
+
     /// The routing table in force: the file's, or the one route of the fields above.
     pub fn routing(&self) -> std::sync::Arc<routing::Routing> {
         match &self.routing {
