@@ -49,6 +49,8 @@ pub struct WorkerStats {
     /// until a drain's accept cancels have completed (a reload waits for this, so no client
     /// reaches the old generation once the new one is announced).
     pub accepting: AtomicU64,
+    /// Clients that left while their exchange waited for the backend (nginx's 499).
+    pub client_gone: AtomicU64,
 }
 
 impl WorkerStats {

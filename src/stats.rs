@@ -39,6 +39,8 @@ pub struct WorkerSnapshot {
     pub errors: u64,
     /// Clients handed to a sibling with room.
     pub handed_off: u64,
+    /// Clients that left while waiting for the backend (499).
+    pub client_gone: u64,
 }
 
 /// Per-backend counters.
@@ -90,6 +92,7 @@ impl Snapshot {
                     refused: g(&w.refused),
                     errors: g(&w.errors),
                     handed_off: g(&w.handed_off),
+                    client_gone: g(&w.client_gone),
                 })
                 .collect(),
             backends: backends
@@ -123,12 +126,11 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}, clients gone while waiting (499) {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
                 w.slots_capacity,
-                w.reserve_used,
                 w.sessions,
                 w.tunnels,
                 w.pipes_in_use,
@@ -139,7 +141,8 @@ impl Snapshot {
                 w.accepted,
                 w.handed_off,
                 w.refused,
-                w.errors
+                w.errors,
+                w.client_gone
             );
         }
         for b in &self.backends {

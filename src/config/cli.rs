@@ -191,6 +191,12 @@ pub struct Cli {
     #[arg(long, value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
+    /// Forward request headers whose names contain `_` (nginx's `underscores_in_headers
+    /// on`). By default they are dropped and logged at info: a CGI/WSGI backend reads
+    /// `X_Real_IP` as `X-Real-IP`, which would let a client spoof what ringway sets.
+    #[arg(long)]
+    pub underscores_in_headers: bool,
+
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits). `explain` exits 1 when they do not fit as
     /// configured.
@@ -317,6 +323,14 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if cli.shutdown_timeout.is_some() {
         cfg.shutdown_timeout = cli.shutdown_timeout;
+    }
+    if cli.underscores_in_headers {
+        cfg.underscores_in_headers = true;
+        if let Some(r) = cfg.routing.as_mut() {
+            for route in &mut std::sync::Arc::make_mut(r).routes {
+                route.underscores_in_headers = true;
+            }
+        }
     }
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),

@@ -159,6 +159,9 @@ pub struct Config {
     pub shutdown_timeout: Option<Duration>,
     /// `--pid-file` / `pid`: written at start, removed at exit, read by `-s`.
     pub pid_file: Option<std::path::PathBuf>,
+    /// `--underscores-in-headers` / `underscores_in_headers on`: forward request headers
+    /// whose names contain `_` (off: dropped, as nginx does).
+    pub underscores_in_headers: bool,
 }
 
 impl Config {
@@ -193,6 +196,7 @@ impl Config {
             routing: None,
             shutdown_timeout: None,
             pid_file: None,
+            underscores_in_headers: false,
         }
     }
 

@@ -105,6 +105,7 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
     cfg.connect_timeout = primary_route.connect_timeout;
     cfg.keepalive_timeout = primary_route.keepalive_timeout;
     cfg.body_timeout = primary_route.body_timeout;
+    cfg.underscores_in_headers = primary_route.underscores_in_headers;
     cfg.head_timeout = Duration::from_millis(
         primary
             .client_header_timeout_ms
@@ -325,6 +326,7 @@ fn route(loc: &Location, file: &str, group: usize, warnings: &mut Vec<String>) -
         // nginx's default keepalive_timeout is 75 s.
         keepalive_timeout: ms(loc.keepalive_timeout_ms, 75_000),
         pass_uri: loc.pass_uri.as_ref().map(|u| (loc.path.clone(), u.clone())),
+        underscores_in_headers: loc.underscores_in_headers.unwrap_or(false),
     }
 }
 

@@ -57,6 +57,8 @@ pub struct Route {
     pub keepalive_timeout: Duration,
     /// `proxy_pass` with a URI part: (the matched prefix, what replaces it).
     pub pass_uri: Option<(String, String)>,
+    /// `underscores_in_headers on`: forward headers with `_` in their names.
+    pub underscores_in_headers: bool,
 }
 
 /// How one location matches.
@@ -392,6 +394,7 @@ impl Routing {
                 body_timeout: cfg.body_timeout,
                 keepalive_timeout: cfg.keepalive_timeout,
                 pass_uri: None,
+                underscores_in_headers: cfg.underscores_in_headers,
             }],
             groups: vec![Group {
                 name: "the upstreams".into(),

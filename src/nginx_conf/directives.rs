@@ -110,6 +110,7 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "keepalive_timeout" => known(HSLU, Range(1, 2), false),
         "client_body_timeout" => known(HSL, Exact(1), false),
         "client_header_timeout" => known(HS, Exact(1), false),
+        "underscores_in_headers" => known(HS, Flag, false),
         // Harmless: accepted, warned about, otherwise ignored.
         "user" => harmless(MAIN, Range(1, 2)),
         "daemon" | "master_process" => harmless(MAIN, Flag),

@@ -286,6 +286,8 @@ pub struct Location {
     pub client_body_timeout_ms: Option<u64>,
     /// `client_header_timeout` in milliseconds (from `server` or `http`).
     pub client_header_timeout_ms: Option<u64>,
+    /// `underscores_in_headers on|off;` (http or server level, inherited).
+    pub underscores_in_headers: Option<bool>,
     /// Line of the `location` directive.
     pub line: usize,
 }

@@ -47,6 +47,9 @@ pub enum ReqPhase {
     /// The backend stopped taking the body (it answered early and closed its read side):
     /// the response half goes on; the client connection closes after it.
     Aborted,
+    /// After the `101`: sending the held early frames `cin[cin_pos..cin_len]` to the
+    /// backend, before the tunnel starts ([`super::watch`]).
+    SendingEarly,
 }
 
 /// Where the response half of an exchange is.
@@ -118,6 +121,8 @@ pub struct Exchange {
     pub req_at: u64,
     /// Deadline of the response half (upstream read timeout), worker ms; 0: none.
     pub resp_at: u64,
+    /// A `ClientWatch` poll is armed on the client ([`super::watch`]).
+    pub watching: bool,
 }
 
 impl Exchange {
@@ -140,6 +145,7 @@ impl Exchange {
                 sticky: None,
                 hash: None,
                 route: 0,
+                dropped_underscores: 0,
             },
             cin: Box::default(),
             cin_pos: 0,
@@ -159,6 +165,7 @@ impl Exchange {
             out_sent: 0,
             req_at: 0,
             resp_at: 0,
+            watching: false,
         })
     }
 
@@ -188,6 +195,7 @@ impl Exchange {
         self.out_sent = 0;
         self.req_at = 0;
         self.resp_at = 0;
+        self.watching = false;
     }
 }
 
@@ -253,6 +261,14 @@ impl Session {
         // a pooled one turns out to have been closed by the backend.
         ex.replayable = ex.req_body.done();
         self.conn.deadline = 0;
+        if info.dropped_underscores > 0 {
+            ctx.client_info(peer, format_args!("{} request header(s) with \"_\" in the name not forwarded (underscores_in_headers off)", info.dropped_underscores));
+        }
+        let early = self.early_len();
+        if early > super::watch::EARLY_MAX {
+            ctx.client_info(peer, format_args!("{early} bytes after an upgrade request, before the 101 (at most {} are held); answering 400", super::watch::EARLY_MAX));
+            return Ok(Step::Reply(reply::BAD_REQUEST));
+        }
         let g = ctx.route(info.route).group;
         let b = ctx.ups.pick_for(g, &mut ctx.rr[g], peer, &info);
         Ok(Step::Upstream(b))
@@ -285,6 +301,7 @@ impl Session {
             ex.attempts = 1;
         }
         ctx.bctr(b).requests_total.fetch_add(1, Ordering::Relaxed);
+        self.watch_client(ctx)?;
         self.upstream_ready(ctx)
     }
 
@@ -321,6 +338,7 @@ impl Session {
         }
         self.conn.upstream = Some(fd);
         self.conn.connect(&mut ctx.ring, b, route as usize)?;
+        self.watch_client(ctx)?;
         Ok(Step::Continue)
     }
 
@@ -519,7 +537,8 @@ impl Session {
         self.conn.recv_discard(&mut ctx.ring)
     }
 
-    /// The `101` is at the client: the session becomes a tunnel.
+    /// The `101` is at the client (and any early frames at the backend): the session
+    /// becomes a tunnel.
     pub(super) fn start_tunnel(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
         let route = self.ex().map_or(0, |ex| ex.info.route);
         let idle_ms = ctx.route(route).tunnel_idle_timeout.map(ms).unwrap_or(0);

@@ -75,8 +75,12 @@ impl Session {
             upgrade: ex.info.upgrade,
             head_method: ex.info.head_method,
             http10: ex.info.minor == 0,
-            // An early answer to an unfinished request ends the connection: say so.
-            client_keep: client_keep && ex.info.keep_alive && ex.req == ReqPhase::Done,
+            // An early answer to an unfinished request ends the connection: say so. So
+            // does any answer but a 101 to an upgrade request with early frames held.
+            client_keep: client_keep
+                && ex.info.keep_alive
+                && ex.req == ReqPhase::Done
+                && !(ex.info.upgrade && ex.cin_pos < ex.cin_len),
         };
         let parsed = http::parse_response_sticky(
             &ex.uin[..ex.ulen],
@@ -99,6 +103,12 @@ impl Session {
             }
             Ok(Some(ri)) => ri,
         };
+        if ex.watching {
+            // The response head is here: the client watch has done its job.
+            ex.watching = false;
+            self.conn
+                .cancel(&mut ctx.ring, crate::ring::Op::ClientWatch, Side::Client)?;
+        }
         let rest = &ex.uin[ri.head_len..ex.ulen];
         ex.resp_body = ri.body;
         if ri.tunnel {
@@ -246,7 +256,7 @@ impl Session {
             return self.submit_client_send(ctx);
         }
         if ex.rinfo.is_some_and(|r| r.tunnel) {
-            return self.start_tunnel(ctx);
+            return self.after_upgrade(ctx);
         }
         if ex.resp_body.done() {
             ex.resp = RespPhase::Done;
