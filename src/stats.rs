@@ -58,6 +58,13 @@ pub struct BackendSnapshot {
     pub requests_total: u64,
     /// Connect failures.
     pub failures_total: u64,
+    /// Health, in words: `up`, `up (backup)`, `down (failures)`, `down (health check)`,
+    /// `down (config)`.
+    pub state: &'static str,
+    /// Failures counted toward `max_fails` now.
+    pub fails: u64,
+    /// Times it went down.
+    pub downs_total: u64,
 }
 
 /// Everything, merged.
@@ -105,6 +112,9 @@ impl Snapshot {
                     tunnels_total: ctr.sum(b, |c| &c.tunnels_total),
                     requests_total: ctr.sum(b, |c| &c.requests_total),
                     failures_total: ctr.sum(b, |c| &c.failures_total),
+                    state: crate::health::describe(ctr.health(b)),
+                    fails: g(&ctr.health(b).fails),
+                    downs_total: g(&ctr.health(b).downs_total),
                 })
                 .collect(),
         }
@@ -148,8 +158,8 @@ impl Snapshot {
         for b in &self.backends {
             let _ = writeln!(
                 s,
-                "stats: backend {}: live tunnels {}, active {}, tunnels total {}, requests total {}, connect failures {}",
-                b.addr, b.tunnels, b.active, b.tunnels_total, b.requests_total, b.failures_total
+                "stats: backend {}: live tunnels {}, active {}, tunnels total {}, requests total {}, connect failures {}, health {}, failures counted {}, went down {} time(s)",
+                b.addr, b.tunnels, b.active, b.tunnels_total, b.requests_total, b.failures_total, b.state, b.fails, b.downs_total
             );
         }
         s

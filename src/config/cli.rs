@@ -197,6 +197,30 @@ pub struct Cli {
     #[arg(long)]
     pub underscores_in_headers: bool,
 
+    /// Active health checks: `GET PATH` to every backend every --health-check-interval,
+    /// from one place (a thread; the master in process mode). A backend that fails
+    /// --health-check-fails checks in a row gets no new clients (its tunnels are kept)
+    /// until it passes --health-check-passes in a row. Off by default.
+    #[arg(long, value_name = "PATH")]
+    pub health_check: Option<String>,
+
+    /// Time between two health checks of a backend.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Failed health checks in a row that mark a backend down.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub health_check_fails: u32,
+
+    /// Passed health checks in a row that mark it up again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub health_check_passes: u32,
+
+    /// Health-check by a full WebSocket upgrade handshake (a 101 passes, then the
+    /// WebSocket is closed), for backends that only speak WebSocket.
+    #[arg(long)]
+    pub health_check_upgrade: bool,
+
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits). `explain` exits 1 when they do not fit as
     /// configured.
@@ -323,6 +347,26 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if cli.shutdown_timeout.is_some() {
         cfg.shutdown_timeout = cli.shutdown_timeout;
+    }
+    if let Some(path) = &cli.health_check {
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            return Err(format!(
+                "--health-check '{path}': give a request path starting with /, e.g. --health-check /health"
+            ));
+        }
+        if cfg.routing.is_some() {
+            return Err("--health-check cannot be combined with a configuration file that routes: write `health_check uri=PATH;` in its upstream blocks".into());
+        }
+        cfg.health_check = Some(super::HealthCheck {
+            path: path.clone(),
+            interval: cli.health_check_interval.max(Duration::from_millis(10)),
+            fails: cli.health_check_fails,
+            passes: cli.health_check_passes,
+            upgrade: cli.health_check_upgrade,
+            timeout: cli
+                .health_check_interval
+                .clamp(Duration::from_millis(10), Duration::from_secs(2)),
+        });
     }
     if cli.underscores_in_headers {
         cfg.underscores_in_headers = true;

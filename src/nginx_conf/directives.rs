@@ -99,6 +99,7 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "hash" => known(UPSTREAM, Range(1, 2), false),
         "sticky" => known(UPSTREAM, AtLeast(2), false),
         "keepalive" => known(UPSTREAM, Exact(1), false),
+        "health_check" => known(UPSTREAM, AtLeast(1), false),
         "listen" => known(SERVER, AtLeast(1), false),
         "location" => known(SERVER, Range(1, 2), true),
         "proxy_pass" => known(LOCATION, Exact(1), false),

@@ -270,8 +270,19 @@ impl Session {
             return Ok(Step::Reply(reply::BAD_REQUEST));
         }
         let g = ctx.route(info.route).group;
-        let b = ctx.ups.pick_for(g, &mut ctx.rr[g], peer, &info);
-        Ok(Step::Upstream(b))
+        match ctx.ups.pick_for(g, &mut ctx.cursors, peer, &info) {
+            Some(b) => Ok(Step::Upstream(b)),
+            None => {
+                let name = &ctx.routing.groups[g].name;
+                ctx.upstream_error(
+                    peer,
+                    format_args!(
+                        "no live upstreams in {name} (every server is down); answering 502"
+                    ),
+                );
+                Ok(Step::Reply(reply::BAD_GATEWAY))
+            }
+        }
     }
 
     /// Count the session's exchange against backend `b` (least-conn), instead of the one
@@ -366,8 +377,15 @@ impl Session {
         } else {
             io::Error::from_raw_os_error(-res).to_string()
         };
-        if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
-            let next = ctx.ups.next_after(b);
+        if -res != libc::EADDRNOTAVAIL {
+            ctx.ups.failed(b, ctx.index, &why);
+        }
+        let next = if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
+            ctx.ups.next_after(b, &mut ctx.cursors, self.peer)
+        } else {
+            None
+        };
+        if let Some(next) = next {
             ctx.upstream_error(
                 self.peer,
                 format_args!(
@@ -599,6 +617,10 @@ impl Session {
                 .unwrap_or_default();
             return Ok(match resp {
                 RespPhase::Waiting | RespPhase::ReadingHead => {
+                    if (b as usize) < ctx.ups.len() {
+                        let why = "timed out waiting for the response head";
+                        ctx.ups.failed(b as usize, ctx.index, why);
+                    }
                     ctx.upstream_error(
                         self.peer,
                         format_args!(

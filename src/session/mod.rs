@@ -194,8 +194,8 @@ pub struct Ctx {
     pub path_scratch: Vec<u8>,
     /// Scratch for a rewritten request target (routing).
     pub target_scratch: Vec<u8>,
-    /// Per upstream group: the round-robin cursor.
-    pub rr: Vec<usize>,
+    /// The worker's balancing state (round-robin positions and weights).
+    pub cursors: crate::upstream::Cursors,
     /// Per backend: the next `--upstream-bind` source.
     pub bind_rr: Vec<usize>,
     /// Upgraded tunnels alive.

@@ -121,6 +121,7 @@ impl Session {
             return Ok(Step::Continue);
         }
         let b = self.backend as usize;
+        ctx.ups.failed(b, ctx.index, "sending the request failed");
         ctx.upstream_error(
             self.peer,
             format_args!(

@@ -51,6 +51,7 @@ impl Session {
             } else {
                 io::Error::from_raw_os_error(-res).to_string()
             };
+            ctx.ups.failed(b, ctx.index, &why);
             ctx.upstream_error(
                 self.peer,
                 format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
@@ -95,6 +96,7 @@ impl Session {
                 return Ok(Step::Continue);
             }
             Err(http::UpstreamError::BadResponse(why)) => {
+                ctx.ups.failed(b, ctx.index, why);
                 ctx.upstream_error(
                     self.peer,
                     format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
@@ -103,6 +105,13 @@ impl Session {
             }
             Ok(Some(ri)) => ri,
         };
+        // A response head: the backend is alive — unless it says it is not (nginx's
+        // http_502 / http_504 conditions).
+        if matches!(ri.status, 502 | 504) {
+            ctx.ups.failed(b, ctx.index, "answered 502/504");
+        } else {
+            ctx.ups.succeeded(b, ctx.index);
+        }
         if ex.watching {
             // The response head is here: the client watch has done its job.
             ex.watching = false;

@@ -133,7 +133,7 @@ impl Worker {
                 .map(|r| http::RequestRules::of_route(&routing, r))
                 .collect(),
             matching: cfg.routing.is_some(),
-            rr: vec![init.index; routing.groups.len()],
+            cursors: crate::upstream::Cursors::new(&init.ups, init.index),
             routing,
             now: 0,
             index: init.index,

@@ -411,6 +411,7 @@ mod tests {
                 balance: BalanceDirective::LeastConn,
                 keepalive: Some(32),
                 keepalive_timeout_ms: None,
+                health_check: None,
                 line: 6,
                 file: "nginx.conf".into(),
             }],
