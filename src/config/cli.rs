@@ -90,7 +90,9 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "503")]
     pub at_limit: AtLimit,
 
-    /// Extra slots (outside the budget) used only to answer 503 at the limit.
+    /// Descriptors kept free (outside the budget) for 503 answers in flight: each holds
+    /// its accepted socket only until its linked close. No longer a cap: every client past
+    /// the limit gets its 503.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub reserve_503: u32,
 
