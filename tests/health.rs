@@ -385,34 +385,9 @@ async fn slamming() -> (SocketAddr, Arc<AtomicUsize>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_share_what_one_learned() {
-    use std::io::BufRead;
     let good = Backend::start().await;
     let (bad, hits) = slamming().await;
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--worker-mode",
-            "process",
-            "--no-pin",
-        ])
-        .args(["--worker-processes", "2", "--keepalive", "0"])
-        .args(["--upstream", &format!("{},{}", good.addr, bad)])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut addr: Option<SocketAddr> = None;
-    for _ in 0..4 {
-        let mut line = String::new();
-        out.read_line(&mut line).unwrap();
-        if let Some(rest) = line.strip_prefix("ringway: listening on ") {
-            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
-            break;
-        }
-    }
-    let addr = addr.expect("ringway announces its address");
+    let (mut child, addr) = process_mode(&[good.addr, bad], &[]);
     let mut errors = 0;
     for _ in 0..40 {
         if get(addr).await.is_err() {
@@ -432,4 +407,73 @@ async fn worker_processes_share_what_one_learned() {
         errors, 1,
         "only the client of that one attempt saw an error"
     );
+}
+
+/// ringway in process mode with 2 worker processes over `upstreams`, plus `extra` flags.
+fn process_mode(upstreams: &[SocketAddr], extra: &[&str]) -> (std::process::Child, SocketAddr) {
+    use std::io::BufRead;
+    let list: Vec<String> = upstreams.iter().map(|a| a.to_string()).collect();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--worker-mode",
+            "process",
+            "--no-pin",
+        ])
+        .args(["--worker-processes", "2", "--keepalive", "0"])
+        .args(["--upstream", &list.join(",")])
+        .args(extra)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut addr: Option<SocketAddr> = None;
+    for _ in 0..4 {
+        let mut line = String::new();
+        out.read_line(&mut line).unwrap();
+        if let Some(rest) = line.strip_prefix("ringway: listening on ") {
+            addr = rest.split_whitespace().next().and_then(|a| a.parse().ok());
+            break;
+        }
+    }
+    (child, addr.expect("ringway announces its address"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_master_checks_for_every_worker_process() {
+    let (a, b) = (Backend::start().await, Backend::start().await);
+    b.healthy.store(false, Ordering::SeqCst);
+    let flags = [
+        "--health-check",
+        "/health",
+        "--health-check-interval",
+        "100ms",
+        "--health-check-fails",
+        "1",
+    ];
+    let (mut child, addr) = process_mode(&[a.addr, b.addr], &flags);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut on_b = 0;
+    for _ in 0..30 {
+        if get(addr).await == Ok(b.addr.port()) {
+            on_b += 1;
+        }
+    }
+    b.healthy.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let mut back = 0;
+    for _ in 0..30 {
+        if get(addr).await == Ok(b.addr.port()) {
+            back += 1;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        on_b, 0,
+        "no worker process sends clients to a backend the master found down"
+    );
+    assert!(back >= 5, "up again for every worker process: {back} of 30");
 }

@@ -284,6 +284,8 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if take("upstreams") && !cli.upstreams.is_empty() {
         cfg.upstreams = cli.upstreams;
+        // The file's server parameters named other servers.
+        cfg.servers.clear();
     }
     if let Some(n) = cli.worker_processes {
         cfg.workers = n as usize;
@@ -484,6 +486,41 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.at_limit, AtLimit::Reset);
+    }
+
+    #[test]
+    fn health_check_and_underscore_flags() {
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--health-check",
+            "/hc",
+            "--health-check-interval",
+            "1s",
+            "--health-check-upgrade",
+            "--underscores-in-headers",
+        ])
+        .unwrap();
+        let cfg = Config::try_from(cli).unwrap();
+        let h = cfg.health_check.clone().unwrap();
+        assert_eq!(
+            (h.path.as_str(), h.interval, h.fails, h.passes),
+            ("/hc", Duration::from_secs(1), 2, 1)
+        );
+        assert!(h.upgrade && cfg.underscores_in_headers);
+        assert!(cfg.routing().routes[0].underscores_in_headers);
+        let bad = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--health-check",
+            "hc",
+        ])
+        .unwrap();
+        assert!(Config::try_from(bad)
+            .unwrap_err()
+            .contains("starting with /"));
     }
 
     #[test]
