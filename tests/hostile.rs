@@ -281,3 +281,23 @@ async fn headers_with_underscores_are_dropped_unless_allowed() {
     assert!(seen.contains("X_Real_IP: 6.6.6.6"), "{seen}");
     assert!(seen.contains("X-Forwarded_For: 7.7.7.7"), "{seen}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn more_early_bytes_than_one_buffer_is_a_400() {
+    let (b, after) = raw_upgrade_backend("101").await;
+    let p = proxy(with(config(vec![b]), |c| c.max_head = 65536));
+    // A 33 KB head (the head buffer grows to 64 KiB for it) and 20 KB of early bytes.
+    let mut req = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nX-Big: ".to_vec();
+    req.extend(std::iter::repeat_n(b'a', 33_000));
+    req.extend_from_slice(b"\r\n\r\n");
+    req.extend(std::iter::repeat_n(0x81u8, 20_000));
+    let mut c = TcpStream::connect(p.local_addr()).await.unwrap();
+    c.write_all(&req).await.unwrap();
+    let (head, _) = read_head(&mut c).await.expect("an answer");
+    assert!(
+        head.starts_with(b"HTTP/1.1 400"),
+        "{}",
+        String::from_utf8_lossy(&head)
+    );
+    assert!(after.lock().unwrap().is_empty());
+}
