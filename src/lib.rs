@@ -37,6 +37,7 @@ pub mod config;
 pub mod conn;
 pub mod explain;
 pub mod hash;
+pub mod health;
 pub mod http;
 pub mod lifecycle;
 pub mod listener;

@@ -110,6 +110,8 @@ pub(crate) struct Generation {
     tx: Vec<RawFd>,
     ups: Upstreams,
     procs: Vec<WorkerProc>,
+    /// Active health checks, run here (one place) for every worker process.
+    _health: Option<crate::health::check::Checker>,
 }
 
 impl Generation {
@@ -134,7 +136,19 @@ impl Generation {
             addr,
             listeners,
             owns_listeners: true,
-            ups: Upstreams::new(&cfg.upstreams, cfg.balance, counters),
+            ups: {
+                let routing = cfg.routing();
+                let groups: Vec<_> = routing
+                    .groups
+                    .iter()
+                    .map(|g| (g.backends.clone(), g.balance))
+                    .collect();
+                Upstreams::with_params(&cfg.upstreams, &groups, &routing.servers(), counters)
+            },
+            _health: crate::health::check::Checker::start(
+                crate::health::check::targets(&cfg.routing(), &cfg.upstreams),
+                counters,
+            ),
             counters,
             shm,
             rx,

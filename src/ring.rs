@@ -53,6 +53,9 @@ pub enum Op {
     LingerRecv = 15,
     /// Receive (part of) a request body from the client.
     BodyRecv = 16,
+    /// Watch the client for leaving (POLLRDHUP, single-shot) while an exchange waits for
+    /// the backend: connect, `101` or response head.
+    ClientWatch = 17,
 }
 
 impl Op {
@@ -75,6 +78,7 @@ impl Op {
             14 => Send,
             15 => LingerRecv,
             16 => BodyRecv,
+            17 => ClientWatch,
             _ => return None,
         })
     }
@@ -460,6 +464,33 @@ impl Ring {
     pub fn send_static(&mut self, fd: RawFd, msg: &'static [u8], tok: Token) -> io::Result<()> {
         // SAFETY: `msg` is never freed, moved or written.
         unsafe { self.send(fd, msg, tok) }
+    }
+
+    /// Answer `fd` with a static message and close it, linked (the at-limit 503): no
+    /// session, no slot, nothing the kernel reads but `'static` memory. The close is
+    /// hard-linked, so it runs even when the send fails (a client that already reset).
+    /// The descriptor is the kernel's from here on; both completions carry `tok`.
+    pub fn answer_and_close(
+        &mut self,
+        fd: OwnedFd,
+        msg: &'static [u8],
+        tok: Token,
+    ) -> io::Result<()> {
+        use std::os::fd::IntoRawFd;
+        let raw = fd.into_raw_fd();
+        let send = opcode::Send::new(types::Fd(raw), msg.as_ptr(), msg.len() as u32)
+            .flags(libc::MSG_NOSIGNAL)
+            .build()
+            .flags(squeue::Flags::IO_HARDLINK)
+            .user_data(tok.encode());
+        let close = opcode::Close::new(types::Fd(raw))
+            .build()
+            .user_data(tok.encode());
+        self.push_pair(send, close).inspect_err(|_| {
+            // Nothing was queued: the descriptor is ours again, and closes here.
+            // SAFETY: `raw` came from `into_raw_fd` above and no SQE names it.
+            drop(unsafe { crate::sys::adopt(raw) });
+        })
     }
 
     /// Send part of a provided buffer to `fd` (copy-mode tunnel). The memory is the ring's

@@ -36,6 +36,8 @@ pub struct Server {
     ups: Arc<Upstreams>,
     addrs: Vec<SocketAddr>,
     cfg: Arc<Config>,
+    /// Active health checks (thread mode; the master runs them in process mode).
+    _health: Option<crate::health::check::Checker>,
 }
 
 /// Raise the soft RLIMIT_NOFILE (to the hard limit, or to `worker_rlimit_nofile`) and say
@@ -204,7 +206,19 @@ fn launch(
         .iter()
         .map(|g| (g.backends.clone(), g.balance))
         .collect();
-    let ups = Arc::new(Upstreams::with_groups(&cfg.upstreams, &groups, counters));
+    let routing = cfg.routing();
+    let ups = Arc::new(Upstreams::with_params(
+        &cfg.upstreams,
+        &groups,
+        &routing.servers(),
+        counters,
+    ));
+    let health = if cfg.process_mode {
+        None
+    } else {
+        let targets = crate::health::check::targets(&routing, &cfg.upstreams);
+        crate::health::check::Checker::start(targets, counters)
+    };
     let ncpu = sys::online_cpus();
     let (ready_tx, ready_rx) = mpsc::channel::<(usize, io::Result<()>)>();
     let mut workers = Vec::new();
@@ -287,6 +301,7 @@ fn launch(
         ups,
         addrs,
         cfg,
+        _health: health,
     };
     for _ in 0..server.workers.len() {
         match ready_rx.recv() {

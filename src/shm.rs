@@ -49,6 +49,8 @@ pub struct WorkerStats {
     /// until a drain's accept cancels have completed (a reload waits for this, so no client
     /// reaches the old generation once the new one is announced).
     pub accepting: AtomicU64,
+    /// Clients that left while their exchange waited for the backend (nginx's 499).
+    pub client_gone: AtomicU64,
 }
 
 impl WorkerStats {
@@ -91,6 +93,38 @@ pub struct BackendCounters {
     pub failures_total: AtomicU64,
 }
 
+/// One backend's health, one per backend for the whole server (not per worker): every
+/// worker — and, in process mode, every worker process and the master — reads and writes
+/// the same atomics, so one worker's discovery that a backend is dead protects the others.
+/// Written by `health` (passive failure accounting, the active checker's verdict) and
+/// read by balancing, the stats and the metrics. Kept apart from the per-worker counters.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct BackendHealth {
+    /// Failures counted since the backend was last seen well (nginx's `fails`).
+    pub fails: AtomicU64,
+    /// When the last failure was (health clock, ms; nginx's `accessed`).
+    pub accessed_ms: AtomicU64,
+    /// When it was last checked: a failure, or a client let through as a probe once
+    /// `fail_timeout` had passed (nginx's `checked`).
+    pub checked_ms: AtomicU64,
+    /// 1 while passive accounting has it down (`max_fails` reached).
+    pub down: AtomicU64,
+    /// 1 while the active health check has it down.
+    pub check_down: AtomicU64,
+    /// Times it went down (either way).
+    pub downs_total: AtomicU64,
+    /// Its static flags: [`BackendHealth::BACKUP`], [`BackendHealth::CONFIG_DOWN`].
+    pub flags: AtomicU64,
+}
+
+impl BackendHealth {
+    /// `flags`: a `backup` server.
+    pub const BACKUP: u64 = 1;
+    /// `flags`: a server marked `down` in the configuration.
+    pub const CONFIG_DOWN: u64 = 2;
+}
+
 /// A handle on the region (cheap to copy; the region lives as long as the process).
 #[derive(Clone, Copy, Debug)]
 pub struct Counters {
@@ -110,6 +144,7 @@ impl Counters {
     pub fn size(workers: usize, backends: usize) -> usize {
         workers * std::mem::size_of::<WorkerStats>()
             + workers * backends * std::mem::size_of::<BackendCounters>()
+            + backends * std::mem::size_of::<BackendHealth>()
     }
 
     /// A region on the heap (thread mode). Leaked: it lives as long as the process.
@@ -191,6 +226,17 @@ impl Counters {
             + (w * self.backends + b) * std::mem::size_of::<BackendCounters>();
         // SAFETY: in bounds (asserted), zero-initialised atomics, lives for the process.
         unsafe { &*(self.base.add(off) as *const BackendCounters) }
+    }
+
+    /// Backend `b`'s health (one for all workers).
+    pub fn health(&self, b: usize) -> &'static BackendHealth {
+        assert!(b < self.backends);
+        let off = self.workers * std::mem::size_of::<WorkerStats>()
+            + self.workers * self.backends * std::mem::size_of::<BackendCounters>()
+            + b * std::mem::size_of::<BackendHealth>();
+        // SAFETY: in bounds (asserted; `size` counts the health rows), zero-initialised
+        // atomics (a valid BackendHealth, repr(C) of AtomicU64s), lives for the process.
+        unsafe { &*(self.base.add(off) as *const BackendHealth) }
     }
 
     /// A counter of backend `b` summed over all workers.

@@ -39,6 +39,8 @@ pub struct WorkerSnapshot {
     pub errors: u64,
     /// Clients handed to a sibling with room.
     pub handed_off: u64,
+    /// Clients that left while waiting for the backend (499).
+    pub client_gone: u64,
 }
 
 /// Per-backend counters.
@@ -56,6 +58,13 @@ pub struct BackendSnapshot {
     pub requests_total: u64,
     /// Connect failures.
     pub failures_total: u64,
+    /// Health, in words: `up`, `up (backup)`, `down (failures)`, `down (health check)`,
+    /// `down (config)`.
+    pub state: &'static str,
+    /// Failures counted toward `max_fails` now.
+    pub fails: u64,
+    /// Times it went down.
+    pub downs_total: u64,
 }
 
 /// Everything, merged.
@@ -90,6 +99,7 @@ impl Snapshot {
                     refused: g(&w.refused),
                     errors: g(&w.errors),
                     handed_off: g(&w.handed_off),
+                    client_gone: g(&w.client_gone),
                 })
                 .collect(),
             backends: backends
@@ -102,6 +112,9 @@ impl Snapshot {
                     tunnels_total: ctr.sum(b, |c| &c.tunnels_total),
                     requests_total: ctr.sum(b, |c| &c.requests_total),
                     failures_total: ctr.sum(b, |c| &c.failures_total),
+                    state: crate::health::describe(ctr.health(b)),
+                    fails: g(&ctr.health(b).fails),
+                    downs_total: g(&ctr.health(b).downs_total),
                 })
                 .collect(),
         }
@@ -123,12 +136,11 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), 503-reserve {} used, sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}, clients gone while waiting (499) {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
                 w.slots_capacity,
-                w.reserve_used,
                 w.sessions,
                 w.tunnels,
                 w.pipes_in_use,
@@ -139,14 +151,15 @@ impl Snapshot {
                 w.accepted,
                 w.handed_off,
                 w.refused,
-                w.errors
+                w.errors,
+                w.client_gone
             );
         }
         for b in &self.backends {
             let _ = writeln!(
                 s,
-                "stats: backend {}: live tunnels {}, active {}, tunnels total {}, requests total {}, connect failures {}",
-                b.addr, b.tunnels, b.active, b.tunnels_total, b.requests_total, b.failures_total
+                "stats: backend {}: live tunnels {}, active {}, tunnels total {}, requests total {}, connect failures {}, health {}, failures counted {}, went down {} time(s)",
+                b.addr, b.tunnels, b.active, b.tunnels_total, b.requests_total, b.failures_total, b.state, b.fails, b.downs_total
             );
         }
         s

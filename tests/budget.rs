@@ -139,3 +139,62 @@ async fn two_workers_admit_exactly_1022() {
     assert!(eventually(10, || p.stats().sessions() == 0).await);
     assert!(p.stats().workers.iter().all(|w| w.slots_used == 2));
 }
+
+/// One raw client: send an upgrade request, read the answer's status, keep the socket.
+async fn raw_upgrade(addr: std::net::SocketAddr) -> (Option<u16>, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let req = b"GET /chat HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n";
+    if s.write_all(req).await.is_err() {
+        return (None, s);
+    }
+    let mut got = Vec::new();
+    let mut tmp = [0u8; 1024];
+    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+        match tokio::time::timeout(Duration::from_secs(10), s.read(&mut tmp)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&tmp[..n]),
+            _ => return (None, s),
+        }
+    }
+    let status = std::str::from_utf8(&got[9..12])
+        .ok()
+        .and_then(|t| t.parse().ok());
+    (status, s)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_ramp_past_the_limit_gets_503_every_time() {
+    // 700 clients at 1,000/s against 1 × 1024: 511 admitted, and each of the 189 others
+    // gets a 503 — also when they keep their sockets open after it (a 16-slot reserve
+    // held until the client closes would be used up and reset the rest).
+    let b = echo_backend().await;
+    let p = proxy(config(vec![b]));
+    let addr = p.local_addr();
+    let mut tasks = Vec::new();
+    for i in 0..700u64 {
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(i)).await;
+            raw_upgrade(addr).await
+        }));
+    }
+    let mut held = Vec::new();
+    let (mut ok, mut unavailable, mut other) = (0, 0, Vec::new());
+    for t in tasks {
+        let (status, s) = t.await.unwrap();
+        match status {
+            Some(101) => ok += 1,
+            Some(503) => unavailable += 1,
+            x => other.push(x),
+        }
+        held.push(s);
+    }
+    assert_eq!((ok, unavailable), (511, 189), "others: {other:?}");
+    assert!(other.is_empty());
+    let w = &p.stats().workers[0];
+    assert_eq!(w.tunnels, 511);
+    assert_eq!(w.slots_used, 1024, "the 503s took no slot: {w:?}");
+    assert_eq!(w.refused, 189);
+    drop(held);
+    assert!(eventually(10, || p.stats().sessions() == 0).await);
+    assert_eq!(p.stats().workers[0].slots_used, 2);
+}

@@ -90,7 +90,9 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "503")]
     pub at_limit: AtLimit,
 
-    /// Extra slots (outside the budget) used only to answer 503 at the limit.
+    /// Descriptors kept free (outside the budget) for 503 answers in flight: each holds
+    /// its accepted socket only until its linked close. No longer a cap: every client past
+    /// the limit gets its 503.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub reserve_503: u32,
 
@@ -191,6 +193,36 @@ pub struct Cli {
     #[arg(long, value_parser = parse_duration)]
     pub shutdown_timeout: Option<Duration>,
 
+    /// Forward request headers whose names contain `_` (nginx's `underscores_in_headers
+    /// on`). By default they are dropped and logged at info: a CGI/WSGI backend reads
+    /// `X_Real_IP` as `X-Real-IP`, which would let a client spoof what ringway sets.
+    #[arg(long)]
+    pub underscores_in_headers: bool,
+
+    /// Active health checks: `GET PATH` to every backend every --health-check-interval,
+    /// from one place (a thread; the master in process mode). A backend that fails
+    /// --health-check-fails checks in a row gets no new clients (its tunnels are kept)
+    /// until it passes --health-check-passes in a row. Off by default.
+    #[arg(long, value_name = "PATH")]
+    pub health_check: Option<String>,
+
+    /// Time between two health checks of a backend.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub health_check_interval: Duration,
+
+    /// Failed health checks in a row that mark a backend down.
+    #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub health_check_fails: u32,
+
+    /// Passed health checks in a row that mark it up again.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub health_check_passes: u32,
+
+    /// Health-check by a full WebSocket upgrade handshake (a 101 passes, then the
+    /// WebSocket is closed), for backends that only speak WebSocket.
+    #[arg(long)]
+    pub health_check_upgrade: bool,
+
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits). `explain` exits 1 when they do not fit as
     /// configured.
@@ -252,6 +284,8 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if take("upstreams") && !cli.upstreams.is_empty() {
         cfg.upstreams = cli.upstreams;
+        // The file's server parameters named other servers.
+        cfg.servers.clear();
     }
     if let Some(n) = cli.worker_processes {
         cfg.workers = n as usize;
@@ -317,6 +351,34 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
     }
     if cli.shutdown_timeout.is_some() {
         cfg.shutdown_timeout = cli.shutdown_timeout;
+    }
+    if let Some(path) = &cli.health_check {
+        if !path.starts_with('/') || path.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            return Err(format!(
+                "--health-check '{path}': give a request path starting with /, e.g. --health-check /health"
+            ));
+        }
+        if cfg.routing.is_some() {
+            return Err("--health-check cannot be combined with a configuration file that routes: write `health_check uri=PATH;` in its upstream blocks".into());
+        }
+        cfg.health_check = Some(super::HealthCheck {
+            path: path.clone(),
+            interval: cli.health_check_interval.max(Duration::from_millis(10)),
+            fails: cli.health_check_fails,
+            passes: cli.health_check_passes,
+            upgrade: cli.health_check_upgrade,
+            timeout: cli
+                .health_check_interval
+                .clamp(Duration::from_millis(10), Duration::from_secs(2)),
+        });
+    }
+    if cli.underscores_in_headers {
+        cfg.underscores_in_headers = true;
+        if let Some(r) = cfg.routing.as_mut() {
+            for route in &mut std::sync::Arc::make_mut(r).routes {
+                route.underscores_in_headers = true;
+            }
+        }
     }
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),
@@ -424,6 +486,41 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(ok.at_limit, AtLimit::Reset);
+    }
+
+    #[test]
+    fn health_check_and_underscore_flags() {
+        let cli = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--health-check",
+            "/hc",
+            "--health-check-interval",
+            "1s",
+            "--health-check-upgrade",
+            "--underscores-in-headers",
+        ])
+        .unwrap();
+        let cfg = Config::try_from(cli).unwrap();
+        let h = cfg.health_check.clone().unwrap();
+        assert_eq!(
+            (h.path.as_str(), h.interval, h.fails, h.passes),
+            ("/hc", Duration::from_secs(1), 2, 1)
+        );
+        assert!(h.upgrade && cfg.underscores_in_headers);
+        assert!(cfg.routing().routes[0].underscores_in_headers);
+        let bad = Cli::try_parse_from([
+            "ringway",
+            "--upstream",
+            "127.0.0.1:1",
+            "--health-check",
+            "hc",
+        ])
+        .unwrap();
+        assert!(Config::try_from(bad)
+            .unwrap_err()
+            .contains("starting with /"));
     }
 
     #[test]

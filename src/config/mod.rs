@@ -26,7 +26,7 @@ pub use nginx::from_nginx;
 pub use summary::{fmt_duration, settings, AsFlag, Flag};
 pub use types::{
     default_set_headers, parse_addr, parse_duration, parse_hash_key, parse_ip_list,
-    parse_set_header, HashKey, Part, SetHeader, Var,
+    parse_set_header, HashKey, HealthCheck, Part, ServerParams, SetHeader, Var,
 };
 
 /// How a backend is chosen for a new client.
@@ -159,6 +159,15 @@ pub struct Config {
     pub shutdown_timeout: Option<Duration>,
     /// `--pid-file` / `pid`: written at start, removed at exit, read by `-s`.
     pub pid_file: Option<std::path::PathBuf>,
+    /// `--underscores-in-headers` / `underscores_in_headers on`: forward request headers
+    /// whose names contain `_` (off: dropped, as nginx does).
+    pub underscores_in_headers: bool,
+    /// Per backend (index of `upstreams`): weight, failure accounting, backup, down.
+    /// Shorter than `upstreams` (or empty): the rest have nginx's defaults.
+    pub servers: Vec<ServerParams>,
+    /// `--health-check PATH` and its settings: active checks of every backend (a file's
+    /// upstreams have their own `health_check`).
+    pub health_check: Option<HealthCheck>,
 }
 
 impl Config {
@@ -193,7 +202,15 @@ impl Config {
             routing: None,
             shutdown_timeout: None,
             pid_file: None,
+            underscores_in_headers: false,
+            servers: Vec::new(),
+            health_check: None,
         }
+    }
+
+    /// Backend `i`'s parameters.
+    pub fn server(&self, i: usize) -> ServerParams {
+        self.servers.get(i).copied().unwrap_or_default()
     }
 
     /// How long a graceful stop (SIGQUIT, SIGTERM) keeps tunnels.

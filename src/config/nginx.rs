@@ -10,7 +10,9 @@
 //! matched against.
 
 use super::routing::{Group, HostTable, Locations, Matcher, Route, Routing, VirtualServer};
-use super::{parse_addr, parse_hash_key, Balance, Config, HashKey, SetHeader};
+use super::{
+    parse_addr, parse_hash_key, Balance, Config, HashKey, HealthCheck, ServerParams, SetHeader,
+};
 use crate::nginx_conf::{Location, LocationMatch, NginxConf};
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -105,12 +107,18 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
     cfg.connect_timeout = primary_route.connect_timeout;
     cfg.keepalive_timeout = primary_route.keepalive_timeout;
     cfg.body_timeout = primary_route.body_timeout;
+    cfg.underscores_in_headers = primary_route.underscores_in_headers;
     cfg.head_timeout = Duration::from_millis(
         primary
             .client_header_timeout_ms
             .unwrap_or(NGINX_DEFAULT_TIMEOUT_MS),
     );
 
+    cfg.servers = groups
+        .iter()
+        .flat_map(|g| g.servers.iter().copied())
+        .collect();
+    cfg.health_check = groups[primary_group].health_check.clone();
     if !simple {
         let mut routes = Vec::new();
         let mut servers = Vec::new();
@@ -162,10 +170,14 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
             hosts,
             servers,
             routes,
-            groups,
+            groups: std::mem::take(&mut groups),
         }));
     }
     cfg.upstreams = upstreams;
+    if let Some(r) = &cfg.routing {
+        // Every group's servers, the ones the other locations added too.
+        cfg.servers = r.servers();
+    }
     cfg.workers = match conf.worker_processes {
         Some(WorkerProcesses::N(n)) => n,
         // nginx's compiled default is 1 worker.
@@ -204,29 +216,46 @@ fn group(
         // nginx keeps no upstream connection alive unless the upstream says `keepalive N;`.
         keepalive: 0,
         idle_timeout: Duration::from_millis(NGINX_DEFAULT_TIMEOUT_MS),
+        servers: Vec::new(),
+        health_check: None,
     };
     let Some(up) = conf.upstreams.iter().find(|u| u.name == target) else {
         upstreams.push(parse_addr(target).map_err(|e| format!("{file}:{line}: proxy_pass: {e}"))?);
         g.backends = start..upstreams.len();
+        g.servers.push(ServerParams::default());
         return Ok(g);
     };
     for s in &up.servers {
-        if s.down {
-            continue;
-        }
-        if s.backup {
-            warnings.push(format!(
-                "{file}:{}: `backup` servers are not supported yet; {} is used as a normal server",
-                s.line, s.addr
-            ));
-        }
-        if s.weight != 1 {
-            warnings.push(format!(
-                "{file}:{}: weight={} is not supported yet; {} gets an equal share",
-                s.line, s.weight, s.addr
-            ));
-        }
+        // `down` servers stay in the table (never used): the hashes of the others keep
+        // their keys, as nginx's `down` promises.
         upstreams.push(parse_addr(&s.addr).map_err(|e| format!("{file}:{}: server: {e}", s.line))?);
+        let d = ServerParams::default();
+        g.servers.push(ServerParams {
+            weight: s.weight.max(1),
+            max_fails: s.max_fails.unwrap_or(d.max_fails),
+            fail_timeout: s
+                .fail_timeout_ms
+                .map_or(d.fail_timeout, Duration::from_millis),
+            backup: s.backup,
+            down: s.down,
+        });
+    }
+    if g.servers.iter().all(|s| s.down) {
+        return Err(format!(
+            "{}:{}: every server of upstream '{target}' is marked down",
+            up.file, up.line
+        ));
+    }
+    if let Some(h) = &up.health_check {
+        let d = HealthCheck::new(&h.uri);
+        g.health_check = Some(HealthCheck {
+            path: h.uri.clone(),
+            interval: h.interval_ms.map_or(d.interval, Duration::from_millis),
+            fails: h.fails.unwrap_or(d.fails),
+            passes: h.passes.unwrap_or(d.passes),
+            upgrade: h.upgrade,
+            timeout: h.timeout_ms.map_or(d.timeout, Duration::from_millis),
+        });
     }
     g.balance = match &up.balance {
         NB::RoundRobin => Balance::RoundRobin,
@@ -325,6 +354,7 @@ fn route(loc: &Location, file: &str, group: usize, warnings: &mut Vec<String>) -
         // nginx's default keepalive_timeout is 75 s.
         keepalive_timeout: ms(loc.keepalive_timeout_ms, 75_000),
         pass_uri: loc.pass_uri.as_ref().map(|u| (loc.path.clone(), u.clone())),
+        underscores_in_headers: loc.underscores_in_headers.unwrap_or(false),
     }
 }
 
@@ -440,6 +470,35 @@ mod tests {
             "X-A: $bogus"
         ])
         .is_err());
+    }
+
+    #[test]
+    fn server_parameters_and_health_check_from_the_file() {
+        let conf = crate::nginx_conf::parse_str(
+            &SEED.replace(
+                "server 127.0.0.1:9001; server 127.0.0.1:9002;",
+                "server 127.0.0.1:9001 weight=3 max_fails=2 fail_timeout=5s; server 127.0.0.1:9002 backup; server 127.0.0.1:9003 down; health_check uri=/hc interval=1s upgrade;",
+            )
+            .replace(" listen 127.0.0.1:8080;", " listen 127.0.0.1:8080; underscores_in_headers on;"),
+            "nginx.conf",
+        )
+        .unwrap();
+        let (c, w) = from_nginx(&conf, "nginx.conf").unwrap();
+        assert!(w.is_empty(), "nothing is ignored any more: {w:?}");
+        assert_eq!(c.upstreams.len(), 3, "a down server stays in the table");
+        let s = c.server(0);
+        assert_eq!(
+            (s.weight, s.max_fails, s.fail_timeout),
+            (3, 2, Duration::from_secs(5))
+        );
+        assert!(c.server(1).backup && c.server(2).down);
+        let h = c.health_check.clone().unwrap();
+        assert_eq!(
+            (h.path.as_str(), h.interval, h.upgrade),
+            ("/hc", Duration::from_secs(1), true)
+        );
+        assert!(c.underscores_in_headers);
+        assert_eq!(c.routing().groups[0].servers, c.servers);
     }
 
     #[test]

@@ -10,7 +10,7 @@
 //! one proxied `location /`, has no routing table at all (`Config::routing` is `None`):
 //! every request takes the one route, and no matching is done.
 
-use super::{Balance, HashKey, SetHeader};
+use super::{Balance, HashKey, HealthCheck, ServerParams, SetHeader};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -34,6 +34,10 @@ pub struct Group {
     pub keepalive: usize,
     /// The upstream's `keepalive_timeout`.
     pub idle_timeout: Duration,
+    /// Per backend of `backends`, in order: weight, failure accounting, backup, down.
+    pub servers: Vec<ServerParams>,
+    /// Active health checks (`health_check`, `--health-check`), if any.
+    pub health_check: Option<HealthCheck>,
 }
 
 /// What serves the requests of one `location`.
@@ -57,6 +61,8 @@ pub struct Route {
     pub keepalive_timeout: Duration,
     /// `proxy_pass` with a URI part: (the matched prefix, what replaces it).
     pub pass_uri: Option<(String, String)>,
+    /// `underscores_in_headers on`: forward headers with `_` in their names.
+    pub underscores_in_headers: bool,
 }
 
 /// How one location matches.
@@ -392,6 +398,7 @@ impl Routing {
                 body_timeout: cfg.body_timeout,
                 keepalive_timeout: cfg.keepalive_timeout,
                 pass_uri: None,
+                underscores_in_headers: cfg.underscores_in_headers,
             }],
             groups: vec![Group {
                 name: "the upstreams".into(),
@@ -401,8 +408,20 @@ impl Routing {
                 sticky_cookie: cfg.sticky_cookie.clone(),
                 keepalive: cfg.keepalive,
                 idle_timeout: cfg.upstream_idle_timeout,
+                servers: (0..cfg.upstreams.len()).map(|i| cfg.server(i)).collect(),
+                health_check: cfg.health_check.clone(),
             }],
         }
+    }
+
+    /// Every backend's parameters, by backend index (the groups' in order).
+    pub fn servers(&self) -> Vec<ServerParams> {
+        let mut v = Vec::new();
+        for g in &self.groups {
+            v.resize(g.backends.start.max(v.len()), ServerParams::default());
+            v.extend_from_slice(&g.servers);
+        }
+        v
     }
 
     /// The route for a request that came in on listen address `listen` with Host `host`

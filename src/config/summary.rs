@@ -68,6 +68,45 @@ pub fn settings(cfg: &Config) -> Vec<String> {
     if let Some(name) = &cfg.sticky_cookie {
         policy.push_str(&format!(", sticky-cookie {name}"));
     }
+    if let Some(h) = &cfg.health_check {
+        policy.push_str(&format!(
+            ", health-check {}{} every {} (down after {}, up after {})",
+            h.path,
+            if h.upgrade { " (upgrade)" } else { "" },
+            fmt_duration(h.interval),
+            h.fails,
+            h.passes
+        ));
+    }
+    if cfg.underscores_in_headers {
+        policy.push_str(", underscores-in-headers");
+    }
+    let weighted = cfg
+        .servers
+        .iter()
+        .any(|s| *s != super::ServerParams::default());
+    if weighted {
+        let list: Vec<String> = (0..cfg.upstreams.len())
+            .map(|i| {
+                let s = cfg.server(i);
+                let mut t = format!(
+                    "{} weight={} max_fails={} fail_timeout={}",
+                    cfg.upstreams[i],
+                    s.weight,
+                    s.max_fails,
+                    fmt_duration(s.fail_timeout)
+                );
+                if s.backup {
+                    t.push_str(" backup");
+                }
+                if s.down {
+                    t.push_str(" down");
+                }
+                t
+            })
+            .collect();
+        policy.push_str(&format!("; servers: {}", list.join(", ")));
+    }
     let tunnel_idle = cfg
         .tunnel_idle_timeout
         .map_or_else(|| "off".to_string(), fmt_duration);

@@ -4,6 +4,69 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+/// One upstream server's parameters (nginx's `server ADDR weight= max_fails=
+/// fail_timeout= backup down`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServerParams {
+    /// `weight=N` (≥ 1): its share of round robin, least-conn and the hashes.
+    pub weight: u32,
+    /// `max_fails=N`: failures within `fail_timeout` that mark it down (0: never).
+    pub max_fails: u32,
+    /// `fail_timeout=T`: the window failures are counted in, and how long it stays down.
+    pub fail_timeout: Duration,
+    /// `backup`: used only when every primary server of its group is down.
+    pub backup: bool,
+    /// `down`: never used (kept in the table, so the hashes of the others do not move).
+    pub down: bool,
+}
+
+impl Default for ServerParams {
+    /// nginx's defaults: weight 1, max_fails 1, fail_timeout 10 s.
+    fn default() -> ServerParams {
+        ServerParams {
+            weight: 1,
+            max_fails: 1,
+            fail_timeout: Duration::from_secs(10),
+            backup: false,
+            down: false,
+        }
+    }
+}
+
+/// Active health checks of one upstream group (`--health-check PATH`, or ringway's
+/// `health_check uri=PATH ...;` in an upstream block).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The path each check asks for (`GET PATH`).
+    pub path: String,
+    /// Time between two checks of a backend.
+    pub interval: Duration,
+    /// Consecutive failed checks that mark a backend down.
+    pub fails: u32,
+    /// Consecutive passed checks that mark it up again.
+    pub passes: u32,
+    /// Check by a full WebSocket upgrade handshake (a `101` passes) instead of a plain
+    /// `GET` (a 2xx or 3xx passes): for backends that only speak WebSocket.
+    pub upgrade: bool,
+    /// How long one check may take (connect and answer).
+    pub timeout: Duration,
+}
+
+impl HealthCheck {
+    /// Checks of `path` with the defaults: every 5 s, down after 2 failures, up after 1
+    /// success, 2 s per check.
+    pub fn new(path: &str) -> HealthCheck {
+        HealthCheck {
+            path: path.to_string(),
+            interval: Duration::from_secs(5),
+            fails: 2,
+            passes: 1,
+            upgrade: false,
+            timeout: Duration::from_secs(2),
+        }
+    }
+}
+
 /// What the consistent hash hashes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum HashKey {

@@ -53,6 +53,10 @@ pub struct RequestRules {
     /// `proxy_pass` with a URI part: a request target starting with `.0` goes out with
     /// that prefix replaced by `.1` (nginx's rewrite of the matched location prefix).
     pub pass_uri: Option<(String, String)>,
+    /// `underscores_in_headers on` / `--underscores-in-headers`: forward headers whose
+    /// names contain `_`. Off (nginx's default), they are dropped: a CGI/WSGI backend
+    /// would read `X_Real_IP` as `X-Real-IP`, a spoofing path around `proxy_set_header`.
+    pub underscores: bool,
 }
 
 impl RequestRules {
@@ -67,6 +71,7 @@ impl RequestRules {
             set_headers: route.set_headers.clone(),
             upstream_keepalive: g.keepalive > 0,
             pass_uri: route.pass_uri.clone(),
+            underscores: route.underscores_in_headers,
         }
     }
 }
@@ -107,6 +112,8 @@ pub struct RequestInfo {
     pub hash: Option<u64>,
     /// The route the request took (0 without routing).
     pub route: u16,
+    /// Headers whose names contain `_` that were not forwarded (`underscores` off).
+    pub dropped_underscores: u16,
 }
 
 /// Parse the client's request head in `buf` and, when complete, write the head to send
@@ -259,14 +266,9 @@ pub fn parse_request_with<'r>(
     if upgrade && body != Body::None {
         return Err(ClientError::Malformed("upgrade request with a body"));
     }
-    // A WebSocket client must wait for the 101 (RFC 6455 §4.1): bytes after an upgrade
-    // request in the same read are early frames or a smuggled request, and must never
-    // reach the backend before it has agreed to the upgrade.
-    if upgrade && buf.len() > head_len {
-        return Err(ClientError::Malformed(
-            "data after an upgrade request, before the 101",
-        ));
-    }
+    // Bytes after an upgrade request are early WebSocket frames (RFC 6455 §4.1 asks
+    // clients to wait for the 101; real ones pipeline): the session holds them and
+    // delivers them into the tunnel after the 101, and never parses them as a request.
     let keep_alive = if minor == 1 {
         !named_in_connection(hs, "close")
     } else {
@@ -300,7 +302,12 @@ pub fn parse_request_with<'r>(
     out.push(b' ');
     out.extend_from_slice(target.unwrap_or(path.as_bytes()));
     let _ = write!(out, " HTTP/1.{minor}\r\n");
+    let mut dropped_underscores = 0u16;
     for h in hs {
+        if !rules.underscores && h.name.contains('_') {
+            dropped_underscores += 1;
+            continue;
+        }
         if is_hop_by_hop(h.name)
             || eq(h.name, "expect")
             || named_in_connection(hs, h.name)
@@ -374,6 +381,7 @@ pub fn parse_request_with<'r>(
         sticky,
         hash,
         route,
+        dropped_underscores,
     }))
 }
 
@@ -463,7 +471,6 @@ mod tests {
             b"GET /\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +5\r\n\r\n",
             b"POST / HTTP/1.1\r\nHost: a\r\nConnection: content-length\r\nContent-Length: 5\r\n\r\n",
-            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /admin HTTP/1.1\r\n\r\n",
         ];
         for req in bad {
             assert!(
@@ -589,5 +596,41 @@ mod tests {
             !s.contains("Connection"),
             "keep-alive upstream: no Connection header: {s}"
         );
+    }
+
+    #[test]
+    fn early_bytes_after_an_upgrade_are_left_to_the_session() {
+        let mut out = Vec::new();
+        let head =
+            b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n";
+        let mut req = head.to_vec();
+        req.extend_from_slice(b"GET /admin HTTP/1.1\r\n\r\n");
+        let info = parse_request(&req, 8192, ip(), &mut out).unwrap().unwrap();
+        assert!(info.upgrade);
+        assert_eq!(
+            info.head_len,
+            head.len(),
+            "the early bytes are not part of the head"
+        );
+        assert!(!String::from_utf8_lossy(&out).contains("/admin"));
+    }
+
+    #[test]
+    fn underscore_headers_are_dropped_unless_allowed() {
+        let req = b"GET / HTTP/1.1\r\nHost: a\r\nX_Real_IP: 6.6.6.6\r\nX-Ok: 1\r\n\r\n";
+        let mut rules = RequestRules::default();
+        let mut out = Vec::new();
+        let info = parse_request_routed(req, 8192, ip(), &rules, &mut out)
+            .unwrap()
+            .unwrap();
+        let s = String::from_utf8_lossy(&out).to_string();
+        assert!(!s.contains("X_Real_IP") && s.contains("X-Ok: 1"), "{s}");
+        assert_eq!(info.dropped_underscores, 1);
+        rules.underscores = true;
+        let info = parse_request_routed(req, 8192, ip(), &rules, &mut out)
+            .unwrap()
+            .unwrap();
+        assert!(String::from_utf8_lossy(&out).contains("X_Real_IP: 6.6.6.6\r\n"));
+        assert_eq!(info.dropped_underscores, 0);
     }
 }

@@ -99,6 +99,7 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "hash" => known(UPSTREAM, Range(1, 2), false),
         "sticky" => known(UPSTREAM, AtLeast(2), false),
         "keepalive" => known(UPSTREAM, Exact(1), false),
+        "health_check" => known(UPSTREAM, AtLeast(1), false),
         "listen" => known(SERVER, AtLeast(1), false),
         "location" => known(SERVER, Range(1, 2), true),
         "proxy_pass" => known(LOCATION, Exact(1), false),
@@ -110,6 +111,7 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "keepalive_timeout" => known(HSLU, Range(1, 2), false),
         "client_body_timeout" => known(HSL, Exact(1), false),
         "client_header_timeout" => known(HS, Exact(1), false),
+        "underscores_in_headers" => known(HS, Flag, false),
         // Harmless: accepted, warned about, otherwise ignored.
         "user" => harmless(MAIN, Range(1, 2)),
         "daemon" | "master_process" => harmless(MAIN, Flag),

@@ -154,10 +154,31 @@ pub struct UpstreamBlock {
     /// `keepalive_timeout TIME;` inside the upstream: how long a cached connection may idle,
     /// in milliseconds.
     pub keepalive_timeout_ms: Option<u64>,
+    /// ringway's `health_check uri=PATH [interval=T] [fails=N] [passes=N] [timeout=T]
+    /// [upgrade];`: active checks of the upstream's servers.
+    pub health_check: Option<HealthCheckDirective>,
     /// Line of the `upstream` directive.
     pub line: usize,
     /// File of the `upstream` directive (an included file's path when it comes from one).
     pub file: String,
+}
+
+/// `health_check uri=PATH [interval=T] [fails=N] [passes=N] [timeout=T] [upgrade];`
+/// (ringway's own directive, in an upstream block).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheckDirective {
+    /// `uri=PATH` (required, starts with `/`).
+    pub uri: String,
+    /// `interval=T` in ms (default 5 s).
+    pub interval_ms: Option<u64>,
+    /// `fails=N`: consecutive failures that mark a server down (default 2).
+    pub fails: Option<u32>,
+    /// `passes=N`: consecutive successes that mark it up again (default 1).
+    pub passes: Option<u32>,
+    /// `timeout=T` in ms: one check's bound (default 2 s).
+    pub timeout_ms: Option<u64>,
+    /// `upgrade`: check by a WebSocket upgrade handshake (a 101 passes).
+    pub upgrade: bool,
 }
 
 /// A `server ADDR [params];` line inside an upstream.
@@ -286,6 +307,8 @@ pub struct Location {
     pub client_body_timeout_ms: Option<u64>,
     /// `client_header_timeout` in milliseconds (from `server` or `http`).
     pub client_header_timeout_ms: Option<u64>,
+    /// `underscores_in_headers on|off;` (http or server level, inherited).
+    pub underscores_in_headers: Option<bool>,
     /// Line of the `location` directive.
     pub line: usize,
 }

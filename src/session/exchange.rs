@@ -47,6 +47,9 @@ pub enum ReqPhase {
     /// The backend stopped taking the body (it answered early and closed its read side):
     /// the response half goes on; the client connection closes after it.
     Aborted,
+    /// After the `101`: sending the held early frames `cin[cin_pos..cin_len]` to the
+    /// backend, before the tunnel starts ([`super::watch`]).
+    SendingEarly,
 }
 
 /// Where the response half of an exchange is.
@@ -118,6 +121,8 @@ pub struct Exchange {
     pub req_at: u64,
     /// Deadline of the response half (upstream read timeout), worker ms; 0: none.
     pub resp_at: u64,
+    /// A `ClientWatch` poll is armed on the client ([`super::watch`]).
+    pub watching: bool,
 }
 
 impl Exchange {
@@ -140,6 +145,7 @@ impl Exchange {
                 sticky: None,
                 hash: None,
                 route: 0,
+                dropped_underscores: 0,
             },
             cin: Box::default(),
             cin_pos: 0,
@@ -159,6 +165,7 @@ impl Exchange {
             out_sent: 0,
             req_at: 0,
             resp_at: 0,
+            watching: false,
         })
     }
 
@@ -188,6 +195,7 @@ impl Exchange {
         self.out_sent = 0;
         self.req_at = 0;
         self.resp_at = 0;
+        self.watching = false;
     }
 }
 
@@ -253,9 +261,28 @@ impl Session {
         // a pooled one turns out to have been closed by the backend.
         ex.replayable = ex.req_body.done();
         self.conn.deadline = 0;
+        if info.dropped_underscores > 0 {
+            ctx.client_info(peer, format_args!("{} request header(s) with \"_\" in the name not forwarded (underscores_in_headers off)", info.dropped_underscores));
+        }
+        let early = self.early_len();
+        if early > super::watch::EARLY_MAX {
+            ctx.client_info(peer, format_args!("{early} bytes after an upgrade request, before the 101 (at most {} are held); answering 400", super::watch::EARLY_MAX));
+            return Ok(Step::Reply(reply::BAD_REQUEST));
+        }
         let g = ctx.route(info.route).group;
-        let b = ctx.ups.pick_for(g, &mut ctx.rr[g], peer, &info);
-        Ok(Step::Upstream(b))
+        match ctx.ups.pick_for(g, &mut ctx.cursors, peer, &info) {
+            Some(b) => Ok(Step::Upstream(b)),
+            None => {
+                let name = &ctx.routing.groups[g].name;
+                ctx.upstream_error(
+                    peer,
+                    format_args!(
+                        "no live upstreams in {name} (every server is down); answering 502"
+                    ),
+                );
+                Ok(Step::Reply(reply::BAD_GATEWAY))
+            }
+        }
     }
 
     /// Count the session's exchange against backend `b` (least-conn), instead of the one
@@ -285,6 +312,7 @@ impl Session {
             ex.attempts = 1;
         }
         ctx.bctr(b).requests_total.fetch_add(1, Ordering::Relaxed);
+        self.watch_client(ctx)?;
         self.upstream_ready(ctx)
     }
 
@@ -321,6 +349,7 @@ impl Session {
         }
         self.conn.upstream = Some(fd);
         self.conn.connect(&mut ctx.ring, b, route as usize)?;
+        self.watch_client(ctx)?;
         Ok(Step::Continue)
     }
 
@@ -348,8 +377,15 @@ impl Session {
         } else {
             io::Error::from_raw_os_error(-res).to_string()
         };
-        if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
-            let next = ctx.ups.next_after(b);
+        if -res != libc::EADDRNOTAVAIL {
+            ctx.ups.failed(b, ctx.index, &why);
+        }
+        let next = if (attempts as usize) < 2 && ctx.ups.group_len(b) > 1 {
+            ctx.ups.next_after(b, &mut ctx.cursors, self.peer)
+        } else {
+            None
+        };
+        if let Some(next) = next {
             ctx.upstream_error(
                 self.peer,
                 format_args!(
@@ -519,7 +555,8 @@ impl Session {
         self.conn.recv_discard(&mut ctx.ring)
     }
 
-    /// The `101` is at the client: the session becomes a tunnel.
+    /// The `101` is at the client (and any early frames at the backend): the session
+    /// becomes a tunnel.
     pub(super) fn start_tunnel(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
         let route = self.ex().map_or(0, |ex| ex.info.route);
         let idle_ms = ctx.route(route).tunnel_idle_timeout.map(ms).unwrap_or(0);
@@ -580,6 +617,10 @@ impl Session {
                 .unwrap_or_default();
             return Ok(match resp {
                 RespPhase::Waiting | RespPhase::ReadingHead => {
+                    if (b as usize) < ctx.ups.len() {
+                        let why = "timed out waiting for the response head";
+                        ctx.ups.failed(b as usize, ctx.index, why);
+                    }
                     ctx.upstream_error(
                         self.peer,
                         format_args!(

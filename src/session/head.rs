@@ -5,7 +5,7 @@
 //! answered (400, 417, 431); a partial one waits for more bytes, the buffer doubling up
 //! to `--max-head`.
 
-use super::{ms, Admission, Ctx, Session, State, Step, HEAD_FIRST};
+use super::{ms, Ctx, Session, State, Step, HEAD_FIRST};
 use crate::config::routing;
 use crate::http::{self, reply, ClientError, Routed};
 use crate::ring::{Op, Side};
@@ -78,9 +78,6 @@ impl Session {
             // The first byte of the next request: the head timeout applies from now.
             h.idle = false;
             self.conn.deadline = ctx.now + ms(ctx.cfg.head_timeout);
-        }
-        if self.admission == Admission::Reserve {
-            return Ok(Step::Reply(reply::UNAVAILABLE));
         }
         self.parse_head(ctx)
     }

@@ -25,6 +25,7 @@ pub mod head;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod watch;
 
 use crate::config::routing::{Group, Route, Routing};
 use crate::config::Config;
@@ -68,8 +69,6 @@ pub fn ms(d: Duration) -> u64 {
 pub enum Admission {
     /// Two budget slots (client + upstream).
     Budget,
-    /// One 503-reserve slot: the client only gets a 503.
-    Reserve,
     /// One budget slot: an idle upstream connection in the keep-alive pool.
     Pooled,
     /// Nothing to give back: a pooled connection whose slot was already returned (it was
@@ -195,14 +194,16 @@ pub struct Ctx {
     pub path_scratch: Vec<u8>,
     /// Scratch for a rewritten request target (routing).
     pub target_scratch: Vec<u8>,
-    /// Per upstream group: the round-robin cursor.
-    pub rr: Vec<usize>,
+    /// The worker's balancing state (round-robin positions and weights).
+    pub cursors: crate::upstream::Cursors,
     /// Per backend: the next `--upstream-bind` source.
     pub bind_rr: Vec<usize>,
     /// Upgraded tunnels alive.
     pub tunnels: usize,
     /// Answers ringway gave itself (4xx/5xx).
     pub errors: u64,
+    /// Clients that left while their exchange waited for the backend (nginx's 499).
+    pub client_gone: u64,
 }
 
 impl Ctx {
@@ -281,6 +282,7 @@ impl Session {
         match op {
             Op::HeadRecv => self.on_head_recv(res, ctx),
             Op::BodyRecv => self.on_body_recv(res, ctx),
+            Op::ClientWatch => self.on_client_watch(res, ctx),
             Op::Connect => self.on_connect(res, ctx),
             Op::UpSend => self.on_up_send(res, ctx),
             Op::UpRecv => self.on_up_recv(res, ctx),
@@ -340,9 +342,6 @@ impl Session {
     pub fn on_timeout(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
         let peer = self.peer;
         Ok(match &self.state {
-            State::Head(_) if self.admission == Admission::Reserve => {
-                Step::Reply(crate::http::reply::UNAVAILABLE)
-            }
             // A kept-alive client that sent nothing more: the normal end of a connection.
             State::Head(h) if h.idle => Step::Close,
             State::Head(_) => {
@@ -392,6 +391,9 @@ impl Session {
                 }
                 if ex.req == ReqPhase::ReadingBody {
                     c.cancel(ring, Op::BodyRecv, Side::Client)?;
+                }
+                if ex.watching {
+                    c.cancel(ring, Op::ClientWatch, Side::Client)?;
                 }
             }
             State::Pooled { .. } if upstream_too => c.cancel(ring, Op::PollIn, Side::Upstream)?,

@@ -20,6 +20,7 @@ impl Session {
         let buf = match ex.req {
             ReqPhase::SendingHead => &ex.head[ex.head_sent..],
             ReqPhase::SendingBody => &ex.cin[ex.fwd_from..ex.fwd_to],
+            ReqPhase::SendingEarly => &ex.cin[ex.cin_pos..ex.cin_len],
             _ => return Ok(Step::Continue),
         };
         // SAFETY: the exchange's heap buffers are neither written nor freed until this
@@ -36,6 +37,9 @@ impl Session {
         let Some(phase) = self.ex().map(|ex| ex.req) else {
             return Ok(Step::Continue);
         };
+        if phase == ReqPhase::SendingEarly {
+            return self.on_early_sent(res, ctx);
+        }
         if !matches!(phase, ReqPhase::SendingHead | ReqPhase::SendingBody) {
             return Ok(Step::Continue);
         }
@@ -117,6 +121,7 @@ impl Session {
             return Ok(Step::Continue);
         }
         let b = self.backend as usize;
+        ctx.ups.failed(b, ctx.index, "sending the request failed");
         ctx.upstream_error(
             self.peer,
             format_args!(

@@ -51,6 +51,7 @@ impl Session {
             } else {
                 io::Error::from_raw_os_error(-res).to_string()
             };
+            ctx.ups.failed(b, ctx.index, &why);
             ctx.upstream_error(
                 self.peer,
                 format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
@@ -75,8 +76,12 @@ impl Session {
             upgrade: ex.info.upgrade,
             head_method: ex.info.head_method,
             http10: ex.info.minor == 0,
-            // An early answer to an unfinished request ends the connection: say so.
-            client_keep: client_keep && ex.info.keep_alive && ex.req == ReqPhase::Done,
+            // An early answer to an unfinished request ends the connection: say so. So
+            // does any answer but a 101 to an upgrade request with early frames held.
+            client_keep: client_keep
+                && ex.info.keep_alive
+                && ex.req == ReqPhase::Done
+                && !(ex.info.upgrade && ex.cin_pos < ex.cin_len),
         };
         let parsed = http::parse_response_sticky(
             &ex.uin[..ex.ulen],
@@ -91,6 +96,7 @@ impl Session {
                 return Ok(Step::Continue);
             }
             Err(http::UpstreamError::BadResponse(why)) => {
+                ctx.ups.failed(b, ctx.index, why);
                 ctx.upstream_error(
                     self.peer,
                     format_args!("upstream {}: {why}; answering 502", ctx.ups.addrs[b]),
@@ -99,6 +105,19 @@ impl Session {
             }
             Ok(Some(ri)) => ri,
         };
+        // A response head: the backend is alive — unless it says it is not (nginx's
+        // http_502 / http_504 conditions).
+        if matches!(ri.status, 502 | 504) {
+            ctx.ups.failed(b, ctx.index, "answered 502/504");
+        } else {
+            ctx.ups.succeeded(b, ctx.index);
+        }
+        if ex.watching {
+            // The response head is here: the client watch has done its job.
+            ex.watching = false;
+            self.conn
+                .cancel(&mut ctx.ring, crate::ring::Op::ClientWatch, Side::Client)?;
+        }
         let rest = &ex.uin[ri.head_len..ex.ulen];
         ex.resp_body = ri.body;
         if ri.tunnel {
@@ -246,7 +265,7 @@ impl Session {
             return self.submit_client_send(ctx);
         }
         if ex.rinfo.is_some_and(|r| r.tunnel) {
-            return self.start_tunnel(ctx);
+            return self.after_upgrade(ctx);
         }
         if ex.resp_body.done() {
             ex.resp = RespPhase::Done;

@@ -45,8 +45,6 @@ use std::time::{Duration, Instant};
 
 /// Period of the worker's one timer.
 const TICK: Duration = Duration::from_millis(250);
-/// Timeout for a refused (503) client to send its request before we answer anyway.
-const RESERVE_HEAD_TIMEOUT: Duration = Duration::from_secs(1);
 /// Copy and auto modes: provided buffers per worker (of `relay::copy::BUF_SIZE` bytes).
 const COPY_BUFS: u16 = 512;
 /// Idle pipes a worker keeps.
@@ -127,11 +125,6 @@ impl Worker {
         let connect_timeouts: Vec<Duration> =
             routing.routes.iter().map(|r| r.connect_timeout).collect();
         ring.configure(TICK, &connect_timeouts, &init.ups.addrs)?;
-        let reserve = if cfg.at_limit == AtLimit::Reply503 {
-            cfg.reserve_503
-        } else {
-            0
-        };
         let backends = init.ups.addrs.len();
         let ctx = Ctx {
             ring,
@@ -140,7 +133,7 @@ impl Worker {
                 .map(|r| http::RequestRules::of_route(&routing, r))
                 .collect(),
             matching: cfg.routing.is_some(),
-            rr: vec![init.index; routing.groups.len()],
+            cursors: crate::upstream::Cursors::new(&init.ups, init.index),
             routing,
             now: 0,
             index: init.index,
@@ -152,6 +145,7 @@ impl Worker {
             bind_rr: vec![init.index; backends],
             tunnels: 0,
             errors: 0,
+            client_gone: 0,
             ups: init.ups,
             cfg: cfg.clone(),
         };
@@ -166,7 +160,9 @@ impl Worker {
             ),
             timers: Timers::default(),
             budget: {
-                let mut b = Budget::new(cfg.worker_connections, reserve);
+                // At the limit, 503 answers go straight out of the accept completion
+                // (`Ring::answer_and_close`): no reserve of slots is held for them.
+                let mut b = Budget::new(cfg.worker_connections, 0);
                 // nginx counts each listening socket: one per listen address beyond the first.
                 b.reserve_own(init.listeners.len().saturating_sub(1));
                 b
@@ -268,6 +264,7 @@ impl Worker {
         WorkerStats::set(&st.accepted, self.accepted);
         WorkerStats::set(&st.refused, self.refused);
         WorkerStats::set(&st.errors, self.ctx.errors);
+        WorkerStats::set(&st.client_gone, self.ctx.client_gone);
         WorkerStats::set(&st.handed_off, self.handoff.handed_off);
     }
 
@@ -354,7 +351,7 @@ impl Worker {
             self.evict_oldest()?;
         }
         let at_limit = self.ctx.cfg.at_limit;
-        let (admit, new_episode) = self.budget.admit(at_limit == AtLimit::Reply503);
+        let (admit, new_episode) = self.budget.admit(false);
         if new_episode {
             crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
                 "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
@@ -367,26 +364,26 @@ impl Worker {
                 }
             ));
         }
-        let admission = match admit {
-            Admit::Refused => {
-                self.refused += 1;
-                return Ok(());
+        if admit != Admit::Admitted {
+            self.refused += 1;
+            if at_limit == AtLimit::Reply503 {
+                // One pre-built answer and a linked close, outside the budget: a full
+                // worker answers every client, however fast they come.
+                self.ctx.errors += 1;
+                let tok = Token::session(Op::Cancel, Side::Client, u32::MAX, 0);
+                return self
+                    .ctx
+                    .ring
+                    .answer_and_close(fd, http::reply::UNAVAILABLE, tok);
             }
-            Admit::Reserve => {
-                self.refused += 1;
-                Admission::Reserve
-            }
-            Admit::Admitted => Admission::Budget,
-        };
+            return Ok(());
+        }
+        let admission = Admission::Budget;
         let peer = sys::peer_addr(fd.as_raw_fd())
             .map(|a| a.ip())
             .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
         sys::set_nodelay(fd.as_raw_fd());
-        let timeout = if admission == Admission::Budget {
-            self.ctx.cfg.head_timeout
-        } else {
-            RESERVE_HEAD_TIMEOUT
-        };
+        let timeout = self.ctx.cfg.head_timeout;
         let head = Head::new(self.ctx.cfg.max_head);
         let deadline = self.ctx.now + ms(timeout);
         let idx = self.slab.insert(|idx, gen| {
@@ -518,7 +515,6 @@ impl Worker {
         s.release(&mut self.ctx);
         match admission {
             Admission::Budget => self.budget.release(),
-            Admission::Reserve => self.budget.release_reserve(),
             Admission::Pooled => self.budget.release_one(),
             Admission::Released => {}
         }

@@ -27,6 +27,7 @@ struct Proxy {
     keepalive: Option<u64>,
     body: Option<u64>,
     header: Option<u64>,
+    underscores: Option<bool>,
 }
 
 impl Proxy {
@@ -45,6 +46,7 @@ impl Proxy {
         self.keepalive = self.keepalive.or(parent.keepalive);
         self.body = self.body.or(parent.body);
         self.header = self.header.or(parent.header);
+        self.underscores = self.underscores.or(parent.underscores);
     }
 }
 
@@ -341,6 +343,7 @@ impl Builder<'_> {
                     keepalive_timeout_ms: rl.proxy.keepalive,
                     client_body_timeout_ms: rl.proxy.body,
                     client_header_timeout_ms: rl.proxy.header,
+                    underscores_in_headers: rl.proxy.underscores,
                     line: rl.line,
                 });
             }
@@ -408,6 +411,7 @@ mod tests {
                 balance: BalanceDirective::LeastConn,
                 keepalive: Some(32),
                 keepalive_timeout_ms: None,
+                health_check: None,
                 line: 6,
                 file: "nginx.conf".into(),
             }],
@@ -436,6 +440,7 @@ mod tests {
                     keepalive_timeout_ms: None,
                     client_body_timeout_ms: None,
                     client_header_timeout_ms: None,
+                    underscores_in_headers: None,
                     line: 15,
                 }],
                 line: 12,

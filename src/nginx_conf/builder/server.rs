@@ -275,6 +275,10 @@ impl Builder<'_> {
                 dup(p.header.is_some())?;
                 p.header = Some(self.time(d, d.arg(0))?);
             }
+            "underscores_in_headers" => {
+                dup(p.underscores.is_some())?;
+                p.underscores = Some(d.arg(0) == "on");
+            }
             _ => {}
         }
         Ok(())

@@ -4,7 +4,9 @@ use super::{Builder, Res};
 use crate::nginx_conf::directives::{Ctx, STICKY_PARAM_REASON};
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
-use crate::nginx_conf::{BalanceDirective, ConfError, UpstreamBlock, UpstreamServer};
+use crate::nginx_conf::{
+    BalanceDirective, ConfError, HealthCheckDirective, UpstreamBlock, UpstreamServer,
+};
 
 impl Builder<'_> {
     pub(super) fn upstream(&mut self, d: &Directive) -> Res<UpstreamBlock> {
@@ -14,6 +16,7 @@ impl Builder<'_> {
             balance: BalanceDirective::RoundRobin,
             keepalive: None,
             keepalive_timeout_ms: None,
+            health_check: None,
             line: d.line,
             file: d.file.to_string(),
         };
@@ -41,6 +44,13 @@ impl Builder<'_> {
                         return Err(self.duplicate(c));
                     }
                     u.keepalive_timeout_ms = Some(self.time(c, c.arg(0))?);
+                    continue;
+                }
+                "health_check" => {
+                    if u.health_check.is_some() {
+                        return Err(self.duplicate(c));
+                    }
+                    u.health_check = Some(self.health_check(c)?);
                     continue;
                 }
                 "least_conn" => BalanceDirective::LeastConn,
@@ -120,6 +130,50 @@ impl Builder<'_> {
         Ok(BalanceDirective::StickyCookie {
             name: name.to_string(),
         })
+    }
+
+    fn health_check(&self, c: &Directive) -> Res<HealthCheckDirective> {
+        let mut h = HealthCheckDirective {
+            uri: String::new(),
+            interval_ms: None,
+            fails: None,
+            passes: None,
+            timeout_ms: None,
+            upgrade: false,
+        };
+        for p in &c.args {
+            if p == "upgrade" {
+                h.upgrade = true;
+            } else if let Some(v) = p.strip_prefix("uri=") {
+                if !v.starts_with('/') || v.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+                    return Err(self.err_in(
+                        c,
+                        format!("health_check uri \"{v}\" must be a path starting with /"),
+                    ));
+                }
+                h.uri = v.to_string();
+            } else if let Some(v) = p.strip_prefix("interval=") {
+                h.interval_ms = Some(self.time(c, v)?.max(1));
+            } else if let Some(v) = p.strip_prefix("timeout=") {
+                h.timeout_ms = Some(self.time(c, v)?.max(1));
+            } else if let Some(v) = p.strip_prefix("fails=") {
+                h.fails = Some(self.positive(c, v)?);
+            } else if let Some(v) = p.strip_prefix("passes=") {
+                h.passes = Some(self.positive(c, v)?);
+            } else {
+                return Err(self.err_in(
+                    c,
+                    format!("invalid parameter \"{p}\" in \"health_check\" (supported: uri=PATH, interval=, fails=, passes=, timeout=, upgrade)"),
+                ));
+            }
+        }
+        if h.uri.is_empty() {
+            return Err(self.err_in(
+                c,
+                "health_check needs uri=PATH, e.g. health_check uri=/health;".to_string(),
+            ));
+        }
+        Ok(h)
     }
 
     fn upstream_server(&self, c: &Directive) -> Res<UpstreamServer> {
@@ -218,6 +272,26 @@ mod tests {
             "http {\nupstream u {\nip_hash;\nserver 1.2.3.4:5;\nserver 1.2.3.4:6 backup;\n}\n}",
             5,
             "backup",
+        );
+    }
+
+    #[test]
+    fn health_check_directive() {
+        let c = ok("http { upstream u { health_check uri=/health interval=1s fails=3 passes=2 upgrade; server 1.2.3.4:5; } }");
+        let h = c.upstreams[0].health_check.clone().unwrap();
+        assert_eq!(
+            (h.uri.as_str(), h.interval_ms, h.fails, h.passes, h.upgrade),
+            ("/health", Some(1000), Some(3), Some(2), true)
+        );
+        err_at(
+            "http {\nupstream u {\nhealth_check interval=1s;\nserver 1.2.3.4:5;\n}\n}",
+            3,
+            "needs uri=PATH",
+        );
+        err_at(
+            "http {\nupstream u {\nhealth_check uri=/h rise=2;\nserver 1.2.3.4:5;\n}\n}",
+            3,
+            "invalid parameter \"rise=2\"",
         );
     }
 }
