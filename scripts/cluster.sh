@@ -27,19 +27,23 @@
 #     websocket; polling) from 241 client addresses through the balancer: all connect, ack
 #     and get the broadcast, no "Session ID unknown", spread over the 4 nodes within ±10 %,
 #     every instance used and each client address always through one instance, the same one
-#     in every mode (as the balancer hashes).
-#  2. sticky across instances: N polling clients whose every connection comes from the next
-#     of 3 addresses that hash to the 3 instances (client.js --rotate-src): every session
-#     crosses all 3 instances, 4 echoes each, and still one node answers it all.
+#     in every mode (as the balancer hashes). Instance 3 lists the backends in reverse order.
+#  2. stickiness across instances: N polling clients whose every connection comes from the
+#     next of 3 addresses that hash to the 3 instances (client.js --rotate-src), 4 echoes
+#     each: every session crosses all 3 instances and one node answers it all -- with the
+#     sticky cookie, then with `--balance hash --hash-key http_x_client_key` (the ketama
+#     ring) and no cookie. Control: instance 2 names the same backends by the backend
+#     host's second address (other ids), and then the sessions must break.
 #  3. rolling restart: 90 clients (a third per mode) send an acknowledged message every
 #     100 ms with socket.io's retries; instance 1's buckets go to the others, then it gets
-#     SIGQUIT (graceful stop; it must exit 0 within its 2 s + grace); its clients move to
-#     instances 2 and 3 (polling ones keep their sessions), 0 messages lost, all connected
-#     at the end; then it is started again, gets its buckets back, and N new websocket
-#     clients are spread exactly as in step 1.
-#  4. capacity: M (2400) idle websocket clients through 1 instance (every bucket on it),
-#     then through 3: held = 1 x 511 and 3 x 511 at 1 x 1024 each (instances x
-#     floor((C - 2) / 2)), every held one answers a probe, none dropped.
+#     SIGQUIT (graceful stop; it must exit 0 within its 2 s + grace); exactly its clients
+#     move to instances 2 and 3 (polling ones keep their sessions), 0 messages lost, all
+#     connected at the end; then it is started again, gets its buckets back, and N new
+#     websocket clients are spread exactly as in step 1.
+#  4. capacity: idle websocket clients through 1 instance (every bucket on it), then M
+#     (2000) through 3: held = 1 x 511 and 3 x 511 at 1 x 1024 each (instances x
+#     floor((C - 2) / 2)), every held one answers a probe, none dropped; and
+#     `ringway explain --instances 3` says the same.
 #
 # Prints each step's line and a summary; with --out DIR also writes meta.json, raw/ (every
 # client's JSON), logs/ and summary.md there. Exit 0: all passed; 1: an assertion failed;
@@ -60,7 +64,7 @@ die() {
 }
 
 CLIENTS=100
-CEILING_CLIENTS=2400
+CEILING_CLIENTS=2000
 WC=1024
 BUILD=1
 OUT=""
@@ -100,6 +104,7 @@ P=("$NS-p1" "$NS-p2" "$NS-p3")
 INST=(198.18.1.2 198.18.2.2 198.18.3.2)        # the proxies, as the balancer sees them
 VIA=(198.18.100.11 198.18.100.12 198.18.100.13) # ... and as the nodes see them
 BACKEND_ADDR=198.18.100.1
+BACKEND_ALT=198.18.100.2 # the same host's second address (step 2's control)
 VIP=198.18.0.1
 SRC_RANGE=198.18.0.10-198.18.0.250 # the client host's addresses (241)
 BUCKETS=12
@@ -194,6 +199,7 @@ nsx "$LB" sysctl -qw net.ipv4.ip_forward=1 # this namespace's own
 ip netns exec "$BE" ip link add br0 type bridge
 ip -n "$BE" link set br0 up
 ip -n "$BE" addr add $BACKEND_ADDR/24 dev br0
+ip -n "$BE" addr add $BACKEND_ALT/24 dev br0
 for i in 1 2 3; do
     p=${P[i - 1]}
     netns_veth "$LB" "p$i" "$p" eth0
@@ -216,7 +222,7 @@ wait_for_line "$WORK/redis.log" 'Ready to accept connections' 10 "${PIDS[-1]}" |
 }
 NODE_PIDS=() NODE_PORTS=() NODE_LOGS=()
 for i in 1 2 3 4; do
-    ip netns exec "$BE" node "$APP/server.js" 0 6379 --host $BACKEND_ADDR >"$WORK/node$i.log" 2>&1 &
+    ip netns exec "$BE" node "$APP/server.js" 0 6379 --host 0.0.0.0 >"$WORK/node$i.log" 2>&1 &
     PIDS+=($!)
     NODE_PIDS+=($!)
     NODE_LOGS+=("$WORK/node$i.log")
@@ -234,20 +240,32 @@ for p in "${NODE_PORTS[@]}"; do UPSTREAMS+="${UPSTREAMS:+,}$BACKEND_ADDR:$p"; do
 log "backend: redis + socket.io nodes on $BACKEND_ADDR:{${PORT_LIST}}"
 
 # ---- 3. the proxy hosts ---------------------------------------------------------------------
+# Instance 3 lists the backends in the reverse order: sticky ids and the ketama ring are
+# functions of the addresses, not of their order, and steps 1-3 show it.
+REVERSED=""
+for ((i = ${#NODE_PORTS[@]} - 1; i >= 0; i--)); do REVERSED+="${REVERSED:+,}$BACKEND_ADDR:${NODE_PORTS[i]}"; done
+UPS=("$UPSTREAMS" "$UPSTREAMS" "$REVERSED")
 RW_RUN=(0 0 0)
-start_ringway() { # instance index 0..2
+STICKY=(--sticky-cookie io_srv)
+start_ringway() { # instance index 0..2, then the flags that pick backends (default: $STICKY)
     local k=$1 f
+    shift
+    (($#)) || set -- "${STICKY[@]}"
     RW_RUN[k]=$((RW_RUN[k] + 1))
     f=$WORK/ringway-p$((k + 1))-${RW_RUN[k]}.log
-    ip netns exec "${P[k]}" "$RINGWAY" --listen "${INST[k]}:80" --upstream "$UPSTREAMS" \
-        --worker-processes 1 --worker-connections "$WC" --no-pin --sticky-cookie io_srv \
-        --shutdown-timeout 2s >"$f" 2>&1 &
+    ip netns exec "${P[k]}" "$RINGWAY" --listen "${INST[k]}:80" --upstream "${UPS[k]}" \
+        --worker-processes 1 --worker-connections "$WC" --no-pin --shutdown-timeout 2s \
+        "$@" >"$f" 2>&1 &
     RW_PID[k]=$!
     PIDS+=($!)
     wait_for_line "$f" "^ringway: listening on ${INST[k]//./\\.}:80 " 20 "${RW_PID[k]}" || {
         cat "$f" >&2
         die "ringway on proxy $((k + 1)) did not start"
     }
+}
+stop_ringway() { # instance index: graceful stop (nothing is connected when we call it)
+    stop_one "${RW_PID[$1]}" TERM
+    forget "${RW_PID[$1]}"
 }
 for k in 0 1 2; do start_ringway "$k"; done
 BUDGET_LINE=$(grep -m1 '^budget:' "$WORK/ringway-p1-1.log" || true)
@@ -311,7 +329,10 @@ jq_node() { # $1 JSON file, $2 JS expression over r: prints it
     node -e 'const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").pop()); console.log(eval(process.argv[2]))' "$1" "$2"
 }
 
-run_client() { # $1 label, then client.js flags; checks with check.js; $CHECK_EXTRA extra flags
+# $1 label, then client.js flags; judged by check.js (--expect $EXPECT, --sticky $STICKY_CHECK,
+# plus $CHECK_EXTRA).
+EXPECT=pass STICKY_CHECK=yes CHECK_EXTRA=""
+run_client() {
     local label=$1 out rc before verdict
     shift
     out=$RAW/$label.json
@@ -327,8 +348,8 @@ run_client() { # $1 label, then client.js flags; checks with check.js; $CHECK_EX
     sleep 0.2
     rc=0
     # shellcheck disable=SC2086
-    verdict=$(node "$APP/check.js" --result "$out" --expect pass --ports "$PORT_LIST" \
-        --session-unknown $(($(session_unknown_total) - before)) --sticky yes \
+    verdict=$(node "$APP/check.js" --result "$out" --expect "$EXPECT" --ports "$PORT_LIST" \
+        --session-unknown $(($(session_unknown_total) - before)) --sticky "$STICKY_CHECK" \
         --instances "$(IFS=,; echo "${VIA[*]}")" $CHECK_EXTRA) || rc=$?
     if ((rc == 0)); then note ok "$label: $verdict"; else note FAIL "$label: $verdict"; fi
 }
@@ -350,12 +371,35 @@ if [[ -f $SRC_MAP ]]; then
     done
 fi
 if ((${#ROT[@]} == 3)); then
+    ROT_LIST=$(IFS=,; echo "${ROT[*]}")
     CHECK_EXTRA="--rotated yes"
-    run_client sticky-rotated --transport polling --rotate-src --echoes 4 --src-ips "$(IFS=,; echo "${ROT[*]}")"
+    run_client sticky-rotated --transport polling --rotate-src --echoes 4 --src-ips "$ROT_LIST"
+
+    # The ketama ring agrees too: no cookie, a consistent hash of a header of the client's.
+    for k in 0 1 2; do
+        stop_ringway "$k"
+        start_ringway "$k" --balance hash --hash-key http_x_client_key
+    done
+    STICKY_CHECK=no CHECK_EXTRA="--rotated yes --spread no"
+    run_client ketama-rotated --transport polling --rotate-src --echoes 4 --src-ips "$ROT_LIST" \
+        --header X-Client-Key
+
+    # Control: instance 2 names the same backends by another address (the backend host's
+    # second one), so its ids differ and it cannot honour the others' cookies: sessions that
+    # cross it break (what this test would show if ids were not a function of the list).
+    for k in 0 1 2; do stop_ringway "$k"; done
+    UPS[1]=${UPSTREAMS//$BACKEND_ADDR/$BACKEND_ALT}
+    for k in 0 1 2; do start_ringway "$k"; done
+    EXPECT=fail STICKY_CHECK=yes CHECK_EXTRA=""
+    run_client control-ids-differ --transport polling --rotate-src --echoes 4 --src-ips "$ROT_LIST"
+    EXPECT=pass
+    stop_ringway 1
+    UPS[1]=$UPSTREAMS
+    start_ringway 1
 else
     note FAIL "sticky-rotated: no client address for each instance in step 1's map (${ROT[*]:-none})"
 fi
-CHECK_EXTRA=""
+STICKY_CHECK=yes CHECK_EXTRA=""
 
 # 3. rolling restart of instance 1
 ROLL=$RAW/rolling.json
@@ -412,7 +456,7 @@ else
     forget "$ROLL_PID"
 fi
 # ...and back: the instance takes new clients again, exactly as the balancer hashes them.
-if ! kill -0 "${RW_PID[0]}" 2>/dev/null; then start_ringway 0; fi
+start_ringway 0
 for ((b = 0; b < BUCKETS; b++)); do BUCKET_OWNER[b]=$((b % 3)); done
 lb_apply
 CHECK_EXTRA="--src-map $SRC_MAP"
@@ -429,9 +473,9 @@ if [[ -f $RAW/back-websocket.json ]]; then
 fi
 
 # 4. capacity: 1 instance, then 3
-ceiling() { # $1 label, $2 instances expected
-    local label=$1 n=$2 out=$RAW/ceiling-$1.json rc=0 verdict
-    timeout 120 ip netns exec "$C" node "$APP/ceiling.js" --url "$URL" --clients "$CEILING_CLIENTS" \
+ceiling() { # $1 label, $2 instances expected, $3 clients
+    local label=$1 n=$2 m=$3 out=$RAW/ceiling-$1.json rc=0 verdict
+    timeout 120 ip netns exec "$C" node "$APP/ceiling.js" --url "$URL" --clients "$m" \
         --src-ips $SRC_RANGE --in-flight 200 --hold 2 --timeout 15 >"$out" 2>"$WORK/ceiling-$label.log" || rc=$?
     if ((rc != 0)); then
         cat "$WORK/ceiling-$label.log" >&2
@@ -455,11 +499,21 @@ process.exit(p.length ? 1 : 0);
 }
 for ((b = 0; b < BUCKETS; b++)); do BUCKET_OWNER[b]=0; done
 lb_apply
-ceiling 1-instance 1
+ceiling 1-instance 1 $((PER + CEILING_CLIENTS / 6))
 for ((b = 0; b < BUCKETS; b++)); do BUCKET_OWNER[b]=$((b % 3)); done
 lb_apply
 sleep 1 # the first run's refused and closed connections finish on every instance
-ceiling 3-instances 3
+ceiling 3-instances 3 "$CEILING_CLIENTS"
+# What explain says such a cluster holds, beside what it held.
+EXPLAIN=$("$RINGWAY" explain --upstream "$UPSTREAMS" --worker-processes 1 --worker-connections "$WC" \
+    --instances 3 2>&1 | grep -o 'The cluster holds [^(]*' || true)
+held3=$(jq_node "$RAW/ceiling-3-instances.json" "r.held" 2>/dev/null || echo "?")
+want3=$(sed ':a; s/\B[0-9]\{3\}\>/,&/; ta' <<<$((3 * PER))) # 1533 -> 1,533, as explain writes it
+if [[ $EXPLAIN == "The cluster holds 3 × $PER = $want3 " ]]; then
+    note ok "explain --instances 3: \"${EXPLAIN% }\"; held $held3"
+else
+    note FAIL "explain --instances 3 said \"${EXPLAIN:-nothing}\", expected 3 × $PER = $want3"
+fi
 
 # ---- summary ----------------------------------------------------------------------------------
 DUR=$((SECONDS - T0))

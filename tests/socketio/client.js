@@ -3,7 +3,7 @@
 //
 //   node client.js --url http://127.0.0.1:PORT [--clients 100]
 //                  [--transport default|websocket|polling] [--timeout 20] [--cookie io_srv]
-//                  [--src-ips A,B,...|A-B] [--rotate-src] [--echoes 1]
+//                  [--src-ips A,B,...|A-B] [--rotate-src] [--echoes 1] [--header NAME]
 //
 //   default   : long-polling first, then upgrade to WebSocket (what a browser does)
 //   websocket : transports: ['websocket'] (one upgrade request, no polling)
@@ -26,7 +26,8 @@
 // takes the next address instead (client i starts at address i), so one session's requests
 // -- every long-poll GET and POST is its own connection in Node -- reach the balancer from
 // different addresses and so different proxy instances. --echoes K sends K acknowledged
-// echoes one after another (default 1). Each ack names the proxy the request came through
+// echoes one after another (default 1). --header NAME sends NAME: <a key of its own> on every
+// request of client i (a key for `--balance hash --hash-key http_NAME`). Each ack names the proxy the request came through
 // (`via`, the node's peer address) and every proxy this session used (`vias`); the output
 // adds per_via (clients by the proxy of their last ack), via_by_src (source address -> the
 // proxies its clients came through), vias_per_client (how many proxies one session crossed:
@@ -43,7 +44,7 @@ const { io } = require("socket.io-client");
 function usage(msg) {
   if (msg) console.error(`client.js: ${msg}`);
   console.error(
-    "usage: node client.js --url URL [--clients N] [--transport default|websocket|polling] [--timeout SECONDS] [--cookie NAME] [--src-ips A,B|A-B] [--rotate-src] [--echoes K]"
+    "usage: node client.js --url URL [--clients N] [--transport default|websocket|polling] [--timeout SECONDS] [--cookie NAME] [--src-ips A,B|A-B] [--rotate-src] [--echoes K] [--header NAME]"
   );
   process.exit(2);
 }
@@ -57,6 +58,7 @@ const opt = {
   srcIps: [],
   rotateSrc: false,
   echoes: 1,
+  header: null,
 };
 {
   const a = process.argv.slice(2);
@@ -76,6 +78,7 @@ const opt = {
     else if (k === "--cookie") opt.cookie = v;
     else if (k === "--src-ips") opt.srcIps = parseIps(v);
     else if (k === "--echoes") opt.echoes = Number(v);
+    else if (k === "--header") opt.header = v;
     else usage(`unknown flag ${k}`);
   }
 }
@@ -178,6 +181,7 @@ function makeClient(i) {
     const pick = opt.rotateSrc ? () => opt.srcIps[next++ % opt.srcIps.length] : () => c.src;
     source.agent = new SourceAgent(pick);
   }
+  if (opt.header) source.extraHeaders = { [opt.header]: `key-${process.pid}-${i}` };
   const socket = io(opt.url, {
     ...source,
     forceNew: true, // one Manager (one engine.io session, one cookie jar) per client
