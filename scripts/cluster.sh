@@ -606,7 +606,8 @@ if [[ -n $OUT ]]; then
     cp "$WORK/lb-ruleset.log" "$OUT/raw/lb-ruleset.txt" 2>/dev/null || true
     sha=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
     dirty=false
-    [[ -z $(git status --porcelain 2>/dev/null) ]] || dirty=true
+    # The code under test only (the results folder itself is new and untracked).
+    [[ -z $(git status --porcelain -- src bench tests scripts Cargo.toml Cargo.lock 2>/dev/null) ]] || dirty=true
     cat >"$OUT/meta.json" <<EOF
 {
   "command": $(json_str "$CMDLINE"),
