@@ -40,9 +40,10 @@
 #     move to instances 2 and 3 (polling ones keep their sessions), 0 messages lost, all
 #     connected at the end; then it is started again, gets its buckets back, and N new
 #     websocket clients are spread exactly as in step 1.
-#  4. capacity: idle websocket clients through 1 instance (every bucket on it), then M
-#     (2000) through 3: held = 1 x 511 and 3 x 511 at 1 x 1024 each (instances x
-#     floor((C - 2) / 2)), every held one answers a probe, none dropped; and
+#  4. capacity, on freshly started instances: idle websocket clients through 1 instance
+#     (every bucket on it), then M (2000) through 3: held = 1 x 511 and 3 x 511 at
+#     1 x 1024 each (instances x floor((C - 2) / 2)), every held one answers a probe, none
+#     dropped; and
 #     `ringway explain --instances 3` says the same. With --nginx, the 3-instance ceiling
 #     again with nginx in place of ringway on each proxy host (the seed's nginx.conf with
 #     these backends, 1 x C, proxy_read_timeout 3600s; apt-get install nginx-light when
@@ -514,6 +515,21 @@ process.exit(p.length ? 1 : 0);
         note FAIL "ceiling-$label: $verdict"
     fi
 }
+for k in 0 1 2; do kill -USR1 "${RW_PID[k]}"; done # their stats, into their logs
+sleep 0.3
+for k in 0 1 2; do
+    f=$(ls -t "$WORK"/ringway-p$((k + 1))-*.log | head -1)
+    log "before the ceilings, proxy $((k + 1)): $(grep '^stats: worker' "$f" | tail -1 | grep -o 'slots [0-9]* used\|sessions [0-9]*\|pooled upstream [0-9]*' | paste -sd, -)"
+done
+# The ceilings start on fresh instances, as scripts/ceiling.sh's do: a request whose client
+# has gone while it waits for the backend (such as a long-poll abandoned in step 2's control) keeps
+# its session and 2 slots until the node answers it (its next ping, up to 25 s), and would
+# take its share of a budget measured to the slot. The line above shows what was left.
+for k in 0 1 2; do
+    stop_one "${RW_PID[k]}" INT
+    forget "${RW_PID[k]}"
+    start_ringway "$k"
+done
 for ((b = 0; b < BUCKETS; b++)); do BUCKET_OWNER[b]=0; done
 lb_apply
 ceiling 1-instance 1 $((PER + CEILING_CLIENTS / 6))

@@ -336,7 +336,10 @@ async function main() {
 
   closing = true;
   for (const c of clients) c.socket.disconnect();
-  process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
+  // A polling client's disconnect is a POST (and its pending long-poll GET is answered by
+  // the node): give them a moment to go out, or the node keeps the session and the proxy
+  // keeps that GET in flight until the node's next ping (25 s).
+  process.stdout.write(JSON.stringify(result) + "\n", () => setTimeout(() => process.exit(0), 500));
 }
 
 // Hard limit: the phases are bounded by `deadline`; this only catches a bug of our own.

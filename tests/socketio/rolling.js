@@ -213,7 +213,10 @@ function report() {
     duration_ms: Date.now() - t0,
   };
   for (const c of clients) c.socket.disconnect();
-  process.stdout.write(JSON.stringify(result) + "\n", () => process.exit(0));
+  // A polling client's disconnect is a POST (and its pending long-poll GET is answered by
+  // the node): give them a moment to go out, or the node keeps the session and the proxy
+  // keeps that GET in flight until the node's next ping (25 s).
+  process.stdout.write(JSON.stringify(result) + "\n", () => setTimeout(() => process.exit(0), 500));
 }
 
 for (let i = 0; i < opt.clients; i++) clients.push(makeClient(i));
