@@ -2,6 +2,10 @@
 //! first, and — when N does not fit — one plan: the smallest set of changes that reaches
 //! N (`explain/plan.rs`), checked by the same arithmetic on the changed configuration.
 //!
+//! With `--instances N` ([`explain_cluster`]) the configuration is one of N instances behind
+//! an L4 balancer, each on a machine like this one: the limits are one instance's, checked
+//! against its share of the tunnels, and the verdict says what the N hold together.
+//!
 //! The arithmetic is pure ([`explain`] takes an [`Env`] read from the machine or crafted by
 //! a test); [`Env::read`] reads the machine. Figures per tunnel: two proxy sockets (two
 //! slots, two descriptors, ≈ 5 KB of kernel memory each, measured — FACTS.md), one upstream
@@ -93,8 +97,12 @@ pub struct Row {
 /// The whole answer.
 #[derive(Clone, Debug)]
 pub struct Report {
-    /// Target tunnels.
+    /// Target tunnels (of one instance: its share when `instances` > 1).
     pub tunnels: u64,
+    /// Instances of this configuration behind an L4 balancer (1: just this one).
+    pub instances: u64,
+    /// Target tunnels of the whole cluster (`tunnels` when `instances` is 1).
+    pub cluster_tunnels: u64,
     /// Configuration summary.
     pub header: String,
     /// Every limit, as configured.
@@ -114,15 +122,37 @@ impl Report {
         self.binding().allows >= self.tunnels
     }
 
+    /// Tunnels the cluster holds as configured: instances × the binding limit of one.
+    pub fn cluster_holds(&self) -> u64 {
+        self.binding().allows.saturating_mul(self.instances)
+    }
+
     /// One screen of plain text.
     pub fn render(&self) -> String {
         let mut s = String::new();
-        let _ = writeln!(
-            s,
-            "ringway explain: can this configuration hold {} tunnels?",
-            group(self.tunnels)
-        );
+        let n = self.instances;
+        if n > 1 {
+            let _ = writeln!(
+                s,
+                "ringway explain: can {n} instances of this configuration hold {} tunnels?",
+                group(self.cluster_tunnels)
+            );
+        } else {
+            let _ = writeln!(
+                s,
+                "ringway explain: can this configuration hold {} tunnels?",
+                group(self.tunnels)
+            );
+        }
         let _ = writeln!(s, "  {}", self.header);
+        if n > 1 {
+            let _ = writeln!(
+                s,
+                "  cluster: {n} instances behind an L4 balancer, each on its own machine like this one (the limits below are one instance's): {} tunnels each ({} / {n}, rounded up)",
+                group(self.tunnels),
+                group(self.cluster_tunnels)
+            );
+        }
         let _ = writeln!(s);
         let _ = writeln!(
             s,
@@ -146,6 +176,16 @@ impl Report {
         let b = self.binding();
         let _ = writeln!(s);
         match &self.plan {
+            None if n > 1 => {
+                let _ = writeln!(
+                    s,
+                    "  → {} tunnels per instance fit. The cluster holds {n} × {} = {} (first to bind in each instance: {}), as long as the balancer gives every instance its share: a hash spreads clients unevenly, and an instance at its limit refuses (--at-limit) while others have room, so size for the busiest one.",
+                    group(self.tunnels),
+                    group(b.allows.min(u64::MAX / n)),
+                    allows(self.cluster_holds()),
+                    b.name,
+                );
+            }
             None => {
                 let _ = writeln!(
                     s,
@@ -155,7 +195,18 @@ impl Report {
                     group(b.allows)
                 );
             }
-            Some(p) => p.render(self, &mut s),
+            Some(p) => {
+                if n > 1 {
+                    let _ = writeln!(
+                        s,
+                        "  As configured the cluster holds {n} × {} = {}; the plan below is for each instance's {}.",
+                        allows(b.allows),
+                        allows(self.cluster_holds()),
+                        group(self.tunnels)
+                    );
+                }
+                p.render(self, &mut s)
+            }
         }
         s
     }
@@ -206,6 +257,17 @@ pub fn explain(cfg: &Config, env: &Env, tunnels: u64) -> Report {
     if !r.fits() {
         r.plan = Some(plan::plan(cfg, env, tunnels));
     }
+    r
+}
+
+/// [`explain`] for `instances` copies of `cfg` behind an L4 balancer, each on a machine like
+/// `env` (its own descriptors, ports and memory), sharing `tunnels` evenly: each instance is
+/// checked (and planned) for `tunnels / instances`, rounded up.
+pub fn explain_cluster(cfg: &Config, env: &Env, tunnels: u64, instances: u64) -> Report {
+    let n = instances.max(1);
+    let mut r = explain(cfg, env, ceil_div(tunnels, n));
+    r.instances = n;
+    r.cluster_tunnels = tunnels;
     r
 }
 
@@ -308,6 +370,8 @@ fn limits(cfg: &Config, env: &Env, tunnels: u64) -> Report {
 
     Report {
         tunnels,
+        instances: 1,
+        cluster_tunnels: tunnels,
         header: format!(
             "config: {w} worker(s) × {wc} worker_connections, worker-mode {} ({}), tunnel {}, {backends} backend(s), {srcs} upstream source address(es)",
             mode.as_flag(),
@@ -445,6 +509,35 @@ mod tests {
         assert!(text.contains("sysctl fs.nr_open=2000168"), "{text}");
         assert!(text.contains("LimitNOFILE=2000168"), "{text}");
         assert!(text.contains("--worker-connections 2000002"), "{text}");
+    }
+
+    /// The seed's budget, three instances: 3 × 511 = 1,533 fit, and one more does not
+    /// (1,534 / 3 rounds up to 512 per instance), with the plan sized per instance.
+    #[test]
+    fn a_cluster_holds_instances_times_one() {
+        let c = cfg(1, 1024, 4);
+        let r = explain_cluster(&c, &env(), 1_533, 3);
+        let text = r.render();
+        assert!(r.fits(), "{text}");
+        assert_eq!(r.tunnels, 511);
+        assert_eq!(r.cluster_holds(), 1_533);
+        assert!(
+            text.contains("can 3 instances of this configuration hold 1,533 tunnels?"),
+            "{text}"
+        );
+        assert!(text.contains("The cluster holds 3 × 511 = 1,533"), "{text}");
+        let r = explain_cluster(&c, &env(), 1_534, 3);
+        let text = r.render();
+        assert!(!r.fits(), "{text}");
+        assert_eq!(r.tunnels, 512);
+        assert!(
+            text.contains("As configured the cluster holds 3 × 511 = 1,533"),
+            "{text}"
+        );
+        assert!(text.contains("set worker_connections to 1,026"), "{text}");
+        // One instance is explain itself.
+        let one = explain_cluster(&c, &env(), 511, 1).render();
+        assert_eq!(one, explain(&c, &env(), 511).render());
     }
 
     #[test]

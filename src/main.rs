@@ -80,6 +80,7 @@ fn main() {
     }
     let test_only = cli.test_config;
     let tunnels = cli.tunnels;
+    let instances = cli.instances.unwrap_or(1);
     let file = cli.config.clone();
     let given = |id: &str| matches.value_source(id) == Some(ValueSource::CommandLine);
     let cfg: Config = match ringway::config::from_cli(cli, &given) {
@@ -99,14 +100,20 @@ fn main() {
         }
     };
     let target = tunnels.unwrap_or(
-        (cfg.workers * ringway::budget::clients_per_worker(cfg.worker_connections)) as u64,
+        instances
+            * (cfg.workers * ringway::budget::clients_per_worker(cfg.worker_connections)) as u64,
     );
     if explain_only || test_only {
         println!(
             "{}",
             ringway::budget::describe(cfg.workers, cfg.worker_connections)
         );
-        let report = ringway::explain::explain(&cfg, &ringway::explain::Env::read(), target);
+        let report = ringway::explain::explain_cluster(
+            &cfg,
+            &ringway::explain::Env::read(),
+            target,
+            instances,
+        );
         print!("{}", report.render());
         if explain_only {
             // 1: the tunnels do not fit as configured (the plan above says what would).

@@ -25,6 +25,8 @@ Commands:
            backlog, memory; which binds first; and when N does not fit, one plan: the
            smallest set of changes that reaches N. Takes the same flags as a run.
            Exit status: 0 when N fits as configured, 1 when it does not, 2 for bad flags.
+           --instances K: K copies of this configuration behind an L4 balancer, each on a
+           machine like this one, share N; the limits are one instance's, for N / K.
 
 Examples:
   ringway --listen 127.0.0.1:8080 --upstream 127.0.0.1:9001,127.0.0.1:9002
@@ -228,6 +230,12 @@ pub struct Cli {
     /// configured.
     #[arg(long)]
     pub tunnels: Option<u64>,
+
+    /// For `explain`: instances of this configuration behind an L4 balancer, each on a
+    /// machine like this one, sharing --tunnels (default 1; --tunnels then defaults to
+    /// instances × what one budget admits).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    pub instances: Option<u64>,
 }
 
 impl TryFrom<Cli> for Config {

@@ -2,15 +2,20 @@
 // One node of the seed cluster: a socket.io v4 server on 127.0.0.1:PORT whose nodes share
 // state through Redis (@socket.io/redis-adapter, pub/sub on 127.0.0.1:REDIS_PORT).
 //
-//   node server.js PORT REDIS_PORT [--cookie NAME]
+//   node server.js PORT REDIS_PORT [--cookie NAME] [--host ADDR]
 //
 // PORT 0 picks a free port. Prints `listening PORT` (the real port) once it is ready.
+// --host: the address to listen on (default 127.0.0.1; scripts/cluster.sh gives the backend
+// host's address inside its network namespace). Redis is always on 127.0.0.1.
 //
 // Events:
 //   echo (acknowledged): acks { payload, port, transport, cookie } where `cookie` is the value
 //        of the sticky cookie NAME (default io_srv) carried by the latest HTTP request of this
 //        engine.io session (the POST that brought the echo in polling, the upgrade request
 //        after an upgrade), or null: it shows the client really sends the sticky cookie.
+//        Also `via` (the peer address of that latest request: which proxy instance brought
+//        it, in scripts/cluster.sh) and `vias` (every peer address this session's requests
+//        came from, the handshake's included).
 //   shout: io.emit('broadcast', payload) -- through Redis to every node of the cluster.
 //
 // Logs `connection_error CODE MESSAGE METHOD URL` for each request engine.io refuses.
@@ -29,11 +34,14 @@ function usage(msg) {
 
 const argv = process.argv.slice(2);
 let cookieName = "io_srv";
+let host = "127.0.0.1";
 const pos = [];
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--cookie") cookieName = argv[++i];
+  else if (argv[i] === "--host") host = argv[++i];
   else pos.push(argv[i]);
 }
+if (!host) usage("--host needs an address");
 if (pos.length !== 2) usage("need PORT and REDIS_PORT");
 const port = Number(pos[0]);
 const redisPort = Number(pos[1]);
@@ -72,9 +80,21 @@ async function main() {
   // sid -> sticky cookie value of the latest request of that engine.io session. Engine.io has
   // installed its own listeners by now; prepend so ours runs before it handles the request.
   const lastCookie = new Map();
+  // sid -> { last: peer address of the latest request, all: Set of every peer address }.
+  const peers = new Map();
+  const peerOf = (req) => String((req.socket && req.socket.remoteAddress) || "").replace(/^::ffff:/, "");
+  const notePeer = (sid, addr) => {
+    let p = peers.get(sid);
+    if (!p) peers.set(sid, (p = { last: addr, all: new Set() }));
+    p.last = addr;
+    p.all.add(addr);
+  };
   const note = (req) => {
     const sid = sidOf(req.url || "");
-    if (sid) lastCookie.set(sid, cookieValue(req.headers.cookie, cookieName));
+    if (sid) {
+      lastCookie.set(sid, cookieValue(req.headers.cookie, cookieName));
+      notePeer(sid, peerOf(req));
+    }
   };
   httpServer.prependListener("request", note);
   httpServer.prependListener("upgrade", note);
@@ -93,7 +113,14 @@ async function main() {
     live++;
     total++;
     const sid = socket.conn.id;
-    socket.conn.on("close", () => lastCookie.delete(sid));
+    // The handshake request carries no sid yet: add its peer now (the latest one stays).
+    const hs = String(socket.handshake.address || "").replace(/^::ffff:/, "");
+    if (peers.has(sid)) peers.get(sid).all.add(hs);
+    else notePeer(sid, hs);
+    socket.conn.on("close", () => {
+      lastCookie.delete(sid);
+      peers.delete(sid);
+    });
     socket.on("disconnect", () => {
       live--;
     });
@@ -104,6 +131,8 @@ async function main() {
         port: actualPort,
         transport: socket.conn.transport.name,
         cookie: lastCookie.has(sid) ? lastCookie.get(sid) : null,
+        via: peers.has(sid) ? peers.get(sid).last : null,
+        vias: peers.has(sid) ? [...peers.get(sid).all] : [],
       });
     });
     socket.on("shout", (payload, ack) => {
@@ -115,7 +144,7 @@ async function main() {
   let actualPort = port;
   await new Promise((resolve, reject) => {
     httpServer.once("error", reject);
-    httpServer.listen(port, "127.0.0.1", resolve);
+    httpServer.listen(port, host, resolve);
   });
   actualPort = httpServer.address().port;
   console.log(`listening ${actualPort}`);
