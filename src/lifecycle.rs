@@ -11,7 +11,10 @@
 //! New clients reach the new configuration at once, and nobody is refused meanwhile.
 //!
 //! SIGQUIT and SIGTERM drain every generation, bounded by the stop timeout; SIGINT stops
-//! at once. SIGUSR1 prints the stats (and stands for nginx's `reopen`).
+//! at once. SIGUSR1 reopens the access and error logs (nginx's `reopen`, for logrotate);
+//! SIGUSR2 prints the stats (the metrics endpoint has them too). With `--metrics`, the
+//! metrics listener follows the generations: each reload adds one, each drained one
+//! hands its counters to the running totals.
 
 use crate::config::{from_args, AsFlag, Config};
 use crate::log::{self, Level, Who};
@@ -25,8 +28,44 @@ use std::time::Duration;
 /// How often the loop looks for drained generations.
 const POLL: Duration = Duration::from_millis(100);
 
-/// What SIGUSR1 (nginx's `reopen`) logs: there is no log file to reopen.
-pub const REOPEN_NOTE: &str = "SIGUSR1: reopen: ringway logs to stderr, no file to reopen";
+/// SIGUSR1 (nginx's `reopen`): open the error log and the access logs again (after
+/// logrotate moved them), logging what was done.
+pub fn reopen_logs(cfg: &Config) {
+    let mut errs = crate::access_log::reopen();
+    if let Err(e) = log::reopen() {
+        errs.push(e);
+    }
+    for e in &errs {
+        log::write(Level::Error, Who::Process, None, format_args!("{e}"));
+    }
+    let what = match (&cfg.error_log, &cfg.access_log) {
+        (None, None) => {
+            "no log file to reopen (the error log is stderr, the access log off)".to_string()
+        }
+        (e, a) => {
+            let names: Vec<String> = [e, a]
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
+            format!("reopened {}", names.join(" and "))
+        }
+    };
+    note(format_args!("SIGUSR1: reopen: {what}"));
+}
+
+/// Start the metrics listener `cfg` asks for, if any, and say where it is. The error is
+/// one line for a person.
+pub fn start_metrics(
+    cfg: &Config,
+    source: &std::sync::Arc<crate::metrics::Source>,
+) -> io::Result<()> {
+    if let Some(addr) = cfg.metrics {
+        let bound = crate::metrics::serve(addr, source.clone())?;
+        println!("ringway: metrics on http://{bound}/metrics");
+    }
+    Ok(())
+}
 
 /// The lines a (re)started thread-mode generation prints under the budget line.
 pub fn announce(server: &Server) {
@@ -101,25 +140,27 @@ pub fn reread(args: &[OsString], running: &Config) -> Option<Config> {
 
 /// Run until stopped; returns the first error of a worker of the last generation.
 pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
+    let source = crate::metrics::Source::new(first.config().workers, false);
+    let mut cur_id = source.add(first.metrics_gen());
+    start_metrics(first.config(), &source)?;
     let mut current = first;
-    let mut old: Vec<Server> = Vec::new();
+    let mut old: Vec<(Server, crate::metrics::GenId)> = Vec::new();
     let mut stopping = false;
     loop {
         let sig = sys::wait_signal(set.as_ref(), POLL).and_then(|s| Signal::try_from(s).ok());
-        old.retain_mut(|s| {
+        old.retain_mut(|(s, id)| {
             let done = s.finished();
             if done {
                 let _ = s.stop();
+                source.retire(*id);
             }
             !done
         });
         match sig {
             None if stopping && current.finished() && old.is_empty() => break,
             None => {}
-            Some(Signal::SIGUSR1) => {
-                note(format_args!("{REOPEN_NOTE}"));
-                eprint!("{}", current.stats().render());
-            }
+            Some(Signal::SIGUSR1) => reopen_logs(current.config()),
+            Some(Signal::SIGUSR2) => eprint!("{}", current.stats().render()),
             Some(Signal::SIGHUP) if stopping => {
                 note(format_args!("SIGHUP: stopping; not reloading"))
             }
@@ -132,6 +173,9 @@ pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
                 }
                 match current.successor(cfg) {
                     Ok(next) => {
+                        let prev_id =
+                            std::mem::replace(&mut cur_id, source.add(next.metrics_gen()));
+                        source.reloaded();
                         let prev = std::mem::replace(&mut current, next);
                         let bound = prev.config().shutdown_timeout;
                         prev.drain(bound);
@@ -146,7 +190,7 @@ pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
                                 None => "until they end".into(),
                             }
                         ));
-                        old.push(prev);
+                        old.push((prev, prev_id));
                     }
                     Err(e) => log::write(
                         Level::Error,
@@ -165,7 +209,7 @@ pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
                     crate::config::fmt_duration(bound)
                 ));
                 current.drain(Some(bound));
-                for s in &old {
+                for (s, _) in &old {
                     s.drain(Some(bound));
                 }
                 stopping = true;
@@ -177,7 +221,7 @@ pub fn run(first: Server, args: &[OsString], set: &SigSet) -> io::Result<()> {
             }
         }
     }
-    for s in &mut old {
+    for (s, _) in &mut old {
         let _ = s.stop();
     }
     let snap = current.stats();

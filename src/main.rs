@@ -139,6 +139,7 @@ fn main() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
     }
+    open_logs(&cfg);
     if let Some(w) = ringway::server::raise_nofile(&cfg) {
         if std::env::var_os(ringway::master::WORKER_ENV).is_none() {
             eprintln!("ringway: {w}");
@@ -184,6 +185,25 @@ fn main() {
     let res = ringway::lifecycle::run(server, &args, &set);
     drop(pid);
     if let Err(e) = res {
+        eprintln!("ringway: error: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// The error log (stderr moves to its file) and the access log (opened once, shared by
+/// every worker of this process); a file that cannot be opened ends the start (exit 1).
+fn open_logs(cfg: &Config) {
+    ringway::log::set_level(cfg.error_level);
+    let opened = cfg
+        .access_log
+        .as_ref()
+        .map_or(Ok(()), |p| ringway::access_log::open(p).map(drop))
+        .and_then(|()| {
+            cfg.error_log
+                .as_ref()
+                .map_or(Ok(()), |p| ringway::log::to_file(p))
+        });
+    if let Err(e) = opened {
         eprintln!("ringway: error: {e}");
         std::process::exit(1);
     }
@@ -266,7 +286,7 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    // SIGUSR1 is the master's to answer, and SIGHUP the master's to act on (a hangup reaches
+    // SIGUSR1 (reopen the logs) comes from the master; SIGHUP is the master's to act on (a hangup reaches
     // every process of the group). SIGQUIT/SIGTERM drain (bounded by the stop timeout);
     // SIGUSR2 is the master retiring this worker after a reload: a drain whose listener a
     // successor keeps, bounded only by --shutdown-timeout if given. SIGINT stops at once.
@@ -279,6 +299,13 @@ fn run_worker_process(
                 server.drain(Some(server.config().stop_timeout()))
             }
             Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
+            // The master's reopen, forwarded: this process's descriptors of the logs.
+            Some(Signal::SIGUSR1) => {
+                let _ = ringway::log::reopen();
+                for e in ringway::access_log::reopen() {
+                    eprintln!("ringway: worker {index}: {e}");
+                }
+            }
             Some(Signal::SIGINT) => break,
             _ => {}
         }

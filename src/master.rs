@@ -9,8 +9,9 @@
 //! descriptor to a sibling with room, SCM_RIGHTS), then execs `ringway` once per worker
 //! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
 //!
-//! The master forwards stops (SIGQUIT/SIGTERM graceful, SIGINT fast), prints aggregated
-//! stats on SIGUSR1 and at exit, and restarts a worker that dies (logging how it died)
+//! The master forwards stops (SIGQUIT/SIGTERM graceful, SIGINT fast) and log reopens
+//! (SIGUSR1), prints aggregated stats on SIGUSR2 and at exit, serves the metrics endpoint
+//! (`--metrics`, read straight from the shared counters), and restarts a worker that dies (logging how it died)
 //! after zeroing that worker's counters: its connections died with it, the others'
 //! tunnels are untouched.
 //!
@@ -23,7 +24,7 @@
 //! restarted; their tunnels stay until they end (or `--shutdown-timeout`).
 
 use crate::config::{AsFlag, Config};
-use crate::lifecycle::{reread, REOPEN_NOTE};
+use crate::lifecycle::reread;
 use crate::listener;
 use crate::log::{self, Level, Who};
 use crate::server::ChildSetup;
@@ -98,6 +99,8 @@ struct Generation {
     tx: Vec<RawFd>,
     ups: Upstreams,
     procs: Vec<WorkerProc>,
+    /// Its entry in the metrics source.
+    metrics_id: Option<crate::metrics::GenId>,
 }
 
 impl Generation {
@@ -128,6 +131,7 @@ impl Generation {
             rx,
             tx,
             procs: Vec::with_capacity(w),
+            metrics_id: None,
         };
         for i in 0..w {
             let outs: Vec<String> = (0..w)
@@ -415,6 +419,10 @@ pub fn run_master<P>(
     set.add(Signal::SIGCHLD);
     set.thread_block().map_err(io::Error::from)?;
     let mut cur = Generation::launch(cfg, listeners, addr, args)?;
+    let source = crate::metrics::Source::new(cfg.workers, true);
+    let gen_of = |g: &Generation| crate::metrics::Gen::new(&g.cfg, g.counters, g.ups.addrs.clone());
+    cur.metrics_id = Some(source.add(gen_of(&cur)));
+    crate::lifecycle::start_metrics(cfg, &source)?;
     cur.announce();
     let _kept = started();
     let mut old: Vec<Generation> = Vec::new();
@@ -425,19 +433,23 @@ pub fn run_master<P>(
             .and_then(|s| Signal::try_from(s).ok());
         match sig {
             Some(Signal::SIGUSR1) => {
-                log::write(
-                    Level::Notice,
-                    Who::Process,
-                    None,
-                    format_args!("{REOPEN_NOTE}"),
-                );
-                eprint!(
-                    "{}",
-                    Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
-                );
+                crate::lifecycle::reopen_logs(&cur.cfg);
+                for g in std::iter::once(&cur).chain(&old) {
+                    g.signal(Signal::SIGUSR1);
+                }
             }
+            Some(Signal::SIGUSR2) => eprint!(
+                "{}",
+                Snapshot::collect(&cur.counters, &cur.ups.addrs).render()
+            ),
             Some(Signal::SIGHUP) if stopping.is_some() => {}
-            Some(Signal::SIGHUP) => old.extend(reload(&mut cur, args)),
+            Some(Signal::SIGHUP) => {
+                if let Some(prev) = reload(&mut cur, args) {
+                    cur.metrics_id = Some(source.add(gen_of(&cur)));
+                    source.reloaded();
+                    old.push(prev);
+                }
+            }
             Some(Signal::SIGCHLD) | None => {}
             Some(sig @ (Signal::SIGQUIT | Signal::SIGTERM)) if stopping.is_none() => {
                 let bound = cur.cfg.stop_timeout();
@@ -481,7 +493,12 @@ pub fn run_master<P>(
         }
         let (ended, live): (Vec<_>, Vec<_>) = old.drain(..).partition(|g| !g.alive());
         old = live;
-        ended.into_iter().for_each(Generation::close);
+        for g in ended {
+            if let Some(id) = g.metrics_id {
+                source.retire(id);
+            }
+            g.close();
+        }
         let Some(deadline) = stopping else { continue };
         if !cur.alive() && old.is_empty() {
             break;

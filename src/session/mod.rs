@@ -22,6 +22,7 @@
 
 pub mod exchange;
 pub mod head;
+pub mod observe;
 pub mod reply;
 pub mod request;
 pub mod response;
@@ -203,6 +204,8 @@ pub struct Ctx {
     pub tunnels: usize,
     /// Answers ringway gave itself (4xx/5xx).
     pub errors: u64,
+    /// Metrics and the access log.
+    pub obs: observe::Obs,
 }
 
 impl Ctx {
@@ -339,6 +342,9 @@ impl Session {
     /// The session's deadline passed: what that means depends on the state.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
         let peer = self.peer;
+        if let State::Tunnel(t) = &mut self.state {
+            t.end = observe::END_TIMEOUT;
+        }
         Ok(match &self.state {
             State::Head(_) if self.admission == Admission::Reserve => {
                 Step::Reply(crate::http::reply::UNAVAILABLE)
@@ -411,13 +417,15 @@ impl Session {
             other => other,
         };
         let tunnel = match state {
-            State::Exchange(ex) => {
+            State::Exchange(mut ex) => {
+                observe::exchange_end(&mut ex, self.peer, self.backend, ctx);
                 ctx.recycle(ex);
                 None
             }
             other => other.into_tunnel(),
         };
         if let Some(mut t) = tunnel {
+            observe::tunnel_end(&t, self.peer, self.backend, ctx);
             t.release(&mut ctx.ring, &mut ctx.relay);
             if t.upgraded {
                 ctx.tunnels -= 1;

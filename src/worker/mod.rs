@@ -152,6 +152,7 @@ impl Worker {
             bind_rr: vec![init.index; backends],
             tunnels: 0,
             errors: 0,
+            obs: crate::session::observe::Obs::new(init.stats, &cfg)?,
             ups: init.ups,
             cfg: cfg.clone(),
         };
@@ -225,8 +226,10 @@ impl Worker {
                 }
             }
             self.publish();
+            self.ctx.turn_end();
         }
         self.publish();
+        self.ctx.turn_end();
         WorkerStats::set(&self.stats.running, 0);
         WorkerStats::set(&self.stats.accepting, 0);
         if !self.slab.is_empty() {
@@ -269,6 +272,8 @@ impl Worker {
         WorkerStats::set(&st.refused, self.refused);
         WorkerStats::set(&st.errors, self.ctx.errors);
         WorkerStats::set(&st.handed_off, self.handoff.handed_off);
+        let paused = self.ctx.cfg.at_limit == AtLimit::Pause && !self.room_for_client();
+        WorkerStats::set(&st.more.accept_paused, u64::from(paused));
     }
 
     // ----- accept and admission ------------------------------------------------------
@@ -356,6 +361,7 @@ impl Worker {
         let at_limit = self.ctx.cfg.at_limit;
         let (admit, new_episode) = self.budget.admit(at_limit == AtLimit::Reply503);
         if new_episode {
+            crate::shm::bump(&self.stats.more.not_enough_episodes, 1);
             crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
                 "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
                 self.budget.capacity(),
@@ -374,6 +380,7 @@ impl Worker {
             }
             Admit::Reserve => {
                 self.refused += 1;
+                crate::shm::bump(&self.stats.more.refused_503, 1);
                 Admission::Reserve
             }
             Admit::Admitted => Admission::Budget,
