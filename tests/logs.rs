@@ -53,6 +53,8 @@ fn start(upstream: SocketAddr, extra: &[&str]) -> Proxy {
             return Proxy { child, addr };
         }
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("no listening line");
 }
 
