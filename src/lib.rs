@@ -53,6 +53,7 @@ pub mod session;
 pub mod shm;
 pub mod stats;
 pub mod sys;
+pub mod top;
 pub mod upstream;
 pub mod worker;
 

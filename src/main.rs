@@ -54,6 +54,14 @@ fn main() {
     let _ = hup.thread_block();
     // `ringway explain [flags]`: the same flags as a run, plus --tunnels N.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `ringway top --metrics URL`: the live terminal view (src/top.rs).
+    if args.get(1).is_some_and(|a| a == "top") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(ringway::top::run(&rest));
+    }
     let explain_only = args.get(1).is_some_and(|a| a == "explain");
     if explain_only {
         args.remove(1);
