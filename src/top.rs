@@ -15,10 +15,13 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-/// One scrape: `name` → (labels, value) rows.
+/// One series: its labels and value.
+type Series = (BTreeMap<String, String>, f64);
+
+/// One scrape: `name` → its series.
 #[derive(Clone, Debug, Default)]
 pub struct Scrape {
-    rows: BTreeMap<String, Vec<(BTreeMap<String, String>, f64)>>,
+    rows: BTreeMap<String, Vec<Series>>,
 }
 
 impl Scrape {
