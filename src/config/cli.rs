@@ -15,7 +15,8 @@ ringway --upstream HOST:PORT[,HOST:PORT...] [OPTIONS]   proxy to these backends
        ringway -c FILE [OPTIONS]                         read an nginx.conf; flags override it
        ringway -t [-c FILE] [OPTIONS]                    test the configuration and exit
        ringway explain [-c FILE] [OPTIONS] [--tunnels N] can it hold N tunnels? (below)
-       ringway -s reload|quit|stop|reopen [-c FILE | --pid-file PATH]  signal a running ringway";
+       ringway -s reload|quit|stop|reopen [-c FILE | --pid-file PATH]  signal a running ringway
+       ringway top --metrics http://HOST:PORT/metrics    live view of one started with --metrics";
 
 /// What `--help` says after the options: the `explain` command, exit statuses, signals.
 const AFTER_HELP: &str = "\
@@ -25,6 +26,8 @@ Commands:
            backlog, memory; which binds first; and when N does not fit, one plan: the
            smallest set of changes that reaches N. Takes the same flags as a run.
            Exit status: 0 when N fits as configured, 1 when it does not, 2 for bad flags.
+  top      A live terminal view of a ringway started with --metrics H:P, refreshed each
+           second: budget per worker, backends, rates, errors (q quits).
 
 Examples:
   ringway --listen 127.0.0.1:8080 --upstream 127.0.0.1:9001,127.0.0.1:9002

@@ -414,6 +414,34 @@ mod tests {
     }
 
     #[test]
+    fn metrics_and_log_directives() {
+        let text = SEED
+            .replace(
+                "worker_processes 1;",
+                "worker_processes 1;\nringway_metrics 127.0.0.1:9145;\nerror_log /tmp/e.log warn;",
+            )
+            .replace("http {", "http {\n access_log /tmp/a.log json;");
+        let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&text, "f").unwrap(), "f").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.metrics, Some("127.0.0.1:9145".parse().unwrap()));
+        assert_eq!(c.access_log, Some("/tmp/a.log".into()));
+        assert_eq!(c.access_format, crate::access_log::Format::Json);
+        assert_eq!(c.error_log, Some("/tmp/e.log".into()));
+        assert_eq!(c.error_level, crate::log::Level::Warn);
+        // A log_format name: warned about, combined written; `off` is off.
+        let text = SEED.replace("http {", "http {\n access_log off main;");
+        let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&text, "f").unwrap(), "f").unwrap();
+        assert_eq!(c.access_log, None);
+        assert!(w[0].contains("log_format is not supported"), "{w:?}");
+        let bad = SEED.replace(
+            "worker_processes 1;",
+            "worker_processes 1;\nerror_log x loud;",
+        );
+        let e = from_nginx(&crate::nginx_conf::parse_str(&bad, "f").unwrap(), "f").unwrap_err();
+        assert!(e.contains("unknown error log level \"loud\""), "{e}");
+    }
+
+    #[test]
     fn keepalive_and_proxy_set_header_from_the_file_and_flags() {
         let (c, _) = from_nginx(&crate::nginx_conf::parse_str(SEED, "f").unwrap(), "f").unwrap();
         assert_eq!(
