@@ -3,8 +3,10 @@
 //! own buffer.
 //!
 //! A worker formats lines into its [`Writer`]'s buffer (no allocation once the buffer has
-//! grown) and writes the buffer with one `write(2)` at the end of its loop turn (or when
-//! it passes 64 KiB): never a write per line. The file is opened once per process with
+//! grown) and writes the buffer with one `write(2)` at the end of a loop turn once 100 ms
+//! have passed since the last write or 32 KiB are waiting (nginx's `buffer=` and `flush=`,
+//! fixed; the worker's 250 ms tick ends a turn even when idle, and a stopping worker writes
+//! what is left): never a write per line. The file is opened once per process with
 //! `O_APPEND` (so the workers' batches never overwrite each other) and shared by every
 //! worker; [`reopen`] opens the path again and moves it onto the same descriptor with
 //! `dup2`, so logrotate needs no help from the workers. Off (the default) is a `None`:
@@ -85,8 +87,12 @@ pub fn reopen() -> Vec<String> {
     errs
 }
 
-/// Flush when the buffer passes this.
+/// Write at once when the buffer passes this.
 const FLUSH_AT: usize = 64 * 1024;
+/// At the end of a loop turn, write when this much is waiting…
+const FLUSH_TURN: usize = 32 * 1024;
+/// …or when the last write is this old (ms).
+const FLUSH_MS: u64 = 100;
 
 /// One HTTP request's line.
 #[derive(Debug)]
@@ -139,6 +145,8 @@ pub struct Writer {
     time: String,
     /// Writes that failed.
     pub errors: u64,
+    /// When the buffer was last written (the worker's clock, ms).
+    last: u64,
 }
 
 impl Writer {
@@ -151,6 +159,7 @@ impl Writer {
             sec: u64::MAX,
             time: String::new(),
             errors: 0,
+            last: 0,
         }
     }
 
@@ -190,7 +199,6 @@ impl Writer {
         }
         self.stamp();
         let b = &mut self.buf;
-        let up = l.upstream.map(|a| a.to_string());
         match self.format {
             Format::Combined => {
                 let _ = write!(b, "{} - - [{}] \"", l.remote, self.time);
@@ -206,13 +214,15 @@ impl Writer {
                 escape(b, or_dash(l.referer));
                 b.extend_from_slice(b"\" \"");
                 escape(b, or_dash(l.user_agent));
-                let _ = write!(
-                    b,
-                    "\" rt={} upstream=\"{}\" urt={}",
-                    secs(l.request_us),
-                    up.as_deref().unwrap_or("-"),
-                    l.upstream_us.map_or("-".into(), secs)
-                );
+                let _ = write!(b, "\" rt={} upstream=\"", Secs(l.request_us));
+                let _ = match l.upstream {
+                    Some(a) => write!(b, "{a}\" urt="),
+                    None => write!(b, "-\" urt="),
+                };
+                let _ = match l.upstream_us {
+                    Some(us) => write!(b, "{}", Secs(us)),
+                    None => write!(b, "-"),
+                };
             }
             Format::Json => {
                 let _ = write!(
@@ -232,9 +242,10 @@ impl Writer {
                 let _ = write!(
                     b,
                     "\",\"request_time\":{},\"upstream_addr\":{},\"upstream_response_time\":{}}}",
-                    secs(l.request_us),
-                    up.map_or("null".into(), |a| format!("\"{a}\"")),
-                    l.upstream_us.map_or("null".into(), secs)
+                    Secs(l.request_us),
+                    l.upstream.map_or("null".into(), |a| format!("\"{a}\"")),
+                    l.upstream_us
+                        .map_or("null".into(), |us| Secs(us).to_string())
                 );
             }
         }
@@ -259,7 +270,7 @@ impl Writer {
                 l.remote,
                 self.time,
                 l.down,
-                secs(l.duration_us),
+                Secs(l.duration_us),
                 l.up,
                 l.down,
                 l.end
@@ -269,13 +280,24 @@ impl Writer {
                 "{{\"type\":\"tunnel\",\"time\":\"{}\",\"remote_addr\":\"{}\",\"upstream_addr\":\"{up}\",\"duration\":{},\"bytes_client_to_backend\":{},\"bytes_backend_to_client\":{},\"end\":\"{}\"}}",
                 self.time,
                 l.remote,
-                secs(l.duration_us),
+                Secs(l.duration_us),
                 l.up,
                 l.down,
                 l.end
             ),
         };
         if b.len() >= FLUSH_AT {
+            self.flush();
+        }
+    }
+
+    /// The end of a loop turn at worker time `now_ms`: write if enough is waiting or the
+    /// last write is old enough.
+    pub fn turn_end(&mut self, now_ms: u64) {
+        if !self.buf.is_empty()
+            && (self.buf.len() >= FLUSH_TURN || now_ms.saturating_sub(self.last) >= FLUSH_MS)
+        {
+            self.last = now_ms;
             self.flush();
         }
     }
@@ -302,9 +324,13 @@ fn or_dash(s: &[u8]) -> &[u8] {
     }
 }
 
-/// Seconds with milliseconds, as nginx's `$request_time`.
-fn secs(us: u64) -> String {
-    format!("{}.{:03}", us / 1_000_000, us % 1_000_000 / 1000)
+/// Microseconds shown as seconds with milliseconds, as nginx's `$request_time`.
+struct Secs(u64);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:03}", self.0 / 1_000_000, self.0 % 1_000_000 / 1000)
+    }
 }
 
 /// Bytes as nginx escapes them in a log line: `"`, `\` and anything not printable ASCII
@@ -350,7 +376,7 @@ mod tests {
         let mut v = Vec::new();
         escape(&mut v, b"a\"b\\c\x01");
         assert_eq!(v, b"a\\x22b\\x5Cc\\x01");
-        assert_eq!(secs(1_234_567), "1.234");
+        assert_eq!(Secs(1_234_567).to_string(), "1.234");
         assert!(Format::parse("main").is_err());
     }
 }

@@ -127,11 +127,16 @@ impl Ctx {
         self.bctr(b)
     }
 
-    /// The end of a loop turn: publish the relay's byte counts, write the access log.
-    pub fn turn_end(&mut self) {
+    /// The end of a loop turn: publish the relay's byte counts, write the access log when
+    /// it is due (`last`: the worker's final turn, write everything).
+    pub fn turn_end(&mut self, last: bool) {
         WorkerStats::set(&self.obs.more.bytes_up, self.relay.moved[0]);
         WorkerStats::set(&self.obs.more.bytes_down, self.relay.moved[1]);
-        self.obs.alog.flush();
+        if last {
+            self.obs.alog.flush();
+        } else {
+            self.obs.alog.turn_end(self.now);
+        }
         WorkerStats::set(&self.obs.more.access_log_errors, self.obs.alog.errors);
     }
 

@@ -226,10 +226,10 @@ impl Worker {
                 }
             }
             self.publish();
-            self.ctx.turn_end();
+            self.ctx.turn_end(false);
         }
         self.publish();
-        self.ctx.turn_end();
+        self.ctx.turn_end(true);
         WorkerStats::set(&self.stats.running, 0);
         WorkerStats::set(&self.stats.accepting, 0);
         if !self.slab.is_empty() {
