@@ -9,7 +9,9 @@
 # Prints one line per run and the medians. Needs release builds of ringway and
 # ringway-bench (cargo build --release -p ringway -p ringway-bench). Loopback only;
 # everything it starts is stopped and its temp folder removed when it ends.
-# Env: REPS (3), DUR seconds per run (4), WORKERS (1).
+# Env: REPS (3), DUR seconds per run (4), WORKERS (1); BASELINE=PATH adds the same two
+# workloads run by another ringway binary (say, a build of the commit before issue 14), to
+# see what the always-on counters cost.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${CARGO_TARGET_DIR:-target}/release
@@ -47,7 +49,7 @@ run() {
     local case=$1 wl=$2 field=$3
     shift 3
     local out="$tmp/$case.out" scraper=""
-    "$BIN/ringway" --listen 127.0.0.1:0 --upstream "$backend" --worker-processes "$WORKERS" \
+    "${RW:-$BIN/ringway}" --listen 127.0.0.1:0 --upstream "$backend" --worker-processes "$WORKERS" \
         --no-pin "$@" >"$out" 2>"$tmp/$case.err" &
     local rw=$!
     pids+=($rw)
@@ -73,6 +75,10 @@ run() {
 
 : >"$tmp/results"
 for rep in $(seq "$REPS"); do
+    if [[ -n ${BASELINE:-} ]]; then
+        RW=$BASELINE run echo-baseline echo cpu_us_per_msg | tee -a "$tmp/results"
+        RW=$BASELINE run http-baseline http cpu_us_per_req | tee -a "$tmp/results"
+    fi
     run echo-plain echo cpu_us_per_msg | tee -a "$tmp/results"
     run echo-scraped echo cpu_us_per_msg --metrics 127.0.0.1:0 | tee -a "$tmp/results"
     run http-log-off http cpu_us_per_req | tee -a "$tmp/results"
