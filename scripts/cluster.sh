@@ -515,7 +515,7 @@ process.exit(p.length ? 1 : 0);
         note FAIL "ceiling-$label: $verdict"
     fi
 }
-for k in 0 1 2; do kill -USR1 "${RW_PID[k]}"; done # their stats, into their logs
+for k in 0 1 2; do kill -USR2 "${RW_PID[k]}"; done # their stats, into their logs
 sleep 0.3
 for k in 0 1 2; do
     f=$(ls -t "$WORK"/ringway-p$((k + 1))-*.log | head -1)

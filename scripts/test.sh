@@ -16,6 +16,17 @@ if ! command -v nginx >/dev/null 2>&1 && [ -x scripts/compare.sh ]; then
     fi
 fi
 
+# tests/top.rs runs `ringway top` inside tmux and reads its screen.
+if ! command -v tmux >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        echo "test.sh: installing tmux (for the ringway top test)"
+        apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq tmux >/dev/null
+    else
+        echo "test.sh: tmux is missing and we are not root: install it (apt-get install tmux)" >&2
+        exit 1
+    fi
+fi
+
 # What this run makes in /tmp goes when it ends; a failed smoke run's folder is kept (and
 # named) for its logs.
 log=$(mktemp /tmp/ringway-test.XXXXXX)

@@ -31,6 +31,7 @@
 #![warn(missing_docs)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
+pub mod access_log;
 pub mod body;
 pub mod budget;
 pub mod config;
@@ -43,6 +44,7 @@ pub mod lifecycle;
 pub mod listener;
 pub mod log;
 pub mod master;
+pub mod metrics;
 pub mod nginx_conf;
 pub mod pidfile;
 pub mod relay;
@@ -53,6 +55,7 @@ pub mod shm;
 pub mod stats;
 pub mod supervise;
 pub mod sys;
+pub mod top;
 pub mod upstream;
 pub mod worker;
 

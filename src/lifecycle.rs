@@ -1,6 +1,7 @@
 //! What a reload reads and what a generation says: re-reading the configuration for
 //! SIGHUP, and the lines a started thread-mode generation prints. The loop that runs
-//! generations and turns signals into stops and reloads is `supervise.rs`.
+//! generations and turns signals into stops and reloads is `supervise.rs`; the logs'
+//! reopen and the metrics listener it starts are here.
 //!
 //! A reload (SIGHUP) re-reads the `-c` file with the same flags over it. A file that does
 //! not validate is logged (file and line) and the running generation keeps serving. A
@@ -10,14 +11,56 @@
 //! with `Connection: close`, and keeps its tunnels until they end (or
 //! `--shutdown-timeout`). New clients reach the new configuration at once, and nobody is
 //! refused meanwhile — also when the file switches between threads and processes.
+//!
+//! SIGUSR1 reopens the access and error logs (nginx's `reopen`, for logrotate); SIGUSR2
+//! prints the stats (the metrics endpoint has them too). With `--metrics`, the metrics
+//! listener follows the generations: each reload adds one, each drained one hands its
+//! counters to the running totals.
 
 use crate::config::{from_args, AsFlag, Config};
 use crate::log::{self, Level, Who};
 use crate::server::Server;
 use std::ffi::OsString;
+use std::io;
 
-/// What SIGUSR1 (nginx's `reopen`) logs: there is no log file to reopen.
-pub const REOPEN_NOTE: &str = "SIGUSR1: reopen: ringway logs to stderr, no file to reopen";
+/// SIGUSR1 (nginx's `reopen`): open the error log and the access logs again (after
+/// logrotate moved them), logging what was done.
+pub fn reopen_logs(cfg: &Config) {
+    let mut errs = crate::access_log::reopen();
+    if let Err(e) = log::reopen() {
+        errs.push(e);
+    }
+    for e in &errs {
+        log::write(Level::Error, Who::Process, None, format_args!("{e}"));
+    }
+    let what = match (&cfg.error_log, &cfg.access_log) {
+        (None, None) => {
+            "no log file to reopen (the error log is stderr, the access log off)".to_string()
+        }
+        (e, a) => {
+            let names: Vec<String> = [e, a]
+                .into_iter()
+                .flatten()
+                .map(|p| p.display().to_string())
+                .collect();
+            format!("reopened {}", names.join(" and "))
+        }
+    };
+    note(format_args!("SIGUSR1: reopen: {what}"));
+}
+
+/// Start the metrics listener `cfg` asks for, if any, and say where it is. The error is
+/// one line for a person.
+pub fn start_metrics(
+    cfg: &Config,
+    source: &std::sync::Arc<crate::metrics::Source>,
+) -> io::Result<()> {
+    if let Some(addr) = cfg.metrics {
+        let bound = crate::metrics::serve(addr, source.clone())?;
+        println!("ringway: metrics on http://{bound}/metrics");
+    }
+    Ok(())
+}
 
 /// The lines a (re)started thread-mode generation prints under the budget line.
 pub fn announce(server: &Server) {

@@ -6,36 +6,119 @@
 //! nginx's use: what a client did wrong is `info`, what a backend did is `error`, a full
 //! budget is `alert` (nginx: "worker_connections are not enough"), start-up remarks are
 //! `notice`. One `write` per line, so lines from different threads never interleave.
+//!
+//! The error log (`--error-log PATH`, nginx's `error_log PATH LEVEL;`): once started,
+//! ringway points its stderr at the file (so every line, the stats included, lands there),
+//! and lines below the level are not written (nginx's default level for a file is
+//! `error`; without a file every line goes to stderr, as before). [`reopen`] opens the
+//! path again and moves the new file onto the same descriptor (`dup2`), which is atomic
+//! for every thread writing: logrotate moves the file, `ringway -s reopen` follows.
 
 use std::fmt;
 use std::io::Write as _;
 use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-/// How serious a line is (nginx's names).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// How serious a line is (nginx's names, least serious first).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
-    /// Something is exhausted (descriptors, the budget).
-    Alert,
-    /// A backend failed, or ringway itself did.
-    Error,
-    /// Worth knowing, not a failure.
-    Warn,
-    /// A start-up remark.
-    Notice,
+    /// Detail for a developer.
+    Debug,
     /// A client's own doing (a bad request, a timeout).
     Info,
+    /// A start-up remark, a signal.
+    Notice,
+    /// Worth knowing, not a failure.
+    Warn,
+    /// A backend failed, or ringway itself did.
+    Error,
+    /// A critical condition.
+    Crit,
+    /// Something is exhausted (descriptors, the budget).
+    Alert,
+    /// The proxy cannot go on.
+    Emerg,
 }
 
+/// Every level, least serious first.
+pub const LEVELS: [Level; 8] = [
+    Level::Debug,
+    Level::Info,
+    Level::Notice,
+    Level::Warn,
+    Level::Error,
+    Level::Crit,
+    Level::Alert,
+    Level::Emerg,
+];
+
 impl Level {
-    fn name(self) -> &'static str {
+    /// nginx's name of the level.
+    pub fn name(self) -> &'static str {
         match self {
-            Level::Alert => "alert",
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Notice => "notice",
+            Level::Debug => "debug",
             Level::Info => "info",
+            Level::Notice => "notice",
+            Level::Warn => "warn",
+            Level::Error => "error",
+            Level::Crit => "crit",
+            Level::Alert => "alert",
+            Level::Emerg => "emerg",
         }
+    }
+
+    /// The level named `s` (nginx's names); the error is one line for a person.
+    pub fn parse(s: &str) -> Result<Level, String> {
+        LEVELS.iter().copied().find(|l| l.name() == s).ok_or_else(|| {
+            format!("unknown error log level \"{s}\": write debug, info, notice, warn, error, crit, alert or emerg")
+        })
+    }
+}
+
+/// Lines below this level are not written (index into [`LEVELS`]).
+static MIN: AtomicU8 = AtomicU8::new(0);
+/// The error log's path, once stderr points at it.
+static PATH: Mutex<Option<PathBuf>> = Mutex::new(None);
+
+/// Write only lines at `level` or above.
+pub fn set_level(level: Level) {
+    MIN.store(level as u8, Ordering::Relaxed);
+}
+
+/// Whether a line at `level` would be written.
+pub fn enabled(level: Level) -> bool {
+    level as u8 >= MIN.load(Ordering::Relaxed)
+}
+
+fn open_append(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Point stderr at the error log `path` (created, appended to). The error is one line
+/// for a person.
+pub fn to_file(path: &Path) -> Result<(), String> {
+    use std::os::fd::AsRawFd;
+    let f = open_append(path)
+        .map_err(|e| format!("cannot open the error log {}: {e}", path.display()))?;
+    crate::sys::dup2(f.as_raw_fd(), libc::STDERR_FILENO)
+        .map_err(|e| format!("cannot use the error log {}: {e}", path.display()))?;
+    *PATH.lock().unwrap_or_else(|e| e.into_inner()) = Some(path.to_path_buf());
+    Ok(())
+}
+
+/// Open the error log's path again (after logrotate moved the file) and write there from
+/// now on. Without an error log file there is nothing to do.
+pub fn reopen() -> Result<(), String> {
+    let path = PATH.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    match path {
+        Some(p) => to_file(&p),
+        None => Ok(()),
     }
 }
 
@@ -50,6 +133,9 @@ pub enum Who {
 
 /// Write one line.
 pub fn write(level: Level, who: Who, client: Option<IpAddr>, msg: fmt::Arguments<'_>) {
+    if !enabled(level) {
+        return;
+    }
     let line = format_line(SystemTime::now(), level, who, client, msg);
     let _ = std::io::stderr().lock().write_all(line.as_bytes());
 }
@@ -75,6 +161,13 @@ pub fn format_line(
     }
     s.push('\n');
     s
+}
+
+/// Seconds since the epoch → (year, month, day, hour, minute, second), UTC.
+pub fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (y, m, d) = civil_from_days(days as i64);
+    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
 }
 
 /// `YYYY/MM/DD HH:MM:SS` (UTC), nginx's error-log time format.

@@ -54,6 +54,14 @@ fn main() {
     let _ = hup.thread_block();
     // `ringway explain [flags]`: the same flags as a run, plus --tunnels N.
     let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    // `ringway top --metrics URL`: the live terminal view (src/top.rs).
+    if args.get(1).is_some_and(|a| a == "top") {
+        let rest: Vec<String> = args[2..]
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        std::process::exit(ringway::top::run(&rest));
+    }
     let explain_only = args.get(1).is_some_and(|a| a == "explain");
     if explain_only {
         args.remove(1);
@@ -147,6 +155,7 @@ fn main() {
         eprintln!("ringway: error: cannot block signals: {e}");
         std::process::exit(1);
     }
+    open_logs(&cfg);
     if let Some(w) = ringway::server::raise_nofile(&cfg) {
         if std::env::var_os(ringway::master::WORKER_ENV).is_none() {
             eprintln!("ringway: {w}");
@@ -172,6 +181,25 @@ fn main() {
     let pid_path = cfg.pid_file.clone();
     let code = ringway::supervise::run(cfg, &args, &set, || write_pid(&pid_path));
     std::process::exit(code);
+}
+
+/// The error log (stderr moves to its file) and the access log (opened once, shared by
+/// every worker of this process); a file that cannot be opened ends the start (exit 1).
+fn open_logs(cfg: &Config) {
+    ringway::log::set_level(cfg.error_level);
+    let opened = cfg
+        .access_log
+        .as_ref()
+        .map_or(Ok(()), |p| ringway::access_log::open(p).map(drop))
+        .and_then(|()| {
+            cfg.error_log
+                .as_ref()
+                .map_or(Ok(()), |p| ringway::log::to_file(p))
+        });
+    if let Err(e) = opened {
+        eprintln!("ringway: error: {e}");
+        std::process::exit(1);
+    }
 }
 
 /// Write the pid file, if one is configured; a failure to write it ends the start (exit 1).
@@ -256,7 +284,7 @@ fn run_worker_process(
             std::process::exit(1);
         }
     };
-    // SIGUSR1 is the master's to answer, and SIGHUP the master's to act on (a hangup reaches
+    // SIGUSR1 (reopen the logs) comes from the master; SIGHUP is the master's to act on (a hangup reaches
     // every process of the group). SIGQUIT/SIGTERM drain (bounded by the stop timeout);
     // SIGUSR2 is the master retiring this worker after a reload, a drain bounded only by
     // --shutdown-timeout if given: plain when a successor keeps its listener, with the
@@ -276,6 +304,13 @@ fn run_worker_process(
                 server.drain(server.config().shutdown_timeout)
             }
             Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
+            // The master's reopen, forwarded: this process's descriptors of the logs.
+            Some(Signal::SIGUSR1) => {
+                let _ = ringway::log::reopen();
+                for e in ringway::access_log::reopen() {
+                    eprintln!("ringway: worker {index}: {e}");
+                }
+            }
             Some(Signal::SIGINT) => break,
             _ => {}
         }

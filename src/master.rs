@@ -9,8 +9,9 @@
 //! descriptor to a sibling with room, SCM_RIGHTS), then execs `ringway` once per worker
 //! with the same arguments and `RINGWAY_WORKER` naming the inherited descriptors.
 //!
-//! The master forwards stops (SIGQUIT/SIGTERM graceful, SIGINT fast), prints aggregated
-//! stats on SIGUSR1 and at exit, and restarts a worker that dies (logging how it died)
+//! The master forwards stops (SIGQUIT/SIGTERM graceful, SIGINT fast) and log reopens
+//! (SIGUSR1), prints aggregated stats on SIGUSR2 and at exit, serves the metrics endpoint
+//! (`--metrics`, read straight from the shared counters), and restarts a worker that dies (logging how it died)
 //! after zeroing that worker's counters: its connections died with it, the others'
 //! tunnels are untouched.
 //!
@@ -489,6 +490,16 @@ impl Generation {
 
     pub(crate) fn config(&self) -> &Config {
         &self.cfg
+    }
+
+    /// This generation as the metrics endpoint sees it.
+    pub(crate) fn metrics_gen(&self) -> crate::metrics::Gen {
+        crate::metrics::Gen::new(&self.cfg, self.counters, self.ups.addrs.clone())
+    }
+
+    /// SIGUSR1, forwarded: every worker process reopens its log files.
+    pub(crate) fn reopen_logs(&self) {
+        self.signal(Signal::SIGUSR1);
     }
 
     /// The address the workers listen on (port 0 resolved).

@@ -4,7 +4,7 @@
 //! is written once the proxy listens and removed when it exits (only if it still names
 //! this process: a newer ringway may have taken the path over). `-s` maps nginx's names
 //! onto signals: `reload` SIGHUP, `quit` SIGQUIT (graceful), `stop` SIGINT (fast, as
-//! nginx's `stop`), `reopen` SIGUSR1.
+//! nginx's `stop`), `reopen` SIGUSR1 (the access and error logs are opened again).
 
 use crate::config::SignalCmd;
 use nix::sys::signal::{kill, Signal};

@@ -340,6 +340,11 @@ impl Server {
         budget::describe(self.cfg.workers, self.cfg.worker_connections)
     }
 
+    /// This generation as the metrics endpoint sees it.
+    pub fn metrics_gen(&self) -> crate::metrics::Gen {
+        crate::metrics::Gen::new(&self.cfg, self.counters, self.ups.addrs.clone())
+    }
+
     /// Current counters of every worker and backend.
     pub fn stats(&self) -> Snapshot {
         Snapshot::collect(&self.counters, &self.ups.addrs)

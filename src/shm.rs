@@ -51,6 +51,8 @@ pub struct WorkerStats {
     pub accepting: AtomicU64,
     /// Clients that left while their exchange waited for the backend (nginx's 499).
     pub client_gone: AtomicU64,
+    /// Counters the metrics endpoint reads (issue 14).
+    pub more: WorkerMore,
 }
 
 impl WorkerStats {
@@ -91,6 +93,8 @@ pub struct BackendCounters {
     pub requests_total: AtomicU64,
     /// Connect failures.
     pub failures_total: AtomicU64,
+    /// Counters the metrics endpoint reads (issue 14).
+    pub more: BackendMore,
 }
 
 /// One backend's health, one per backend for the whole server (not per worker): every
@@ -251,10 +255,107 @@ impl Counters {
     pub fn reset_worker(&self, w: usize) {
         let st = self.worker(w);
         st.reset();
+        st.more.reset();
         for b in 0..self.backends {
             let c = self.backend(w, b);
             c.active.store(0, Ordering::Relaxed);
             c.tunnels.store(0, Ordering::Relaxed);
         }
     }
+}
+
+/// Buckets of the latency histograms: upper bounds in microseconds (the last bucket,
+/// `+Inf`, is implicit).
+pub const LATENCY_BOUNDS_US: [u64; 14] = [
+    500, 1_000, 2_500, 5_000, 10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
+    2_500_000, 5_000_000, 10_000_000,
+];
+
+/// One latency histogram: per-bucket counts (not cumulative; the last is `+Inf`) and the
+/// sum in microseconds. Written by one worker only.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct Histogram {
+    /// Observations per bucket of [`LATENCY_BOUNDS_US`], then `+Inf`.
+    pub buckets: [AtomicU64; 15],
+    /// Sum of the observations, microseconds.
+    pub sum_us: AtomicU64,
+}
+
+impl Histogram {
+    /// Record `us` microseconds (the owning worker only: a load and a store, no lock).
+    pub fn observe(&self, us: u64) {
+        let i = LATENCY_BOUNDS_US
+            .iter()
+            .position(|&b| us <= b)
+            .unwrap_or(LATENCY_BOUNDS_US.len());
+        bump(&self.buckets[i], 1);
+        bump(&self.sum_us, us);
+    }
+}
+
+/// Add `n` to a counter only its owner writes (a relaxed load and store: no locked
+/// instruction on the data path).
+pub fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+/// More of one worker's counters (the metrics endpoint's; zero is valid).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct WorkerMore {
+    /// `worker_connections are not enough` episodes.
+    pub not_enough_episodes: AtomicU64,
+    /// Clients answered 503 from the reserve (the rest of `refused` were closed at once).
+    pub refused_503: AtomicU64,
+    /// 1 while a pause-mode worker is full and not accepting.
+    pub accept_paused: AtomicU64,
+    /// Bytes relayed client → backend by tunnels.
+    pub bytes_up: AtomicU64,
+    /// Bytes relayed backend → client by tunnels.
+    pub bytes_down: AtomicU64,
+    /// HTTP responses by status class (1xx … 5xx), the backend's and ringway's own.
+    pub status: [AtomicU64; 5],
+    /// Upgrade requests the backend answered without a 101.
+    pub upgrades_refused_backend: AtomicU64,
+    /// Upgrade requests ringway answered itself with an error (no tunnel).
+    pub upgrades_refused_error: AtomicU64,
+    /// Tunnels that ended, by how: client closed, backend closed, idle timeout, error,
+    /// shutdown.
+    pub tunnel_ends: [AtomicU64; 5],
+    /// HTTP requests that reached an end (answered, or closed mid-way).
+    pub requests: AtomicU64,
+    /// Access-log bytes written, and writes that failed.
+    pub access_log_bytes: AtomicU64,
+    /// Access-log writes that failed (the lines are dropped).
+    pub access_log_errors: AtomicU64,
+}
+
+impl WorkerMore {
+    /// Zero the gauges (a dead worker's).
+    pub fn reset(&self) {
+        self.accept_paused.store(0, Ordering::Relaxed);
+    }
+}
+
+/// More of one worker's counters for one backend (the metrics endpoint's).
+#[repr(C)]
+#[derive(Debug, Default)]
+pub struct BackendMore {
+    /// Connect failures: refused.
+    pub fail_refused: AtomicU64,
+    /// Connect failures: timed out.
+    pub fail_timeout: AtomicU64,
+    /// Connect failures: no free local port (EADDRNOTAVAIL, not the backend's fault).
+    pub fail_no_port: AtomicU64,
+    /// Timeouts waiting for the response head (504).
+    pub timeouts_head: AtomicU64,
+    /// Response bodies that stalled past the read timeout.
+    pub timeouts_body: AtomicU64,
+    /// Responses by status class (1xx … 5xx).
+    pub status: [AtomicU64; 5],
+    /// Connect latency.
+    pub connect: Histogram,
+    /// From the request on an open connection to the complete response head.
+    pub head: Histogram,
 }

@@ -1,5 +1,5 @@
 //! Per-worker counters, written by their worker only and read by anyone (relaxed atomics),
-//! merged into a [`Snapshot`] on demand (SIGUSR1, exit, tests).
+//! merged into a [`Snapshot`] on demand (SIGUSR2, exit, tests).
 
 use crate::shm::Counters;
 use std::fmt::Write as _;
@@ -130,7 +130,7 @@ impl Snapshot {
         self.workers.iter().map(|w| w.sessions).sum()
     }
 
-    /// The log lines for SIGUSR1 and exit.
+    /// The log lines for SIGUSR2 and exit.
     pub fn render(&self) -> String {
         let mut s = String::new();
         for w in &self.workers {

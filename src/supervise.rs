@@ -10,10 +10,13 @@
 //! backlogs before closing theirs. Either way nobody is refused and no tunnel is touched.
 //!
 //! SIGQUIT/SIGTERM drain every generation, bounded by the stop timeout; SIGINT stops at
-//! once; SIGUSR1 prints the current generation's stats (and stands for nginx's `reopen`).
+//! once; SIGUSR1 reopens the logs (nginx's `reopen`, forwarded to worker processes);
+//! SIGUSR2 prints the current generation's stats. The metrics endpoint (`--metrics`)
+//! follows the generations: each one is added as it starts and retired as it ends.
 
 use crate::config::{fmt_duration, Config};
-use crate::lifecycle::{self, reread, REOPEN_NOTE};
+use crate::lifecycle::{self, reread};
+use crate::metrics::{GenId, Source};
 use crate::log::{self, Level, Who};
 use crate::master::Generation;
 use crate::server::{self, Server};
@@ -57,6 +60,24 @@ impl Gen {
         match self {
             Gen::Threads(s) => s.stats(),
             Gen::Procs(g) => g.stats(),
+        }
+    }
+
+    /// This generation as the metrics endpoint sees it.
+    fn metrics(&self) -> crate::metrics::Gen {
+        match self {
+            Gen::Threads(s) => s.metrics_gen(),
+            Gen::Procs(g) => g.metrics_gen(),
+        }
+    }
+
+    /// SIGUSR1: reopen the log files (this process's; worker processes are told).
+    fn reopen_logs(&self, first: bool) {
+        if first {
+            lifecycle::reopen_logs(self.config());
+        }
+        if let Gen::Procs(g) = self {
+            g.reopen_logs();
         }
     }
 
@@ -239,22 +260,43 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
             return 1;
         }
     };
+    let source = Source::new(cur.config().workers, cur.config().process_mode);
+    let mut cur_id = source.add(cur.metrics());
+    if let Err(e) = lifecycle::start_metrics(cur.config(), &source) {
+        eprintln!("ringway: error: {e}");
+        cur.fast();
+        while !cur.finished() {
+            cur.reap(true, true, args);
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = cur.end();
+        return 1;
+    }
     cur.announce();
     let _kept = started();
-    let mut old: Vec<Gen> = Vec::new();
+    let mut old: Vec<(Gen, GenId)> = Vec::new();
     let mut stopping: Option<Instant> = None;
     let mut code = 0;
     loop {
         let sig = sys::wait_signal(set.as_ref(), POLL).and_then(|s| Signal::try_from(s).ok());
         match sig {
             Some(Signal::SIGUSR1) => {
-                note(format_args!("{REOPEN_NOTE}"));
-                eprint!("{}", cur.stats().render());
+                cur.reopen_logs(true);
+                for (g, _) in &old {
+                    g.reopen_logs(false);
+                }
             }
+            Some(Signal::SIGUSR2) => eprint!("{}", cur.stats().render()),
             Some(Signal::SIGHUP) if stopping.is_some() => {
                 note(format_args!("SIGHUP: stopping; not reloading"))
             }
-            Some(Signal::SIGHUP) => old.extend(reload(&mut cur, args)),
+            Some(Signal::SIGHUP) => {
+                if let Some(prev) = reload(&mut cur, args) {
+                    let prev_id = std::mem::replace(&mut cur_id, source.add(cur.metrics()));
+                    source.reloaded();
+                    old.push((prev, prev_id));
+                }
+            }
             Some(sig @ (Signal::SIGQUIT | Signal::SIGTERM)) if stopping.is_none() => {
                 let bound = cur.config().stop_timeout();
                 note(format_args!(
@@ -262,7 +304,7 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
                     cur.config().workers,
                     fmt_duration(bound)
                 ));
-                for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
+                for g in std::iter::once(&mut cur).chain(old.iter_mut().map(|(g, _)| g)) {
                     g.graceful(bound);
                 }
                 // Closing hundreds of thousands of sockets takes the kernel a while.
@@ -270,24 +312,25 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
             }
             Some(Signal::SIGINT) => {
                 eprintln!("ringway: SIGINT: stopping");
-                for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
+                for g in std::iter::once(&mut cur).chain(old.iter_mut().map(|(g, _)| g)) {
                     g.fast();
                 }
                 let soon = Instant::now() + Duration::from_secs(30);
                 stopping = Some(stopping.map_or(soon, |d| d.min(soon)));
             }
             // SIGCHLD (a worker process ended: reaped below), a second SIGQUIT/SIGTERM,
-            // SIGUSR2 (meant for a worker process), or the poll's timeout.
+            // or the poll's timeout.
             _ => {}
         }
         let halt = stopping.is_some();
         cur.reap(true, halt, args);
-        for g in &mut old {
+        for (g, _) in &mut old {
             g.reap(false, halt, args);
         }
-        let (ended, live): (Vec<Gen>, Vec<Gen>) = old.drain(..).partition(Gen::finished);
+        let (ended, live): (Vec<_>, Vec<_>) = old.drain(..).partition(|(g, _)| g.finished());
         old = live;
-        for g in ended {
+        for (g, id) in ended {
+            source.retire(id);
             if let Err(e) = g.end() {
                 log::write(
                     Level::Alert,
@@ -302,7 +345,7 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
             break;
         }
         if Instant::now() >= deadline {
-            for g in std::iter::once(&mut cur).chain(old.iter_mut()) {
+            for g in std::iter::once(&mut cur).chain(old.iter_mut().map(|(g, _)| g)) {
                 if g.kill_left() {
                     code = 1;
                 }
@@ -311,7 +354,7 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
         }
     }
     let snap = cur.stats();
-    for g in old {
+    for (g, _) in old {
         let _ = g.end();
     }
     if let Err(e) = cur.end() {

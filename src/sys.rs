@@ -66,6 +66,12 @@ pub fn close(fd: RawFd) {
     }
 }
 
+/// `dup2(2)`: make `to` name the file `from` names (atomically for every thread using
+/// `to`): how a log file is reopened under the descriptor writers keep using.
+pub fn dup2(from: RawFd, to: RawFd) -> io::Result<()> {
+    syscall!(dup2(from, to)).map(|_| ())
+}
+
 /// `shutdown(2)` one or both halves; ENOTCONN (peer already gone) is not an error.
 pub fn shutdown(fd: RawFd, how: libc::c_int) {
     let _ = syscall!(shutdown(fd, how));

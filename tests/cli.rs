@@ -1,6 +1,6 @@
 //! The `ringway` binary: clear errors and exit 2 for bad flags (one line and a pointer to
 //! `--help`), what `--help` shows first, `-t` in flag values, `explain`'s exit status and
-//! plan, the budget line, SIGUSR1 stats, SIGTERM → exit 0.
+//! plan, the budget line, SIGUSR2 stats, SIGTERM → exit 0.
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -240,7 +240,7 @@ fn budget_line_stats_and_sigterm() {
         "{line}"
     );
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR1).unwrap();
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGUSR2).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = child.wait().unwrap();

@@ -92,7 +92,7 @@ memfree_mib() {
 # Guard: once GUARD_FILE holds a pid (the load generator's), a MemFree under FLOOR_KB sends
 # it SIGTERM (its children die with it: PR_SET_PDEATHSIG) and writes the reason to
 # ABORT_FILE. Stats: if USR1_FILE is non-empty, the first time the TCP socket count has
-# stopped growing for 5 samples after the ramp began, the proxy gets one SIGUSR1 (ringway
+# stopped growing for 5 samples after the ramp began, the proxy gets one SIGUSR2 (ringway
 # prints its per-worker stats while the tunnels are held) and USR1_FILE gets the time.
 sample_box() {
     local pid=$1 out=$2 floor=$3 guard=$4 abort=$5 usr1=$6
@@ -115,7 +115,7 @@ sample_box() {
                 $((free / 1024)) $((floor / 1024)) "$now" "$lg" >>"$abort"
             kill -TERM "$lg" 2>/dev/null || true
         fi
-        # One SIGUSR1 once the socket count has plateaued (the hold).
+        # One SIGUSR2 (the stats) once the socket count has plateaued (the hold).
         if [[ -n $lg && -n $usr1 && ! -s $usr1 ]] && ((!sent)); then
             if ((inuse > best + best / 500 + 8)); then
                 best=$inuse
@@ -125,7 +125,7 @@ sample_box() {
             fi
             if ((still >= 3 && best > base_inuse + 100)); then
                 sent=1
-                kill -USR1 "$pid" 2>/dev/null || true
+                kill -USR2 "$pid" 2>/dev/null || true
                 printf '%s\n' "$now" >"$usr1"
             fi
         fi

@@ -15,7 +15,8 @@ ringway --upstream HOST:PORT[,HOST:PORT...] [OPTIONS]   proxy to these backends
        ringway -c FILE [OPTIONS]                         read an nginx.conf; flags override it
        ringway -t [-c FILE] [OPTIONS]                    test the configuration and exit
        ringway explain [-c FILE] [OPTIONS] [--tunnels N] can it hold N tunnels? (below)
-       ringway -s reload|quit|stop|reopen [-c FILE | --pid-file PATH]  signal a running ringway";
+       ringway -s reload|quit|stop|reopen [-c FILE | --pid-file PATH]  signal a running ringway
+       ringway top --metrics http://HOST:PORT/metrics    live view of one started with --metrics";
 
 /// What `--help` says after the options: the `explain` command, exit statuses, signals.
 const AFTER_HELP: &str = "\
@@ -27,6 +28,8 @@ Commands:
            Exit status: 0 when N fits as configured, 1 when it does not, 2 for bad flags.
            --instances K: K copies of this configuration behind an L4 balancer, each on a
            machine like this one, share N; the limits are one instance's, for N / K.
+  top      A live terminal view of a ringway started with --metrics H:P, refreshed each
+           second: budget per worker, backends, rates, errors (q quits).
 
 Examples:
   ringway --listen 127.0.0.1:8080 --upstream 127.0.0.1:9001,127.0.0.1:9002
@@ -39,8 +42,9 @@ Exit status: 0 after a stop; 1 when it cannot start (port taken, no io_uring);
 Signals: SIGQUIT/SIGTERM stop gracefully (no new clients; requests finish; tunnels stay
 until they end or --shutdown-timeout); SIGINT stops at once; SIGHUP re-reads the -c file
 and applies it without dropping a client (a bad file is logged and the old one kept);
-SIGUSR1 prints per-worker and per-backend stats (and is nginx's reopen). `-s reload|quit|
-stop|reopen` sends SIGHUP|SIGQUIT|SIGINT|SIGUSR1 to the pid in the pid file.";
+SIGUSR1 reopens the log files (nginx's reopen, for logrotate); SIGUSR2 prints per-worker
+and per-backend stats (--metrics serves them as Prometheus metrics). `-s reload|quit|stop|
+reopen` sends SIGHUP|SIGQUIT|SIGINT|SIGUSR1 to the pid in the pid file.";
 
 /// ringway: a thread-per-core io_uring WebSocket/HTTP reverse proxy with an explicit,
 /// nginx-identical connection budget.
@@ -180,7 +184,7 @@ pub struct Cli {
     pub worker_mode: WorkerMode,
 
     /// Send a signal to the running ringway named by the pid file, as nginx's -s: reload
-    /// (SIGHUP), quit (SIGQUIT, graceful), stop (SIGINT, fast), reopen (SIGUSR1).
+    /// (SIGHUP), quit (SIGQUIT, graceful), stop (SIGINT, fast), reopen (SIGUSR1: the logs).
     #[arg(short = 's', long = "signal", value_enum, value_name = "SIGNAL")]
     pub signal: Option<SignalCmd>,
 
@@ -224,6 +228,29 @@ pub struct Cli {
     /// WebSocket is closed), for backends that only speak WebSocket.
     #[arg(long)]
     pub health_check_upgrade: bool,
+    /// Serve `GET /metrics` (Prometheus text format) on this address, from a listener
+    /// thread of its own (nginx.conf: `ringway_metrics ADDR;`). Default: off.
+    #[arg(long, value_name = "H:P", value_parser = parse_addr)]
+    pub metrics: Option<SocketAddr>,
+
+    /// Write the access log here (nginx's `access_log PATH`): a line per HTTP request and
+    /// per finished tunnel; `off` (the default) writes none.
+    #[arg(long, value_name = "PATH|off")]
+    pub access_log: Option<String>,
+
+    /// Access log format: combined (nginx's, plus the upstream fields) or json.
+    #[arg(long, value_name = "FORMAT", value_parser = crate::access_log::Format::parse)]
+    pub access_log_format: Option<crate::access_log::Format>,
+
+    /// Write the error log here instead of stderr (nginx's `error_log PATH`); `stderr`
+    /// keeps stderr.
+    #[arg(long, value_name = "PATH")]
+    pub error_log: Option<String>,
+
+    /// Lowest level written: debug, info, notice, warn, error, crit, alert, emerg
+    /// (default: error with an error log file, as nginx; every line on stderr).
+    #[arg(long, value_name = "LEVEL", value_parser = crate::log::Level::parse)]
+    pub error_log_level: Option<crate::log::Level>,
 
     /// For `explain` and `-t`: the number of tunnels to check the limits against
     /// (default: what the budget admits). `explain` exits 1 when they do not fit as
@@ -387,6 +414,31 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
                 route.underscores_in_headers = true;
             }
         }
+    }
+    if cli.metrics.is_some() {
+        cfg.metrics = cli.metrics;
+    }
+    match cli.access_log.as_deref() {
+        Some("off") => cfg.access_log = None,
+        Some(p) => cfg.access_log = Some(p.into()),
+        None => {}
+    }
+    if let Some(f) = cli.access_log_format {
+        cfg.access_format = f;
+    }
+    match cli.error_log.as_deref() {
+        Some("stderr") => {
+            cfg.error_log = None;
+            cfg.error_level = crate::log::Level::Debug;
+        }
+        Some(p) => {
+            cfg.error_log = Some(p.into());
+            cfg.error_level = crate::log::Level::Error;
+        }
+        None => {}
+    }
+    if let Some(l) = cli.error_log_level {
+        cfg.error_level = l;
     }
     cfg.upstream_bind = match cli.upstream_bind.trim() {
         "none" => Vec::new(),

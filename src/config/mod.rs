@@ -64,7 +64,7 @@ pub enum SignalCmd {
     Quit,
     /// SIGINT: fast stop (every connection closed at once), nginx's `stop`.
     Stop,
-    /// SIGUSR1: reopen log files (ringway logs to stderr: logged; also prints the stats).
+    /// SIGUSR1: reopen the access and error log files (logrotate), as nginx's `reopen`.
     Reopen,
 }
 
@@ -168,6 +168,16 @@ pub struct Config {
     /// `--health-check PATH` and its settings: active checks of every backend (a file's
     /// upstreams have their own `health_check`).
     pub health_check: Option<HealthCheck>,
+    /// `--metrics` / `ringway_metrics`: where `GET /metrics` is served (`None`: nowhere).
+    pub metrics: Option<SocketAddr>,
+    /// `--access-log` / `access_log`: the access log (`None`: off).
+    pub access_log: Option<std::path::PathBuf>,
+    /// `--access-log-format` / `access_log PATH FORMAT`.
+    pub access_format: crate::access_log::Format,
+    /// `--error-log` / `error_log`: the error log file (`None`: stderr).
+    pub error_log: Option<std::path::PathBuf>,
+    /// `--error-log-level` / `error_log PATH LEVEL`: lines below it are not written.
+    pub error_level: crate::log::Level,
 }
 
 impl Config {
@@ -205,6 +215,11 @@ impl Config {
             underscores_in_headers: false,
             servers: Vec::new(),
             health_check: None,
+            metrics: None,
+            access_log: None,
+            access_format: crate::access_log::Format::Combined,
+            error_log: None,
+            error_level: crate::log::Level::Debug,
         }
     }
 

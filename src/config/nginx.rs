@@ -192,7 +192,47 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
     cfg.process_mode = conf.process_mode.unwrap_or(false);
     cfg.pid_file = conf.pid.as_ref().map(std::path::PathBuf::from);
     cfg.shutdown_timeout = conf.worker_shutdown_timeout_ms.map(Duration::from_millis);
+    observe(conf, file, &mut cfg, &mut warnings)?;
     Ok((cfg, warnings))
+}
+
+/// `ringway_metrics`, `access_log`, `error_log` → the config.
+fn observe(
+    conf: &NginxConf,
+    file: &str,
+    cfg: &mut Config,
+    warnings: &mut Vec<String>,
+) -> Result<(), String> {
+    let o = &conf.observe;
+    if let Some(m) = &o.metrics {
+        cfg.metrics = Some(
+            crate::config::parse_addr(m)
+                .map_err(|e| format!("{file}: ringway_metrics {m}: {e}"))?,
+        );
+    }
+    if let Some((path, format)) = &o.access_log {
+        cfg.access_log = (path != "off").then(|| path.into());
+        match format.as_deref().map(crate::access_log::Format::parse) {
+            None => {}
+            Some(Ok(f)) => cfg.access_format = f,
+            Some(Err(_)) => warnings.push(format!(
+                "{file}: access_log {path} {}: log_format is not supported; writing ringway's combined format (or write json)",
+                format.as_deref().unwrap_or("")
+            )),
+        }
+    }
+    if let Some((path, level)) = &o.error_log {
+        if path == "stderr" {
+            cfg.error_log = None;
+        } else {
+            cfg.error_log = Some(path.into());
+            cfg.error_level = crate::log::Level::Error;
+        }
+        if let Some(l) = level {
+            cfg.error_level = crate::log::Level::parse(l).map_err(|e| format!("{file}: {e}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The group a `proxy_pass` target names: an upstream block, or one `host:port`. Its
@@ -401,6 +441,34 @@ mod tests {
             Some(Duration::from_secs(90)),
             "nginx closes idle tunnels after proxy_read_timeout"
         );
+    }
+
+    #[test]
+    fn metrics_and_log_directives() {
+        let text = SEED
+            .replace(
+                "worker_processes 1;",
+                "worker_processes 1;\nringway_metrics 127.0.0.1:9145;\nerror_log /tmp/e.log warn;",
+            )
+            .replace("http {", "http {\n access_log /tmp/a.log json;");
+        let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&text, "f").unwrap(), "f").unwrap();
+        assert!(w.is_empty(), "{w:?}");
+        assert_eq!(c.metrics, Some("127.0.0.1:9145".parse().unwrap()));
+        assert_eq!(c.access_log, Some("/tmp/a.log".into()));
+        assert_eq!(c.access_format, crate::access_log::Format::Json);
+        assert_eq!(c.error_log, Some("/tmp/e.log".into()));
+        assert_eq!(c.error_level, crate::log::Level::Warn);
+        // A log_format name: warned about, combined written; `off` is off.
+        let text = SEED.replace("http {", "http {\n access_log off main;");
+        let (c, w) = from_nginx(&crate::nginx_conf::parse_str(&text, "f").unwrap(), "f").unwrap();
+        assert_eq!(c.access_log, None);
+        assert!(w[0].contains("log_format is not supported"), "{w:?}");
+        let bad = SEED.replace(
+            "worker_processes 1;",
+            "worker_processes 1;\nerror_log x loud;",
+        );
+        let e = from_nginx(&crate::nginx_conf::parse_str(&bad, "f").unwrap(), "f").unwrap_err();
+        assert!(e.contains("unknown error log level \"loud\""), "{e}");
     }
 
     #[test]

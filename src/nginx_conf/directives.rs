@@ -90,6 +90,11 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         | "pid"
         | "worker_shutdown_timeout" => known(MAIN, Exact(1), false),
         "events" | "http" => known(MAIN, Exact(0), true),
+        "ringway_metrics" => known(MAIN, Exact(1), false),
+        // One error log (the top level's) and one access log (the http block's); the
+        // others are harmless below.
+        "error_log" if ctx == Ctx::Main => known(MAIN, Range(1, 2), false),
+        "access_log" if ctx == Ctx::Http => known(HTTP, Range(1, 2), false),
         "worker_connections" => known(EVENTS, Exact(1), false),
         "map" => known(HTTP, Exact(2), true),
         "upstream" => known(HTTP, Exact(1), true),
@@ -162,8 +167,9 @@ pub(super) fn harmless_reason(name: &str) -> &'static str {
         "master_process" => {
             "ringway's process layout is its own (ringway_worker_mode thread|process)"
         }
-        "error_log" => "ringway reports errors on stderr",
-        "access_log" | "log_format" => "ringway writes no access log",
+        "error_log" => "ringway has one error log: the top level's error_log",
+        "access_log" => "ringway has one access log: the http block's access_log",
+        "log_format" => "ringway writes its own formats (access_log PATH combined|json)",
         "sendfile" | "tcp_nopush" => "ringway serves no files, it only proxies",
         "tcp_nodelay" => "ringway always sets TCP_NODELAY",
         "gzip" => "ringway never compresses: responses pass as the backend sent them",
@@ -249,7 +255,7 @@ mod tests {
                     default_type application/octet-stream;\n\
                     gzip on;\n\
                     log_format main '$remote_addr - $request';\n\
-                    access_log /var/log/nginx/access.log main;\n\
+                    access_log /var/log/nginx/access.log;\n\
                     server_tokens off;\n\
                     client_max_body_size 10m;\n\
                     server {\n\
@@ -264,7 +270,6 @@ mod tests {
             (1, "user"),
             (3, "daemon"),
             (4, "master_process"),
-            (5, "error_log"),
             (7, "multi_accept"),
             (8, "use"),
             (11, "sendfile"),
@@ -274,7 +279,6 @@ mod tests {
             (16, "default_type"),
             (17, "gzip"),
             (18, "log_format"),
-            (19, "access_log"),
             (20, "server_tokens"),
             (21, "client_max_body_size"),
             (25, "proxy_buffering"),
@@ -335,8 +339,8 @@ mod tests {
             ("user", Ctx::Main),
             ("daemon", Ctx::Main),
             ("master_process", Ctx::Main),
-            ("error_log", Ctx::Main),
-            ("access_log", Ctx::Http),
+            ("error_log", Ctx::Http),
+            ("access_log", Ctx::Server),
             ("log_format", Ctx::Http),
             ("sendfile", Ctx::Http),
             ("tcp_nopush", Ctx::Http),

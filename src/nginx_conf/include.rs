@@ -295,13 +295,13 @@ mod tests {
             parse_file(&main)
         };
         // Warnings, and the structured list.
-        let c = parse_site("access_log off;\nserver {\n}\n").unwrap();
+        let c = parse_site("sendfile on;\nserver {\n}\n").unwrap();
         assert_eq!(
             c.warnings,
             [
                 format!(
-                    "{site}:1: ignoring harmless directive 'access_log': ringway writes no \
-                     access log"
+                    "{site}:1: ignoring harmless directive 'sendfile': ringway serves no \
+                     files, it only proxies"
                 ),
                 format!("{site}:2: server block has no \"listen\"; using 0.0.0.0:80 like nginx"),
             ]

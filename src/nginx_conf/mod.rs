@@ -102,6 +102,8 @@ pub struct NginxConf {
     pub pid: Option<String>,
     /// `worker_shutdown_timeout TIME;` (top level), in ms: the bound of a graceful stop.
     pub worker_shutdown_timeout_ms: Option<u64>,
+    /// Observability directives (`ringway_metrics`, `access_log`, `error_log`).
+    pub observe: Observe,
     /// `upstream NAME { ... }` blocks of the `http` block, in file order.
     pub upstreams: Vec<UpstreamBlock>,
     /// `server { ... }` blocks of the `http` block, in file order.
@@ -115,6 +117,18 @@ pub struct NginxConf {
     /// What the file asks for that ringway accepts but does not do, in file order (each one
     /// also has its line in [`NginxConf::warnings`]).
     pub ignored: Vec<Ignored>,
+}
+
+/// What the file says about metrics and logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observe {
+    /// ringway-specific `ringway_metrics ADDR;` (top level).
+    pub metrics: Option<String>,
+    /// `access_log PATH [FORMAT];` / `access_log off;` (the `http` block): path (`off`
+    /// included) and format.
+    pub access_log: Option<(String, Option<String>)>,
+    /// `error_log PATH [LEVEL];` (top level).
+    pub error_log: Option<(String, Option<String>)>,
 }
 
 /// A directive (or a parameter of one) that ringway accepts and ignores.

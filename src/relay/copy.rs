@@ -54,6 +54,8 @@ pub fn on_recv(
             return Ok(Flow::Continue);
         }
         d.bufs.push_back((bid, res as u32));
+        d.bytes += res as u64;
+        relay.moved[i] += res as u64;
         relay.bufs_held += 1;
         if relay.mode == TunnelMode::Auto && !d.to_splice {
             // Bulk fills whole buffers: after a few in a row, splice instead.

@@ -72,6 +72,8 @@ pub struct Relay {
     pub bufs_held: usize,
     /// auto: directions moved between copy and splice.
     pub switches: u64,
+    /// Bytes taken from sources, per direction (client → backend, backend → client).
+    pub moved: [u64; 2],
 }
 
 impl Relay {
@@ -85,6 +87,7 @@ impl Relay {
             worker,
             bufs_held: 0,
             switches: 0,
+            moved: [0, 0],
         }
     }
 
@@ -144,6 +147,8 @@ pub struct Dir {
     pub streak: u8,
     /// auto (splice): bytes taken from the source since it was last found empty.
     pub burst: usize,
+    /// Bytes taken from the source (the access log's and metrics' count).
+    pub bytes: u64,
 }
 
 impl Dir {
@@ -164,6 +169,7 @@ impl Dir {
             to_splice: false,
             streak: 0,
             burst: 0,
+            bytes: 0,
         }
     }
     /// Relaying or delivering the tail.
@@ -193,6 +199,11 @@ pub struct Tunnel {
     pub upgraded: bool,
     /// Idle deadline pushed out by every byte moved, in ms (0: none).
     pub idle_ms: u64,
+    /// When it was upgraded (µs, `metrics::now_us`; the access log's duration).
+    pub started_us: u64,
+    /// How it ended: 1 + the direction that finished first, or the session's mark
+    /// (`session::observe`); 0: not known (an error, a stop).
+    pub end: u8,
 }
 
 impl Default for Tunnel {
@@ -209,6 +220,8 @@ impl Tunnel {
             polling: [false, false],
             upgraded: false,
             idle_ms: 0,
+            started_us: 0,
+            end: 0,
         }
     }
 
@@ -288,6 +301,9 @@ impl Tunnel {
     fn end_dir(&mut self, c: &Conn, i: usize) -> Flow {
         c.shutdown(source(1 - i), libc::SHUT_WR);
         self.dirs[i].state = DirState::Done;
+        if self.end == 0 {
+            self.end = i as u8 + 1;
+        }
         if self.finished() {
             Flow::Close
         } else {

@@ -180,6 +180,8 @@ pub fn pump(
     if moved > 0 || t.dirs[i].pending < pending_before {
         t.touch(c, now);
     }
+    t.dirs[i].bytes += moved as u64;
+    relay.moved[i] += moved as u64;
     // auto judges a whole burst (readiness to EAGAIN, across yields and waits for the
     // peer), not one run: a bulk message's first run may yield and its last move little.
     let burst = t.dirs[i].burst.saturating_add(moved);

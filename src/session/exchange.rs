@@ -123,6 +123,8 @@ pub struct Exchange {
     pub resp_at: u64,
     /// A `ClientWatch` poll is armed on the client ([`super::watch`]).
     pub watching: bool,
+    /// Timings and access-log text (`observe.rs`).
+    pub obs: super::observe::ExObs,
 }
 
 impl Exchange {
@@ -166,6 +168,7 @@ impl Exchange {
             req_at: 0,
             resp_at: 0,
             watching: false,
+            obs: Default::default(),
         })
     }
 
@@ -240,6 +243,7 @@ impl Session {
         // request) stays in the buffer for later.
         let fed = ex.req_body.feed(&ex.cin[ex.cin_pos..ex.cin_len]);
         self.state = State::Exchange(ex);
+        self.obs_begin(ctx);
         let k = match fed {
             Ok(k) => k,
             Err(FramingError(why)) => {
@@ -306,6 +310,7 @@ impl Session {
     /// Use `fd`, an idle pooled connection to backend `b`, for this exchange.
     pub fn use_pooled(&mut self, b: usize, fd: OwnedFd, ctx: &mut Ctx) -> io::Result<Step> {
         self.set_backend(b, ctx);
+        self.obs_upstream(false);
         self.conn.upstream = Some(fd);
         if let Some(ex) = self.ex() {
             ex.reused = true;
@@ -319,6 +324,7 @@ impl Session {
     /// Open a fresh connection to backend `b` (with the linked connect timeout).
     pub fn connect(&mut self, b: usize, ctx: &mut Ctx) -> io::Result<Step> {
         self.set_backend(b, ctx);
+        self.obs_upstream(true);
         let v6 = ctx.ups.addrs[b].is_ipv6();
         let mut route = 0;
         if let Some(ex) = self.ex() {
@@ -362,6 +368,7 @@ impl Session {
         }
         let attempts = ex.attempts;
         let b = self.backend as usize;
+        self.obs_connected(b, res, ctx);
         if res >= 0 {
             ctx.bctr(b).requests_total.fetch_add(1, Ordering::Relaxed);
             return self.upstream_ready(ctx);
@@ -413,6 +420,7 @@ impl Session {
     /// An upstream connection is ready (fresh or pooled): answer `Expect: 100-continue`
     /// now that the backend is reachable, then send the head.
     fn upstream_ready(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
+        self.obs_sending();
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
@@ -469,6 +477,10 @@ impl Session {
         };
         let Some(ri) = ex.rinfo else {
             return Ok(Step::Close);
+        };
+        self.obs_exchange_end(ctx);
+        let Some(ex) = self.ex() else {
+            return Ok(Step::Continue);
         };
         if ex.req != ReqPhase::Done {
             // The backend answered before the whole request body arrived (an early 413,
@@ -561,6 +573,8 @@ impl Session {
         let route = self.ex().map_or(0, |ex| ex.info.route);
         let idle_ms = ctx.route(route).tunnel_idle_timeout.map(ms).unwrap_or(0);
         let b = self.backend as usize;
+        self.obs_exchange_end(ctx);
+        let early = self.ex().map_or(0, |ex| ex.obs.early);
         let State::Exchange(ex) =
             std::mem::replace(&mut self.state, State::Tunnel(Tunnel::upgraded(idle_ms)))
         else {
@@ -573,6 +587,9 @@ impl Session {
         be.tunnels_total.fetch_add(1, Ordering::Relaxed);
         self.conn.deadline = if idle_ms != 0 { ctx.now + idle_ms } else { 0 };
         if let State::Tunnel(t) = &mut self.state {
+            t.started_us = crate::metrics::now_us();
+            t.dirs[1].bytes = early;
+            ctx.relay.moved[1] += early;
             t.start(&mut self.conn, &mut ctx.ring, &mut ctx.relay)?;
         }
         Ok(Step::Continue)
@@ -621,6 +638,7 @@ impl Session {
                         let why = "timed out waiting for the response head";
                         ctx.ups.failed(b as usize, ctx.index, why);
                     }
+                    self.obs_timeout(b, true, ctx);
                     ctx.upstream_error(
                         self.peer,
                         format_args!(
@@ -630,6 +648,7 @@ impl Session {
                     self.fail(reply::GATEWAY_TIMEOUT)
                 }
                 RespPhase::ReadingBody => {
+                    self.obs_timeout(b, false, ctx);
                     ctx.upstream_error(
                         self.peer,
                         format_args!(

@@ -22,6 +22,7 @@
 
 pub mod exchange;
 pub mod head;
+pub mod observe;
 pub mod reply;
 pub mod request;
 pub mod response;
@@ -204,6 +205,8 @@ pub struct Ctx {
     pub errors: u64,
     /// Clients that left while their exchange waited for the backend (nginx's 499).
     pub client_gone: u64,
+    /// Metrics and the access log.
+    pub obs: observe::Obs,
 }
 
 impl Ctx {
@@ -341,6 +344,9 @@ impl Session {
     /// The session's deadline passed: what that means depends on the state.
     pub fn on_timeout(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
         let peer = self.peer;
+        if let State::Tunnel(t) = &mut self.state {
+            t.end = observe::END_TIMEOUT;
+        }
         Ok(match &self.state {
             // A kept-alive client that sent nothing more: the normal end of a connection.
             State::Head(h) if h.idle => Step::Close,
@@ -413,13 +419,15 @@ impl Session {
             other => other,
         };
         let tunnel = match state {
-            State::Exchange(ex) => {
+            State::Exchange(mut ex) => {
+                observe::exchange_end(&mut ex, self.peer, self.backend, ctx);
                 ctx.recycle(ex);
                 None
             }
             other => other.into_tunnel(),
         };
         if let Some(mut t) = tunnel {
+            observe::tunnel_end(&t, self.peer, self.backend, ctx);
             t.release(&mut ctx.ring, &mut ctx.relay);
             if t.upgraded {
                 ctx.tunnels -= 1;

@@ -11,6 +11,7 @@ impl Session {
     /// Answer the client with `msg`, then linger and close. Drops the upstream side.
     pub fn reply(&mut self, msg: &'static [u8], ctx: &mut Ctx) -> io::Result<Step> {
         ctx.errors += 1;
+        self.obs_reply(msg, ctx);
         let busy = self.conn.inflight > 0;
         if let State::Tunnel(t) = &mut self.state {
             t.stop();

@@ -123,6 +123,7 @@ impl Session {
         if ri.tunnel {
             // Early bytes of the upgraded connection.
             ex.out.extend_from_slice(rest);
+            ex.obs.early = rest.len() as u64;
         } else {
             match ex.resp_body.feed(rest) {
                 Ok(k) => {
@@ -144,6 +145,7 @@ impl Session {
         ex.ulen = 0;
         ex.resp_at = at;
         self.refresh_deadline();
+        self.obs_response_head(b, ri.status, ri.tunnel, ctx);
         self.submit_client_send(ctx)
     }
 
@@ -240,6 +242,7 @@ impl Session {
             _ => return Ok(Step::Continue),
         };
         let at = ctx.now + ms(ctx.routing.routes[ex.info.route as usize].read_timeout);
+        ex.obs.sent += n as u64;
         if ex.req == ReqPhase::SendingContinue {
             ex.usent += n;
             if ex.usent < reply::CONTINUE.len() {

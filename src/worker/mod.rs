@@ -146,6 +146,7 @@ impl Worker {
             tunnels: 0,
             errors: 0,
             client_gone: 0,
+            obs: crate::session::observe::Obs::new(init.stats, &cfg)?,
             ups: init.ups,
             cfg: cfg.clone(),
         };
@@ -221,8 +222,10 @@ impl Worker {
                 }
             }
             self.publish();
+            self.ctx.turn_end(false);
         }
         self.publish();
+        self.ctx.turn_end(true);
         WorkerStats::set(&self.stats.running, 0);
         WorkerStats::set(&self.stats.accepting, 0);
         if !self.slab.is_empty() {
@@ -266,6 +269,8 @@ impl Worker {
         WorkerStats::set(&st.errors, self.ctx.errors);
         WorkerStats::set(&st.client_gone, self.ctx.client_gone);
         WorkerStats::set(&st.handed_off, self.handoff.handed_off);
+        let paused = self.ctx.cfg.at_limit == AtLimit::Pause && !self.room_for_client();
+        WorkerStats::set(&st.more.accept_paused, u64::from(paused));
     }
 
     // ----- accept and admission ------------------------------------------------------
@@ -353,6 +358,7 @@ impl Worker {
         let at_limit = self.ctx.cfg.at_limit;
         let (admit, new_episode) = self.budget.admit(false);
         if new_episode {
+            crate::shm::bump(&self.stats.more.not_enough_episodes, 1);
             crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
                 "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
                 self.budget.capacity(),
@@ -370,6 +376,7 @@ impl Worker {
                 // One pre-built answer and a linked close, outside the budget: a full
                 // worker answers every client, however fast they come.
                 self.ctx.errors += 1;
+                crate::shm::bump(&self.stats.more.refused_503, 1);
                 let tok = Token::session(Op::Cancel, Side::Client, u32::MAX, 0);
                 return self
                     .ctx

@@ -220,6 +220,19 @@ impl Builder<'_> {
                         }
                     });
                 }
+                "ringway_metrics" => {
+                    if self.conf.observe.metrics.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    self.conf.observe.metrics = Some(d.arg(0).to_string());
+                }
+                "error_log" => {
+                    if self.conf.observe.error_log.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    let level = d.args.get(1).cloned();
+                    self.conf.observe.error_log = Some((d.arg(0).to_string(), level));
+                }
                 "pid" => {
                     if self.conf.pid.is_some() {
                         return Err(self.duplicate(d));
@@ -310,6 +323,13 @@ impl Builder<'_> {
                     self.conf.upstreams.push(u);
                 }
                 "server" => raw_servers.push((self.server(d)?, d)),
+                "access_log" => {
+                    if self.conf.observe.access_log.is_some() {
+                        return Err(self.duplicate(d));
+                    }
+                    let format = d.args.get(1).cloned();
+                    self.conf.observe.access_log = Some((d.arg(0).to_string(), format));
+                }
                 _ => self.proxy_directive(d, &mut proxy)?,
             }
         }
@@ -384,6 +404,7 @@ mod tests {
             process_mode: None,
             pid: None,
             worker_shutdown_timeout_ms: None,
+            observe: Default::default(),
             upstreams: vec![UpstreamBlock {
                 name: "nodes".into(),
                 servers: vec![
