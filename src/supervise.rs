@@ -16,9 +16,9 @@
 
 use crate::config::{fmt_duration, Config};
 use crate::lifecycle::{self, reread};
-use crate::metrics::{GenId, Source};
 use crate::log::{self, Level, Who};
 use crate::master::Generation;
+use crate::metrics::{GenId, Source};
 use crate::server::{self, Server};
 use crate::stats::Snapshot;
 use crate::sys;
