@@ -140,6 +140,31 @@ impl Ctx {
         WorkerStats::set(&self.obs.more.access_log_errors, self.obs.alog.errors);
     }
 
+    /// A full worker answered `msg` (its 503) straight from the accept completion, on
+    /// client socket `fd`, before any request byte was read: count it, and log it with
+    /// `-` for the request line it never read.
+    pub fn answered_at_accept(&mut self, fd: std::os::fd::RawFd, msg: &[u8]) {
+        let status = status_of(msg);
+        self.count_response(status);
+        if !self.obs.alog.on() {
+            return;
+        }
+        let remote = crate::sys::peer_addr(fd)
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        self.obs.alog.http(&HttpLine {
+            remote,
+            request: b"",
+            status,
+            bytes: msg.len() as u64,
+            request_us: 0,
+            upstream: None,
+            upstream_us: None,
+            referer: b"",
+            user_agent: b"",
+        });
+    }
+
     /// A status went out to a client: count it, and the request.
     fn count_response(&self, status: u16) {
         bump(&self.obs.more.status[class(status)], 1);

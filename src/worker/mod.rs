@@ -377,6 +377,8 @@ impl Worker {
                 // worker answers every client, however fast they come.
                 self.ctx.errors += 1;
                 crate::shm::bump(&self.stats.more.refused_503, 1);
+                self.ctx
+                    .answered_at_accept(fd.as_raw_fd(), http::reply::UNAVAILABLE);
                 let tok = Token::session(Op::Cancel, Side::Client, u32::MAX, 0);
                 return self
                     .ctx
