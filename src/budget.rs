@@ -50,9 +50,7 @@ pub fn describe(workers: usize, worker_connections: usize) -> String {
 pub enum Admit {
     /// Both slots reserved; proceed.
     Admitted,
-    /// Budget full; a 503 reserve slot was taken (503 mode).
-    Reserve,
-    /// Budget full and nothing to answer with: close.
+    /// Budget full: the worker answers 503 (outside the budget), closes, or pauses.
     Refused,
 }
 
@@ -61,21 +59,16 @@ pub enum Admit {
 pub struct Budget {
     capacity: usize,
     used: usize,
-    reserve_cap: usize,
-    reserve_used: usize,
     /// An "not enough" episode is running: logged once, ends with hysteresis.
     episode: bool,
 }
 
 impl Budget {
-    /// A budget of `worker_connections` slots with the worker's own 2 already taken, plus a
-    /// 503 reserve of `reserve` slots outside it.
-    pub fn new(worker_connections: usize, reserve: usize) -> Budget {
+    /// A budget of `worker_connections` slots with the worker's own 2 already taken.
+    pub fn new(worker_connections: usize) -> Budget {
         Budget {
             capacity: worker_connections,
             used: RESERVED.min(worker_connections),
-            reserve_cap: reserve,
-            reserve_used: 0,
             episode: false,
         }
     }
@@ -98,31 +91,21 @@ impl Budget {
     pub fn free(&self) -> usize {
         self.capacity - self.used
     }
-    /// 503 reserve slots in use.
-    pub fn reserve_used(&self) -> usize {
-        self.reserve_used
-    }
-
     /// Whether a new client would be admitted.
     pub fn has_room(&self) -> bool {
         self.free() >= PER_CLIENT
     }
 
-    /// Try to admit a client. `use_reserve` is true in 503 mode.
-    /// Returns the decision and whether this starts a new "not enough" episode (log it).
-    pub fn admit(&mut self, use_reserve: bool) -> (Admit, bool) {
+    /// Try to admit a client. Returns the decision and whether this starts a new "not
+    /// enough" episode (log it).
+    pub fn admit(&mut self) -> (Admit, bool) {
         if self.has_room() {
             self.used += PER_CLIENT;
             return (Admit::Admitted, false);
         }
         let new_episode = !self.episode;
         self.episode = true;
-        if use_reserve && self.reserve_used < self.reserve_cap {
-            self.reserve_used += 1;
-            (Admit::Reserve, new_episode)
-        } else {
-            (Admit::Refused, new_episode)
-        }
+        (Admit::Refused, new_episode)
     }
 
     /// Return an admitted client's slots. Ends the episode once at least an eighth of the
@@ -151,12 +134,6 @@ impl Budget {
         debug_assert!(self.used > RESERVED);
         self.used -= 1;
     }
-
-    /// Return a 503 reserve slot.
-    pub fn release_reserve(&mut self) {
-        debug_assert!(self.reserve_used > 0);
-        self.reserve_used -= 1;
-    }
 }
 
 #[cfg(test)]
@@ -179,28 +156,24 @@ mod tests {
 
     #[test]
     fn admits_exactly_and_logs_once_per_episode() {
-        let mut b = Budget::new(16, 2);
+        let mut b = Budget::new(16);
         for _ in 0..7 {
-            assert_eq!(b.admit(true), (Admit::Admitted, false));
+            assert_eq!(b.admit(), (Admit::Admitted, false));
         }
         assert_eq!(b.free(), 0);
-        assert_eq!(b.admit(true), (Admit::Reserve, true));
-        assert_eq!(b.admit(true), (Admit::Reserve, false));
-        assert_eq!(b.admit(true), (Admit::Refused, false));
-        assert_eq!(b.admit(false), (Admit::Refused, false));
-        b.release_reserve();
-        b.release_reserve();
+        assert_eq!(b.admit(), (Admit::Refused, true));
+        assert_eq!(b.admit(), (Admit::Refused, false));
         b.release();
-        // 2 free < max(16/8, 2)=2? equal → episode ends.
-        assert_eq!(b.admit(true), (Admit::Admitted, false));
-        assert_eq!(b.admit(true), (Admit::Reserve, true));
+        // 2 free >= max(16/8, 2) = 2: the episode ends.
+        assert_eq!(b.admit(), (Admit::Admitted, false));
+        assert_eq!(b.admit(), (Admit::Refused, true));
     }
 
     #[test]
     fn pooled_connections_take_single_free_slots() {
-        let mut b = Budget::new(8, 0);
-        assert_eq!(b.admit(false).0, Admit::Admitted);
-        assert_eq!(b.admit(false).0, Admit::Admitted);
+        let mut b = Budget::new(8);
+        assert_eq!(b.admit().0, Admit::Admitted);
+        assert_eq!(b.admit().0, Admit::Admitted);
         assert_eq!(b.free(), 2);
         assert!(b.take_one());
         assert!(!b.has_room(), "one free slot is not a client's two");
@@ -213,9 +186,9 @@ mod tests {
 
     #[test]
     fn odd_budget_leaves_one_slot_unused() {
-        let mut b = Budget::new(1025, 0);
+        let mut b = Budget::new(1025);
         let mut n = 0;
-        while b.admit(false).0 == Admit::Admitted {
+        while b.admit().0 == Admit::Admitted {
             n += 1;
         }
         assert_eq!(n, 511);

@@ -19,8 +19,6 @@ pub struct WorkerStats {
     pub slots_capacity: AtomicU64,
     /// Slots in use (listener and control fd included).
     pub slots_used: AtomicU64,
-    /// 503-reserve slots in use.
-    pub reserve_used: AtomicU64,
     /// Sessions alive (any state).
     pub sessions: AtomicU64,
     /// Upgraded tunnels alive.
@@ -64,7 +62,6 @@ impl WorkerStats {
     pub fn reset(&self) {
         for f in [
             &self.slots_used,
-            &self.reserve_used,
             &self.sessions,
             &self.tunnels,
             &self.pipes_in_use,
@@ -306,7 +303,7 @@ pub fn bump(c: &AtomicU64, n: u64) {
 pub struct WorkerMore {
     /// `worker_connections are not enough` episodes.
     pub not_enough_episodes: AtomicU64,
-    /// Clients answered 503 from the reserve (the rest of `refused` were closed at once).
+    /// Clients answered 503 at the limit (the rest of `refused` were closed at once).
     pub refused_503: AtomicU64,
     /// 1 while a pause-mode worker is full and not accepting.
     pub accept_paused: AtomicU64,

@@ -15,8 +15,6 @@ pub struct WorkerSnapshot {
     pub slots_capacity: u64,
     /// Slots in use.
     pub slots_used: u64,
-    /// 503-reserve slots in use.
-    pub reserve_used: u64,
     /// Sessions alive.
     pub sessions: u64,
     /// Tunnels alive.
@@ -87,7 +85,6 @@ impl Snapshot {
                     worker: i,
                     slots_capacity: g(&w.slots_capacity),
                     slots_used: g(&w.slots_used),
-                    reserve_used: g(&w.reserve_used),
                     sessions: g(&w.sessions),
                     tunnels: g(&w.tunnels),
                     pipes_in_use: g(&w.pipes_in_use),

@@ -234,7 +234,6 @@ pub fn draw(f: &mut Frame, view: &View) {
             n(s.sum("ringway_worker_slots_used", &l)),
             n(s.sum("ringway_worker_slots_free", &l)),
             n(s.sum("ringway_worker_slots", &l)),
-            n(s.sum("ringway_worker_reserve_used", &l)),
             n(s.sum("ringway_tunnels", &l)),
             n(s.sum("ringway_sessions", &l)),
             n(ws("reason", "503")),
@@ -247,24 +246,12 @@ pub fn draw(f: &mut Frame, view: &View) {
     f.render_widget(
         Table::new(
             rows,
-            [
-                Constraint::Length(7),
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-                w7,
-            ],
+            [Constraint::Length(7), w7, w7, w7, w7, w7, w7, w7, w7, w7],
         )
         .header(
             Row::new([
-                "worker", "used", "free", "slots", "reserve", "tunnels", "sessions", "503",
-                "reset", "episodes", "handoffs",
+                "worker", "used", "free", "slots", "tunnels", "sessions", "503", "reset",
+                "episodes", "handoffs",
             ])
             .style(bold),
         )

@@ -214,7 +214,6 @@ async fn known_numbers(mode: &str) {
     }
     let m = until(p.metrics, "10 tunnels, 2 refused", |m| {
         sum(m, "ringway_worker_refused_total", &["reason=\"503\""]) == 2.0
-            && sum(m, "ringway_worker_reserve_used", &[]) == 0.0
     })
     .await;
     assert_eq!(sum(&m, "ringway_tunnels", &[]), 10.0);

@@ -108,7 +108,7 @@ async fn top_renders_the_budget_and_the_backends() {
     assert!(screen.contains("tunnels 2 live"), "{screen}");
     assert!(screen.contains("slots 6 of 16 used"), "{screen}");
     assert!(screen.contains(&b.to_string()), "{screen}");
-    // The worker row: worker 0, 6 used, 10 free, 16 slots, 0 reserve, 2 tunnels.
+    // The worker row: worker 0, 6 used, 10 free, 16 slots, 2 tunnels, 2 sessions.
     let row = screen
         .lines()
         .find(|l| l.trim_start_matches('│').split_whitespace().next() == Some("0"))
@@ -117,6 +117,6 @@ async fn top_renders_the_budget_and_the_backends() {
         .trim_matches(|c| c == '│' || c == ' ')
         .split_whitespace()
         .collect();
-    assert_eq!(&cells[..6], ["0", "6", "10", "16", "0", "2"], "{screen}");
+    assert_eq!(&cells[..6], ["0", "6", "10", "16", "2", "2"], "{screen}");
     assert!(gone, "q did not quit ringway top");
 }

@@ -30,7 +30,6 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("ringway_worker_slots", Kind::Gauge, "worker_connections of the worker (its budget of slots)."),
     ("ringway_worker_slots_used", Kind::Gauge, "Slots in use (listener and control channel included)."),
     ("ringway_worker_slots_free", Kind::Gauge, "Slots free."),
-    ("ringway_worker_reserve_used", Kind::Gauge, "Slots of the 503 reserve (outside the budget) in use."),
     ("ringway_worker_not_enough_episodes", Kind::Counter, "'worker_connections are not enough' episodes (logged once each)."),
     ("ringway_worker_refused", Kind::Counter, "Clients refused at the limit, by reason (503 answered, reset: closed at once)."),
     ("ringway_worker_accept_paused", Kind::Gauge, "1 while a full worker (--at-limit pause) does not accept."),
@@ -214,7 +213,6 @@ pub fn generation(gen: &Gen) -> Families {
         f.n("ringway_worker_slots", wl(), cap);
         f.n("ringway_worker_slots_used", wl(), used);
         f.n("ringway_worker_slots_free", wl(), cap.saturating_sub(used));
-        f.n("ringway_worker_reserve_used", wl(), g(&s.reserve_used));
         f.n(
             "ringway_worker_not_enough_episodes",
             wl(),

@@ -163,7 +163,7 @@ impl Worker {
             budget: {
                 // At the limit, 503 answers go straight out of the accept completion
                 // (`Ring::answer_and_close`): no reserve of slots is held for them.
-                let mut b = Budget::new(cfg.worker_connections, 0);
+                let mut b = Budget::new(cfg.worker_connections);
                 // nginx counts each listening socket: one per listen address beyond the first.
                 b.reserve_own(init.listeners.len().saturating_sub(1));
                 b
@@ -256,7 +256,6 @@ impl Worker {
         let relay = &self.ctx.relay;
         WorkerStats::set(&st.slots_capacity, self.budget.capacity() as u64);
         WorkerStats::set(&st.slots_used, self.budget.used() as u64);
-        WorkerStats::set(&st.reserve_used, self.budget.reserve_used() as u64);
         WorkerStats::set(&st.sessions, self.slab.len() as u64);
         WorkerStats::set(&st.tunnels, self.ctx.tunnels as u64);
         WorkerStats::set(&st.pipes_in_use, relay.pipes.in_use as u64);
@@ -356,7 +355,7 @@ impl Worker {
             self.evict_oldest()?;
         }
         let at_limit = self.ctx.cfg.at_limit;
-        let (admit, new_episode) = self.budget.admit(false);
+        let (admit, new_episode) = self.budget.admit();
         if new_episode {
             crate::shm::bump(&self.stats.more.not_enough_episodes, 1);
             crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
