@@ -25,13 +25,13 @@ impl Drop for Proxy {
 
 /// Start the binary with `--metrics 127.0.0.1:0` and read both addresses it prints.
 fn start(mode: &str, upstream: SocketAddr, extra: &[&str]) -> Proxy {
+    start_list(mode, &upstream.to_string(), extra)
+}
+
+/// [`start`] with a comma-separated list of backends.
+fn start_list(mode: &str, upstreams: &str, extra: &[&str]) -> Proxy {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--upstream",
-            &upstream.to_string(),
-        ])
+        .args(["--listen", "127.0.0.1:0", "--upstream", upstreams])
         .args([
             "--worker-mode",
             mode,
@@ -268,6 +268,20 @@ async fn known_numbers(mode: &str) {
     assert_eq!(sum(&m, "ringway_backend_connect_failures_total", &[]), 1.0);
     // Anything but /metrics is a 404.
     assert!(http_get(q.metrics, "/").starts_with("HTTP/1.1 404"));
+
+    // Health: in a group of two, the refusing one goes down at its first failure
+    // (max_fails 1), for every worker; the live one stays up.
+    let r = start_list(mode, &format!("{b},{dead}"), &[]);
+    let (up, down) = (format!("backend=\"{b}\""), format!("backend=\"{dead}\""));
+    let m = until(r.metrics, "the dead backend down", |m| {
+        let _ = http_get(r.addr, "/");
+        sum(m, "ringway_backend_up", &[&down]) == 0.0
+    })
+    .await;
+    assert_eq!(sum(&m, "ringway_backend_up", &[&up]), 1.0);
+    assert_eq!(sum(&m, "ringway_backend_downs_total", &[&down]), 1.0);
+    assert_eq!(sum(&m, "ringway_backend_downs_total", &[&up]), 0.0);
+    assert_eq!(sum(&m, "ringway_backend_fails", &[&down]), 1.0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
