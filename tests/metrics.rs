@@ -145,8 +145,10 @@ async fn known_numbers(mode: &str) {
     let m = until(p.metrics, "3 tunnels, 4 requests", |m| {
         sum(m, "ringway_http_responses_total", &["class=\"2xx\""]) == 4.0
             && sum(m, "ringway_tunnel_bytes_total", &["backend_to_client"]) == 54.0
-            // The HTTP clients' lingering closes are over.
+            // The HTTP clients' lingering closes are over (their slots come back when
+            // the close completes, which may be a turn after the session went).
             && sum(m, "ringway_sessions", &[]) == 3.0
+            && sum(m, "ringway_worker_slots_used", &[]) == 4.0 + 6.0
     })
     .await;
     assert_eq!(sum(&m, "ringway_tunnels", &[]), 3.0);
