@@ -16,7 +16,8 @@
 //! | the event loop of one worker: slab, timers, accept, handoff, pool | [`worker`] |
 //! | a session's sockets, ring identity, in-flight count | [`conn`] |
 //! | session states and their handlers (HTTP, replies) | [`session`] |
-//! | splice / copy relay, pipe pool | [`relay`] |
+//! | splice / copy / TLS relay, pipe pool | [`relay`] |
+//! | TLS termination: certificates, SNI, rustls per connection, kTLS | [`tls`] |
 //! | HTTP heads | [`http`] |
 //! | backends, balancing | [`upstream`] |
 //! | FNV-1a hashing (hash keys, ring, backend ids) | [`hash`] |
@@ -55,6 +56,7 @@ pub mod shm;
 pub mod stats;
 pub mod supervise;
 pub mod sys;
+pub mod tls;
 pub mod top;
 pub mod upstream;
 pub mod worker;

@@ -177,6 +177,9 @@ fn main() {
         "{}",
         ringway::budget::describe(cfg.workers, cfg.worker_connections)
     );
+    for line in ringway::config::tls_lines(&cfg) {
+        println!("{line}");
+    }
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let pid_path = cfg.pid_file.clone();
     let code = ringway::supervise::run(cfg, &args, &set, || write_pid(&pid_path));

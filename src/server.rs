@@ -193,12 +193,15 @@ pub fn start_child(cfg: Config, setup: ChildSetup) -> io::Result<Server> {
 }
 
 fn launch(
-    cfg: Config,
+    mut cfg: Config,
     counters: Counters,
     peers: Arc<Peers>,
     slots: Vec<WorkerStart>,
     addrs: Vec<SocketAddr>,
 ) -> io::Result<Server> {
+    // Certificates are read once per generation (already, where the flags were parsed).
+    cfg.load_tls()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let cfg = Arc::new(cfg);
     let groups: Vec<_> = cfg
         .routing()

@@ -326,6 +326,12 @@ pub struct WorkerMore {
     pub access_log_bytes: AtomicU64,
     /// Access-log writes that failed (the lines are dropped).
     pub access_log_errors: AtomicU64,
+    /// TLS handshakes completed: full, resumed.
+    pub tls_handshakes: [AtomicU64; 2],
+    /// TLS connections that failed (a bad handshake or record).
+    pub tls_failures: AtomicU64,
+    /// TLS tunnels whose record layer went to the kernel (kTLS).
+    pub tls_kernel: AtomicU64,
 }
 
 impl WorkerMore {

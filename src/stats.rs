@@ -39,6 +39,12 @@ pub struct WorkerSnapshot {
     pub handed_off: u64,
     /// Clients that left while waiting for the backend (499).
     pub client_gone: u64,
+    /// TLS handshakes completed: full, resumed.
+    pub tls_handshakes: [u64; 2],
+    /// TLS connections that failed.
+    pub tls_failures: u64,
+    /// TLS tunnels whose record layer went to the kernel.
+    pub tls_kernel: u64,
 }
 
 /// Per-backend counters.
@@ -97,6 +103,9 @@ impl Snapshot {
                     errors: g(&w.errors),
                     handed_off: g(&w.handed_off),
                     client_gone: g(&w.client_gone),
+                    tls_handshakes: [g(&w.more.tls_handshakes[0]), g(&w.more.tls_handshakes[1])],
+                    tls_failures: g(&w.more.tls_failures),
+                    tls_kernel: g(&w.more.tls_kernel),
                 })
                 .collect(),
             backends: backends
@@ -133,7 +142,7 @@ impl Snapshot {
         for w in &self.workers {
             let _ = writeln!(
                 s,
-                "stats: worker {}: slots {} used / {} free of {} (2 reserved), sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}, clients gone while waiting (499) {}",
+                "stats: worker {}: slots {} used / {} free of {} (2 reserved), sessions {}, tunnels {}, pipes {} in use / {} idle, buffers held {}, relay switches {}, pooled upstream {}, accepted {}, handed to siblings {}, refused at limit {}, error answers {}, clients gone while waiting (499) {}, TLS handshakes {} full / {} resumed, TLS failures {}, kTLS tunnels {}",
                 w.worker,
                 w.slots_used,
                 w.slots_capacity.saturating_sub(w.slots_used),
@@ -149,7 +158,11 @@ impl Snapshot {
                 w.handed_off,
                 w.refused,
                 w.errors,
-                w.client_gone
+                w.client_gone,
+                w.tls_handshakes[0],
+                w.tls_handshakes[1],
+                w.tls_failures,
+                w.tls_kernel
             );
         }
         for b in &self.backends {

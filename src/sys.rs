@@ -77,6 +77,35 @@ pub fn shutdown(fd: RawFd, how: libc::c_int) {
     let _ = syscall!(shutdown(fd, how));
 }
 
+/// One non-blocking send of `buf` (a TLS `close_notify` or alert before a close): best
+/// effort, what does not fit is dropped with the connection.
+pub fn send_nonblocking(fd: RawFd, buf: &[u8]) {
+    let _ = syscall!(send(
+        fd,
+        buf.as_ptr() as *const libc::c_void,
+        buf.len(),
+        libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL
+    ));
+}
+
+/// `setsockopt(2)` with a value given as bytes (kernel TLS: `TCP_ULP` names, crypto
+/// parameters).
+pub fn setsockopt_bytes(
+    fd: RawFd,
+    level: libc::c_int,
+    opt: libc::c_int,
+    val: &[u8],
+) -> io::Result<()> {
+    syscall!(setsockopt(
+        fd,
+        level,
+        opt,
+        val.as_ptr() as *const libc::c_void,
+        val.len() as libc::socklen_t
+    ))
+    .map(|_| ())
+}
+
 /// Shut the write half: the peer reads end-of-stream after what is already queued.
 pub fn shutdown_write(fd: RawFd) {
     shutdown(fd, libc::SHUT_WR)

@@ -228,6 +228,17 @@ pub struct Cli {
     /// WebSocket is closed), for backends that only speak WebSocket.
     #[arg(long)]
     pub health_check_upgrade: bool,
+    /// Speak TLS on --listen with this certificate (PEM: the leaf, then its chain); give
+    /// --tls-key with it. Repeat the pair for several names (SNI chooses by the names in
+    /// each certificate; the first pair is the default). nginx.conf: `listen ... ssl;`
+    /// with `ssl_certificate` / `ssl_certificate_key`.
+    #[arg(long = "tls-cert", value_name = "FILE")]
+    pub tls_cert: Vec<std::path::PathBuf>,
+
+    /// The private key (PEM) of the --tls-cert given in the same position.
+    #[arg(long = "tls-key", value_name = "FILE")]
+    pub tls_key: Vec<std::path::PathBuf>,
+
     /// Serve `GET /metrics` (Prometheus text format) on this address, from a listener
     /// thread of its own (nginx.conf: `ringway_metrics ADDR;`). Default: off.
     #[arg(long, value_name = "H:P", value_parser = parse_addr)]
@@ -445,7 +456,17 @@ pub fn from_cli(cli: Cli, given: &dyn Fn(&str) -> bool) -> Result<(Config, Vec<S
         "auto" => auto_upstream_bind(&cfg),
         list => parse_ip_list(list)?,
     };
+    super::tls::from_flags(&mut cfg, &cli.tls_cert, &cli.tls_key)?;
+    if take("listen") && cfg.routing.is_none() {
+        // A simple file's TLS settings follow its one address to the flag's.
+        let listen = cfg.listen;
+        for t in cfg.tls.iter_mut() {
+            t.addr = listen;
+        }
+    }
     cfg.validate()?;
+    // Certificates are read and checked here, at start and at every reload.
+    cfg.load_tls()?;
     Ok((cfg, warnings))
 }
 

@@ -9,6 +9,7 @@
 //! |---|---|
 //! | the clap [`Cli`], flags → [`Config`] | `cli` |
 //! | nginx.conf → [`Config`] ([`from_nginx`]) | `nginx` |
+//! | TLS per listen address, from the file or the flags | `tls` |
 //! | value types and their parsers ([`SetHeader`], [`HashKey`], durations, addresses) | `types` |
 
 use clap::ValueEnum;
@@ -19,11 +20,12 @@ mod cli;
 mod nginx;
 pub mod routing;
 mod summary;
+mod tls;
 mod types;
 
 pub use cli::{auto_upstream_bind, from_args, from_cli, Cli};
 pub use nginx::from_nginx;
-pub use summary::{fmt_duration, settings, AsFlag, Flag};
+pub use summary::{fmt_duration, settings, tls_lines, AsFlag, Flag};
 pub use types::{
     default_set_headers, parse_addr, parse_duration, parse_hash_key, parse_ip_list,
     parse_set_header, HashKey, HealthCheck, Part, ServerParams, SetHeader, Var,
@@ -178,6 +180,11 @@ pub struct Config {
     pub error_log: Option<std::path::PathBuf>,
     /// `--error-log-level` / `error_log PATH LEVEL`: lines below it are not written.
     pub error_level: crate::log::Level,
+    /// TLS listen addresses (`listen ... ssl`, `--tls-cert`): certificates and settings.
+    pub tls: Vec<crate::tls::TlsSettings>,
+    /// `tls` loaded ([`Config::load_tls`]): certificates read and checked once per
+    /// configuration, shared by every worker of its generation.
+    pub tls_table: Option<std::sync::Arc<crate::tls::Table>>,
 }
 
 impl Config {
@@ -220,7 +227,23 @@ impl Config {
             access_format: crate::access_log::Format::Combined,
             error_log: None,
             error_level: crate::log::Level::Debug,
+            tls: Vec::new(),
+            tls_table: None,
         }
+    }
+
+    /// Read and check the TLS certificates (once: a loaded table is kept). The error is
+    /// one line naming the file.
+    pub fn load_tls(&mut self) -> Result<(), String> {
+        if !self.tls.is_empty() && self.tls_table.is_none() {
+            self.tls_table = Some(std::sync::Arc::new(crate::tls::Table::load(&self.tls)?));
+        }
+        Ok(())
+    }
+
+    /// The TLS configuration of listen address `addr` (as configured), if it speaks TLS.
+    pub fn tls_for(&self, addr: SocketAddr) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.tls_table.as_ref().and_then(|t| t.for_addr(addr))
     }
 
     /// Backend `i`'s parameters.

@@ -193,6 +193,7 @@ pub fn from_nginx(conf: &NginxConf, file: &str) -> Result<(Config, Vec<String>),
     cfg.pid_file = conf.pid.as_ref().map(std::path::PathBuf::from);
     cfg.shutdown_timeout = conf.worker_shutdown_timeout_ms.map(Duration::from_millis);
     observe(conf, file, &mut cfg, &mut warnings)?;
+    cfg.tls = super::tls::from_nginx(conf, file)?;
     Ok((cfg, warnings))
 }
 

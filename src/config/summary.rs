@@ -136,7 +136,18 @@ pub fn settings(cfg: &Config) -> Vec<String> {
             .iter()
             .flat_map(|r| r.describe(&cfg.upstreams).lines().map(String::from).collect::<Vec<_>>()),
     )
+    .chain(tls_lines(cfg))
     .collect()
+}
+
+/// One line per TLS listen address (certificates, names, protocols, resumption) and one
+/// for the record layer (kTLS or rustls in user space); none without TLS.
+pub fn tls_lines(cfg: &Config) -> Vec<String> {
+    cfg.tls_table
+        .iter()
+        .flat_map(|t| t.describe())
+        .map(|l| format!("ringway: {l}"))
+        .collect()
 }
 
 #[cfg(test)]

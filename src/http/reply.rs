@@ -18,6 +18,8 @@ pub const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 pub const GATEWAY_TIMEOUT: &[u8] = b"HTTP/1.1 504 Gateway Timeout\r\nContent-Type: text/plain\r\nContent-Length: 16\r\nConnection: close\r\n\r\ngateway timeout\n";
 /// 404: no location of the server matches the request path (nginx would look for a file).
 pub const NOT_FOUND: &[u8] = b"HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: 10\r\nConnection: close\r\n\r\nnot found\n";
+/// 400 for a plain HTTP request on a TLS port (nginx's 497 answer, in plain text).
+pub const PLAIN_HTTP_ON_TLS: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 46\r\nConnection: close\r\n\r\nThe plain HTTP request was sent to HTTPS port\n";
 
 #[cfg(test)]
 mod tests {
@@ -34,6 +36,7 @@ mod tests {
             REQUEST_TIMEOUT,
             EXPECTATION_FAILED,
             NOT_FOUND,
+            PLAIN_HTTP_ON_TLS,
         ] {
             let mut h = [httparse::EMPTY_HEADER; 8];
             let mut resp = httparse::Response::new(&mut h);

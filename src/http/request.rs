@@ -34,6 +34,8 @@ pub struct Routed<'r> {
     pub rules: &'r RequestRules,
     /// The target to forward, when not the client's own.
     pub target: Option<&'r [u8]>,
+    /// The client came over TLS (`$scheme` is `https`).
+    pub https: bool,
 }
 
 /// Which parts of a request choose its backend, and what ringway adds to the forwarded
@@ -145,6 +147,7 @@ pub fn parse_request_routed(
             route: 0,
             rules,
             target: None,
+            https: false,
         })
     };
     parse_request_with(buf, max, client_ip, route, out)
@@ -279,6 +282,7 @@ pub fn parse_request_with<'r>(
         route,
         rules,
         target,
+        https,
     } = route(path, host_value)?;
     let cookie = |name: &str| {
         hs.iter()
@@ -338,7 +342,9 @@ pub fn parse_request_with<'r>(
                     }
                     let _ = write!(out, "{client_ip}");
                 }
-                Part::Var(Var::Scheme) => out.extend_from_slice(b"http"),
+                Part::Var(Var::Scheme) => {
+                    out.extend_from_slice(if https { b"https" } else { b"http" })
+                }
                 Part::Var(Var::RequestUri) => out.extend_from_slice(path.as_bytes()),
                 Part::Var(Var::Host) => {
                     if let Some(h) = hs.iter().find(|h| eq(h.name, "host")) {

@@ -49,6 +49,9 @@ pub const METRICS: &[(&str, Kind, &str)] = &[
     ("ringway_relay_switches", Kind::Counter, "auto relay: tunnel directions moved between copy and splice."),
     ("ringway_upstream_pooled", Kind::Gauge, "Idle upstream connections in the keep-alive pool."),
     ("ringway_access_log_write_errors", Kind::Counter, "Access-log writes that failed (their lines are lost)."),
+    ("ringway_tls_handshakes", Kind::Counter, "TLS handshakes completed, by kind: full, resumed."),
+    ("ringway_tls_failures", Kind::Counter, "TLS connections that failed (a bad handshake or record; each logged at info)."),
+    ("ringway_tls_kernel_tunnels", Kind::Counter, "TLS tunnels whose record layer went to the kernel (kTLS)."),
     ("ringway_backend_tunnels", Kind::Gauge, "Tunnels alive to the backend."),
     ("ringway_backend_active", Kind::Gauge, "Connections to the backend in progress or established (least-conn's count)."),
     ("ringway_backend_tunnels_opened", Kind::Counter, "Tunnels opened to the backend."),
@@ -283,6 +286,18 @@ pub fn generation(gen: &Gen) -> Families {
             wl(),
             g(&m.access_log_errors),
         );
+        f.n(
+            "ringway_tls_handshakes",
+            with("kind", "full"),
+            g(&m.tls_handshakes[0]),
+        );
+        f.n(
+            "ringway_tls_handshakes",
+            with("kind", "resumed"),
+            g(&m.tls_handshakes[1]),
+        );
+        f.n("ringway_tls_failures", wl(), g(&m.tls_failures));
+        f.n("ringway_tls_kernel_tunnels", wl(), g(&m.tls_kernel));
     }
     for (b, addr) in gen.backends.iter().enumerate().take(c.backends()) {
         let bl = || vec![("backend", addr.to_string())];

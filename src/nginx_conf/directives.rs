@@ -117,6 +117,20 @@ pub(super) fn spec_for(name: &str, ctx: Ctx) -> Option<Spec> {
         "client_body_timeout" => known(HSL, Exact(1), false),
         "client_header_timeout" => known(HS, Exact(1), false),
         "underscores_in_headers" => known(HS, Flag, false),
+        "ssl_certificate" | "ssl_certificate_key" | "ssl_session_timeout" => {
+            known(HS, Exact(1), false)
+        }
+        "ssl_protocols" => known(HS, AtLeast(1), false),
+        "ssl_session_cache" => known(HS, Range(1, 2), false),
+        "ssl_session_tickets" | "ssl" => known(HS, Flag, false),
+        // TLS tuning that only OpenSSL has, or that ringway's rustls does its own way.
+        "ssl_ciphers"
+        | "ssl_ecdh_curve"
+        | "ssl_dhparam"
+        | "ssl_buffer_size"
+        | "ssl_trusted_certificate"
+        | "ssl_session_ticket_key" => harmless(HS, Exact(1)),
+        "ssl_prefer_server_ciphers" | "ssl_stapling" | "ssl_stapling_verify" => harmless(HS, Flag),
         // Harmless: accepted, warned about, otherwise ignored.
         "user" => harmless(MAIN, Range(1, 2)),
         "daemon" | "master_process" => harmless(MAIN, Flag),
@@ -191,6 +205,18 @@ pub(super) fn harmless_reason(name: &str) -> &'static str {
         | "uwsgi_temp_path"
         | "scgi_temp_path" => "ringway writes no temporary files",
         "multi_accept" | "use" => "ringway accepts connections through io_uring, its own way",
+        "ssl_ciphers" | "ssl_prefer_server_ciphers" | "ssl_ecdh_curve" | "ssl_dhparam" => {
+            "ringway's TLS (rustls) offers only modern AEAD suites (AES-GCM, ChaCha20-Poly1305) \
+             and ECDHE groups (X25519, P-256, P-384), in its own safe order"
+        }
+        "ssl_buffer_size" => "ringway sizes TLS records itself (up to 16 KiB)",
+        "ssl_stapling" | "ssl_stapling_verify" | "ssl_trusted_certificate" => {
+            "ringway does no OCSP stapling"
+        }
+        "ssl_session_ticket_key" => {
+            "ringway makes its own ticket keys at start (a ticket from another instance or \
+             before a restart costs a full handshake, nothing else)"
+        }
         _ => "ringway has no equivalent",
     }
 }

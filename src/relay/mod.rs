@@ -25,6 +25,7 @@
 
 pub mod copy;
 pub mod splice;
+pub mod tls;
 
 use crate::config::TunnelMode;
 use crate::conn::Conn;
@@ -74,6 +75,10 @@ pub struct Relay {
     pub switches: u64,
     /// Bytes taken from sources, per direction (client → backend, backend → client).
     pub moved: [u64; 2],
+    /// TLS tunnels may hand their record layer to the kernel (kTLS is there).
+    pub kernel_tls: bool,
+    /// TLS tunnels whose record layer went to the kernel.
+    pub kernel_tunnels: u64,
 }
 
 impl Relay {
@@ -88,7 +93,18 @@ impl Relay {
             bufs_held: 0,
             switches: 0,
             moved: [0, 0],
+            kernel_tls: false,
+            kernel_tunnels: 0,
         }
+    }
+
+    fn log_error_msg(&self, msg: &str) {
+        crate::log::write(
+            crate::log::Level::Error,
+            crate::log::Who::Worker(self.worker),
+            None,
+            format_args!("{msg}"),
+        );
     }
 
     fn log_error(&self, what: &str, err: i32) {
@@ -298,7 +314,7 @@ impl Tunnel {
 
     /// Direction `i` delivered its tail after end-of-stream: shut the peer's write half.
     /// The one place a direction becomes `Done`; the session closes when both are.
-    fn end_dir(&mut self, c: &Conn, i: usize) -> Flow {
+    fn end_dir(&mut self, c: &mut Conn, i: usize) -> Flow {
         c.shutdown(source(1 - i), libc::SHUT_WR);
         self.dirs[i].state = DirState::Done;
         if self.end == 0 {
@@ -336,6 +352,10 @@ impl Tunnel {
             }
             if self.dirs[i].recv_armed {
                 c.cancel(ring, Op::Recv, side)?;
+            }
+            // A TLS client's ciphertext receive (`relay::tls`).
+            if i == 0 && c.tls.as_ref().is_some_and(|t| t.recv_armed) {
+                c.cancel(ring, Op::TlsRecv, side)?;
             }
             // POLLOUT on socket `side` serves the direction flowing into it.
             if self.dirs[1 - i].pollout {

@@ -590,6 +590,10 @@ impl Session {
             t.started_us = crate::metrics::now_us();
             t.dirs[1].bytes = early;
             ctx.relay.moved[1] += early;
+            if self.conn.tls.is_some() {
+                let (c, ring, relay) = (&mut self.conn, &mut ctx.ring, &mut ctx.relay);
+                return Ok(crate::relay::tls::start(t, c, ring, relay)?.into());
+            }
             t.start(&mut self.conn, &mut ctx.ring, &mut ctx.relay)?;
         }
         Ok(Step::Continue)

@@ -93,11 +93,14 @@ impl Session {
         let (routing, rules, listen) = (&*ctx.routing, &ctx.rules[..], self.listen as usize);
         let (path, target) = (&mut ctx.path_scratch, &mut ctx.target_scratch);
         let matching = ctx.matching;
+        let https = self.conn.tls.is_some();
         // The route is chosen once per request head, by the head's own target and Host.
         let router = move |t: &str, host: Option<&[u8]>| {
             // Moved out of the closure (not reborrowed), so the answer may borrow them.
             let (path, target) = (path, target);
-            route_request(routing, rules, matching, listen, path, target, t, host)
+            let mut r = route_request(routing, rules, matching, listen, path, target, t, host)?;
+            r.https = https;
+            Ok(r)
         };
         let parsed =
             http::parse_request_with(&h.buf[..h.len], ctx.cfg.max_head, peer, router, &mut out);
@@ -146,6 +149,7 @@ fn route_request<'r>(
             route: 0,
             rules: &rules[0],
             target: None,
+            https: false,
         });
     }
     let r = routing
@@ -175,5 +179,6 @@ fn route_request<'r>(
         route: r as u16,
         rules: rule,
         target: rewritten.then_some(&target[..]),
+        https: false,
     })
 }

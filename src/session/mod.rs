@@ -26,6 +26,7 @@ pub mod observe;
 pub mod reply;
 pub mod request;
 pub mod response;
+pub mod tls;
 pub mod watch;
 
 use crate::config::routing::{Group, Route, Routing};
@@ -283,6 +284,12 @@ impl Session {
     ) -> io::Result<Step> {
         let res = cqe.res();
         match op {
+            Op::TlsRecv => self.on_tls_recv(cqe, ctx),
+            Op::TlsSend => self.on_tls_sent(res, ctx),
+            // A TLS client's handler operations are virtual: these are their NOPs.
+            Op::HeadRecv | Op::BodyRecv | Op::ClientSend if self.conn.tls_on() => {
+                self.on_tls_nop(op, ctx)
+            }
             Op::HeadRecv => self.on_head_recv(res, ctx),
             Op::BodyRecv => self.on_body_recv(res, ctx),
             Op::ClientWatch => self.on_client_watch(res, ctx),
@@ -314,6 +321,9 @@ impl Session {
             return Ok(Step::Continue);
         };
         let (c, ring, relay) = (&mut self.conn, &mut ctx.ring, &mut ctx.relay);
+        if c.tls.is_some() {
+            return Ok(relay::tls::on_upstream(t, c, ring, relay, now, op, cqe)?.into());
+        }
         let flow = match op {
             Op::PollIn => relay::splice::on_poll_in(t, c, ring, relay, now, side, cqe)?,
             Op::PollOut => relay::splice::on_poll_out(t, c, ring, relay, now, side, cqe.res())?,
@@ -333,11 +343,15 @@ impl Session {
         Ok(flow.into())
     }
 
-    /// A copy direction that ran out of ring buffers: buffers are back, re-arm it.
+    /// A receive that ran out of ring buffers (a copy direction's, a TLS client's):
+    /// buffers are back, re-arm it.
     pub fn relay_feed(&mut self, i: usize, ctx: &mut Ctx) -> io::Result<()> {
         let State::Tunnel(t) = &mut self.state else {
-            return Ok(());
+            return self.conn.tls_read_progress(&mut ctx.ring);
         };
+        if self.conn.tls.is_some() {
+            return relay::tls::feed(t, &mut self.conn, &mut ctx.ring, &mut ctx.relay, i);
+        }
         relay::copy::feed(t, &mut self.conn, &mut ctx.ring, &mut ctx.relay, i)
     }
 
@@ -350,6 +364,10 @@ impl Session {
         Ok(match &self.state {
             // A kept-alive client that sent nothing more: the normal end of a connection.
             State::Head(h) if h.idle => Step::Close,
+            State::Head(_) if self.conn.tls.as_ref().is_some_and(|t| t.handshaking()) => {
+                ctx.client_info(peer, format_args!("TLS handshake timeout, closing"));
+                Step::Close
+            }
             State::Head(_) => {
                 ctx.client_info(peer, format_args!("request head timeout, closing"));
                 Step::Close
@@ -365,6 +383,8 @@ impl Session {
         if self.closing() {
             return Ok(false);
         }
+        // A TLS client hears the end (close_notify), when nothing is being sent.
+        self.conn.tls_goodbye();
         if self.conn.inflight == 0 {
             // Nothing points into the state: the worker frees the session now.
             return Ok(true);
@@ -412,8 +432,9 @@ impl Session {
     /// The session is being freed (nothing in flight): give back what it holds that is
     /// the worker's — the exchange's buffers, the relay's pipes and ring buffers — and
     /// take it off the counters. Its sockets close when it is dropped.
-    pub fn release(self, ctx: &mut Ctx) {
+    pub fn release(mut self, ctx: &mut Ctx) {
         debug_assert_eq!(self.conn.inflight, 0);
+        self.conn.tls_release(&mut ctx.ring);
         let state = match self.state {
             State::Closing { keep: Some(k) } => *k,
             other => other,

@@ -48,6 +48,18 @@ impl Obs {
     }
 }
 
+impl Obs {
+    /// A TLS handshake completed (`kind`: full or resumed).
+    pub fn tls_handshake(&self, kind: Option<rustls::HandshakeKind>) {
+        let resumed = kind == Some(rustls::HandshakeKind::Resumed);
+        crate::shm::bump(&self.more.tls_handshakes[usize::from(resumed)], 1);
+    }
+    /// A TLS connection failed.
+    pub fn tls_failed(&self) {
+        crate::shm::bump(&self.more.tls_failures, 1);
+    }
+}
+
 /// One exchange's timings and what the access log needs of it.
 #[derive(Debug, Default)]
 pub struct ExObs {

@@ -18,19 +18,20 @@
 //! state `Closing` until its in-flight count is zero; then its slots go back to the budget.
 
 mod accept;
+mod admit;
 mod drain;
 mod pool;
 mod slab;
 
 pub use accept::{Control, Inbox, Outbox, Peers};
 
-use crate::budget::{Admit, Budget};
+use crate::budget::Budget;
 use crate::config::{AtLimit, Config, TunnelMode};
 use crate::conn::Conn;
 use crate::http;
 use crate::relay::Relay;
 use crate::ring::{Completion, Op, Ring, Side, Token};
-use crate::session::{ms, Admission, Ctx, Head, Session, State, Step, NO_BACKEND};
+use crate::session::{ms, Admission, Ctx, Session, State, Step, NO_BACKEND};
 use crate::shm::WorkerStats;
 use crate::sys;
 use crate::upstream::Upstreams;
@@ -39,7 +40,7 @@ use pool::UpstreamPool;
 use slab::{Due, Slab, Timers};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr};
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,8 @@ pub struct Worker {
     drain: Option<u64>,
     accepted: u64,
     refused: u64,
+    /// Per listen address (the routing table's order): its TLS configuration, if any.
+    tls: Vec<Option<Arc<rustls::ServerConfig>>>,
 }
 
 impl Drop for Worker {
@@ -108,11 +111,12 @@ impl Worker {
         let cfg = init.cfg;
         let mut ring = Ring::new(4096)?;
         ring.probe()?;
-        if cfg.tunnel != TunnelMode::Splice {
+        // TLS clients receive ciphertext into the provided buffers, whatever the relay.
+        if cfg.tunnel != TunnelMode::Splice || !cfg.tls.is_empty() {
             ring.setup_buffers(COPY_BUFS, crate::relay::copy::BUF_SIZE).map_err(|e| {
                 io::Error::new(
                     e.kind(),
-                    format!("registering the copy-mode buffer ring failed ({e}); it needs Linux 5.19+, or use --tunnel splice"),
+                    format!("registering the provided-buffer ring failed ({e}); copy and auto relays and TLS need Linux 5.19+ (without TLS, --tunnel splice works on older kernels)"),
                 )
             })?;
         }
@@ -126,9 +130,12 @@ impl Worker {
             routing.routes.iter().map(|r| r.connect_timeout).collect();
         ring.configure(TICK, &connect_timeouts, &init.ups.addrs)?;
         let backends = init.ups.addrs.len();
+        let tls: Vec<_> = routing.listens.iter().map(|a| cfg.tls_for(*a)).collect();
+        let mut relay = Relay::new(cfg.tunnel, PIPE_POOL_IDLE, init.index);
+        relay.kernel_tls = cfg.tls_table.as_ref().is_some_and(|t| t.kernel.available());
         let ctx = Ctx {
             ring,
-            relay: Relay::new(cfg.tunnel, PIPE_POOL_IDLE, init.index),
+            relay,
             rules: (0..routing.routes.len())
                 .map(|r| http::RequestRules::of_route(&routing, r))
                 .collect(),
@@ -179,6 +186,7 @@ impl Worker {
             drain: None,
             accepted: 0,
             refused: 0,
+            tls,
             ctx,
         })
     }
@@ -262,6 +270,7 @@ impl Worker {
         WorkerStats::set(&st.pipes_idle, relay.pipes.idle() as u64);
         WorkerStats::set(&st.bufs_held, relay.bufs_held as u64);
         WorkerStats::set(&st.relay_switches, relay.switches);
+        WorkerStats::set(&st.more.tls_kernel, relay.kernel_tunnels);
         WorkerStats::set(&st.pooled, self.pool.len() as u64);
         WorkerStats::set(&st.accepted, self.accepted);
         WorkerStats::set(&st.refused, self.refused);
@@ -327,92 +336,6 @@ impl Worker {
         self.admit(fd, listen)
     }
 
-    /// Whether a client can be admitted here (idle pooled upstream connections give
-    /// their slots up for it).
-    fn room_for_client(&self) -> bool {
-        self.budget.free() + self.pool.len() >= crate::budget::PER_CLIENT
-    }
-
-    /// Take connections handed over by full siblings.
-    fn drain_inbox(&mut self) -> io::Result<()> {
-        loop {
-            let ctx = &self.ctx;
-            let Some((fd, listen)) = self.handoff.next_inbound(|m| ctx.log(m)) else {
-                return Ok(());
-            };
-            if !self.stopping() {
-                self.admit(fd, listen)?;
-            }
-        }
-    }
-
-    /// Admit a client accepted on listen address `listen` against this worker's budget, or
-    /// give the at-limit answer.
-    fn admit(&mut self, fd: OwnedFd, listen: u8) -> io::Result<()> {
-        self.accepted += 1;
-        // Idle pooled upstream connections are the first to go when slots run out.
-        while !self.budget.has_room() && !self.pool.is_empty() {
-            self.evict_oldest()?;
-        }
-        let at_limit = self.ctx.cfg.at_limit;
-        let (admit, new_episode) = self.budget.admit();
-        if new_episode {
-            crate::shm::bump(&self.stats.more.not_enough_episodes, 1);
-            crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
-                "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
-                self.budget.capacity(),
-                crate::budget::clients_per_worker(self.budget.capacity()),
-                match at_limit {
-                    AtLimit::Reply503 => "answering 503 with Retry-After",
-                    AtLimit::Reset => "closing new connections (nginx behaviour)",
-                    AtLimit::Pause => "pausing accept; new clients wait in the listen backlog",
-                }
-            ));
-        }
-        if admit != Admit::Admitted {
-            self.refused += 1;
-            if at_limit == AtLimit::Reply503 {
-                // One pre-built answer and a linked close, outside the budget: a full
-                // worker answers every client, however fast they come.
-                self.ctx.errors += 1;
-                crate::shm::bump(&self.stats.more.refused_503, 1);
-                self.ctx
-                    .answered_at_accept(fd.as_raw_fd(), http::reply::UNAVAILABLE);
-                let tok = Token::session(Op::Cancel, Side::Client, u32::MAX, 0);
-                return self
-                    .ctx
-                    .ring
-                    .answer_and_close(fd, http::reply::UNAVAILABLE, tok);
-            }
-            return Ok(());
-        }
-        let admission = Admission::Budget;
-        let peer = sys::peer_addr(fd.as_raw_fd())
-            .map(|a| a.ip())
-            .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
-        sys::set_nodelay(fd.as_raw_fd());
-        let timeout = self.ctx.cfg.head_timeout;
-        let head = Head::new(self.ctx.cfg.max_head);
-        let deadline = self.ctx.now + ms(timeout);
-        let idx = self.slab.insert(|idx, gen| {
-            let mut conn = Conn::new(idx, gen, Some(fd), None);
-            conn.deadline = deadline;
-            Session {
-                conn,
-                peer,
-                listen: listen as u16,
-                backend: NO_BACKEND,
-                admission,
-                state: State::Head(head),
-            }
-        });
-        let Some(s) = self.slab.at(idx) else {
-            return Ok(());
-        };
-        let step = s.submit_head_recv(&mut self.ctx)?;
-        self.carry_out(idx, step)
-    }
-
     // ----- completions and steps ------------------------------------------------------
 
     fn dispatch(&mut self, c: Completion) -> io::Result<()> {
@@ -446,7 +369,7 @@ impl Worker {
         let Some(s) = self.slab.get(idx, tok.gen) else {
             return Ok(());
         };
-        let multishot = matches!(tok.op, Op::PollIn | Op::Recv);
+        let multishot = matches!(tok.op, Op::PollIn | Op::Recv | Op::TlsRecv);
         if !multishot || !c.more() {
             s.conn.inflight -= 1;
         }

@@ -107,8 +107,11 @@ pub async fn ws(addr: SocketAddr) -> Result<(Ws, String), tokio_tungstenite::tun
     Ok((ws, banner))
 }
 
-/// Send one message and expect it back.
-pub async fn echo(ws: &mut Ws, m: Message) -> bool {
+/// Send one message and expect it back (over ws:// or wss://).
+pub async fn echo<S>(ws: &mut WebSocketStream<S>, m: Message) -> bool
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
     if ws.send(m.clone()).await.is_err() {
         return false;
     }

@@ -1,18 +1,22 @@
 //! The typed builder: directive tree → [`NginxConf`], checking each directive against the
 //! table and merging proxy settings down http → server → location the way nginx does.
 //! The `upstream`, `server` and `map` blocks are built in the submodules of those names;
-//! `report` holds the error, warning and value helpers (every message names its file).
+//! `ssl` the TLS directives; `report` holds the error, warning and value helpers (every
+//! message names its file).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
 use super::directives::{harmless_reason, spec_for, Args, Ctx, Spec, SUBSET_HINT};
 use super::tree::Directive;
-use super::{ConfError, Listen, Location, LocationMatch, NginxConf, ServerBlock, WorkerProcesses};
+use super::{
+    ConfError, Listen, Location, LocationMatch, NginxConf, ServerBlock, Ssl, WorkerProcesses,
+};
 
 mod map;
 mod report;
 mod server;
+mod ssl;
 mod upstream;
 
 /// Proxy settings of one level (http, server or location) before inheritance.
@@ -62,6 +66,7 @@ struct RawServer {
     server_names: Vec<String>,
     locations: Vec<RawLocation>,
     proxy: Proxy,
+    ssl: Ssl,
     line: usize,
 }
 
@@ -287,6 +292,7 @@ impl Builder<'_> {
 
     fn http_ctx(&mut self, dirs: &[Directive]) -> Res<()> {
         let mut proxy = Proxy::default();
+        let mut ssl = Ssl::default();
         let mut raw_servers = Vec::new();
         for d in dirs {
             if self.check(d, Ctx::Http)?.harmless {
@@ -330,11 +336,13 @@ impl Builder<'_> {
                     let format = d.args.get(1).cloned();
                     self.conf.observe.access_log = Some((d.arg(0).to_string(), format));
                 }
+                n if n.starts_with("ssl") => self.ssl_directive(d, &mut ssl)?,
                 _ => self.proxy_directive(d, &mut proxy)?,
             }
         }
         // Inherit and resolve now that every upstream (wherever it appears) is known.
-        for (rs, sd) in raw_servers {
+        for (mut rs, sd) in raw_servers {
+            rs.ssl.inherit(&ssl);
             let mut locations = Vec::with_capacity(rs.locations.len());
             for mut rl in rs.locations {
                 rl.proxy.inherit(&rs.proxy);
@@ -371,6 +379,7 @@ impl Builder<'_> {
                 listen: rs.listen,
                 server_names: rs.server_names,
                 locations,
+                ssl: rs.ssl,
                 line: rs.line,
             });
         }
@@ -442,6 +451,7 @@ mod tests {
                     backlog: None,
                     reuseport: false,
                     default_server: false,
+                    ssl: false,
                 }],
                 server_names: vec!["_".into()],
                 locations: vec![Location {
@@ -464,6 +474,7 @@ mod tests {
                     underscores_in_headers: None,
                     line: 15,
                 }],
+                ssl: Default::default(),
                 line: 12,
             }],
             maps: vec![Map {
@@ -584,12 +595,14 @@ http {
                     backlog: Some(4096),
                     reuseport: true,
                     default_server: false,
+                    ssl: false,
                 },
                 Listen {
                     addr: "[::1]:8081".into(),
                     backlog: None,
                     reuseport: false,
                     default_server: false,
+                    ssl: false,
                 },
             ]
         );

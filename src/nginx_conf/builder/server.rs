@@ -6,7 +6,7 @@ use super::{Builder, Proxy, RawLocation, RawServer, Res};
 use crate::nginx_conf::directives::Ctx;
 use crate::nginx_conf::tree::Directive;
 use crate::nginx_conf::values::parse_host_port;
-use crate::nginx_conf::{Listen, LocationMatch};
+use crate::nginx_conf::{Listen, LocationMatch, Ssl};
 
 impl Builder<'_> {
     pub(super) fn server(&mut self, d: &Directive) -> Res<RawServer> {
@@ -15,6 +15,7 @@ impl Builder<'_> {
             server_names: Vec::new(),
             locations: Vec::new(),
             proxy: Proxy::default(),
+            ssl: Ssl::default(),
             line: d.line,
         };
         for c in d.children() {
@@ -55,6 +56,7 @@ impl Builder<'_> {
                     }
                     rs.locations.push(l);
                 }
+                n if n.starts_with("ssl") => self.ssl_directive(c, &mut rs.ssl)?,
                 _ => self.proxy_directive(c, &mut rs.proxy)?,
             }
         }
@@ -68,6 +70,7 @@ impl Builder<'_> {
                 backlog: None,
                 reuseport: false,
                 default_server: false,
+                ssl: false,
             });
         }
         Ok(rs)
@@ -109,6 +112,7 @@ impl Builder<'_> {
             backlog: None,
             reuseport: false,
             default_server: false,
+            ssl: false,
         };
         for p in c.args.iter().skip(1) {
             if p == "reuseport" {
@@ -117,7 +121,9 @@ impl Builder<'_> {
                 l.backlog = Some(self.positive(c, v)?);
             } else if p == "default_server" || p == "default" {
                 l.default_server = true;
-            } else if matches!(p.as_str(), "ssl" | "http2" | "quic" | "proxy_protocol") {
+            } else if p == "ssl" {
+                l.ssl = true;
+            } else if matches!(p.as_str(), "http2" | "quic" | "proxy_protocol") {
                 return Err(self.err(
                     c.line,
                     format!("listen parameter \"{p}\" is not supported by ringway"),
@@ -127,7 +133,7 @@ impl Builder<'_> {
                     c.line,
                     format!(
                         "invalid parameter \"{p}\" in \"listen\" directive (supported: \
-                         reuseport, backlog=N, default_server){}",
+                         ssl, reuseport, backlog=N, default_server){}",
                         c.semicolon_hint()
                     ),
                 ));
@@ -391,6 +397,8 @@ mod tests {
         assert_eq!(listen("[::1]:8080").addr, "[::1]:8080");
         assert_eq!(listen("[::]:8080").addr, "[::]:8080");
         assert_eq!(listen("localhost:3000").addr, "localhost:3000");
+        assert!(listen("443 ssl").ssl);
+        assert!(!listen("443").ssl);
         assert_eq!(
             listen("8080 reuseport backlog=4096"),
             Listen {
@@ -398,6 +406,7 @@ mod tests {
                 backlog: Some(4096),
                 reuseport: true,
                 default_server: false,
+                ssl: false,
             }
         );
         let c = ok("http {\n server {\n  listen 80 default_server;\n }\n}");
@@ -414,7 +423,7 @@ mod tests {
             ("[::1", "missing \"]\""),
             ("[zz]:80", "invalid IPv6"),
             ("unix:/tmp/s", "unix domain sockets"),
-            ("80 ssl", "not supported"),
+            ("80 http2", "not supported"),
             ("80 backlog=x", "invalid number"),
             ("80 fastopen=3", "invalid parameter"),
         ] {

@@ -17,6 +17,9 @@ use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use std::io;
 use std::os::fd::{OwnedFd, RawFd};
 
+mod bufring;
+use bufring::BufRing;
+
 /// What an in-flight operation is, so its completion can be routed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
@@ -56,6 +59,11 @@ pub enum Op {
     /// Watch the client for leaving (POLLRDHUP, single-shot) while an exchange waits for
     /// the backend: connect, `101` or response head.
     ClientWatch = 17,
+    /// TLS: receive ciphertext from the client into a provided buffer (single-shot while
+    /// the session speaks HTTP, multishot in a tunnel).
+    TlsRecv = 18,
+    /// TLS: send ciphertext (the session's TLS output buffer) to the client.
+    TlsSend = 19,
 }
 
 impl Op {
@@ -79,6 +87,8 @@ impl Op {
             15 => LingerRecv,
             16 => BodyRecv,
             17 => ClientWatch,
+            18 => TlsRecv,
+            19 => TlsSend,
             _ => return None,
         })
     }
@@ -233,6 +243,9 @@ pub struct Ring {
     discard: Box<[u8]>,
     /// [`Ring::configure`] ran.
     configured: bool,
+    /// Byte vectors lent to TLS sessions while ciphertext (or decrypted plaintext) waits
+    /// to be sent: idle connections hold none, and sending allocates nothing.
+    spare_vecs: Vec<Vec<u8>>,
 }
 
 fn timespec(d: std::time::Duration) -> Box<types::Timespec> {
@@ -278,6 +291,7 @@ impl Ring {
             addrs: Vec::new(),
             discard: vec![0u8; 4096].into_boxed_slice(),
             configured: false,
+            spare_vecs: Vec::new(),
         })
     }
 
@@ -315,6 +329,7 @@ impl Ring {
             (opcode::LinkTimeout::CODE, "LINK_TIMEOUT"),
             (opcode::Timeout::CODE, "TIMEOUT"),
             (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
+            (opcode::Nop::CODE, "NOP"),
         ];
         for (code, name) in needed {
             if !probe.is_supported(code) {
@@ -341,6 +356,38 @@ impl Ring {
         }
         self.bufs = Some(br);
         Ok(())
+    }
+
+    /// The first `len` bytes of provided buffer `bid`, which a receive filled and handed
+    /// to us (the kernel does not write into it again until it is recycled).
+    pub fn buffer(&self, bid: u16, len: usize) -> &[u8] {
+        match self.bufs.as_ref() {
+            Some(b) => b.bytes(bid, len),
+            None => &[],
+        }
+    }
+
+    /// Whether the provided-buffer ring is registered (copy mode, auto mode, TLS).
+    pub fn has_buffers(&self) -> bool {
+        self.bufs.is_some()
+    }
+
+    /// An empty byte vector, with the capacity of one lent before when there is one.
+    pub fn take_vec(&mut self) -> Vec<u8> {
+        self.spare_vecs.pop().unwrap_or_default()
+    }
+
+    /// A vector back from a TLS session (nothing in flight points into it any more).
+    pub fn give_vec(&mut self, mut v: Vec<u8>) {
+        const KEEP: usize = 256;
+        const LARGEST: usize = 64 * 1024;
+        if self.spare_vecs.len() < KEEP && v.capacity() > 0 {
+            v.clear();
+            if v.capacity() > LARGEST {
+                v.shrink_to(LARGEST);
+            }
+            self.spare_vecs.push(v);
+        }
     }
 
     /// Give a provided buffer back to the kernel.
@@ -513,6 +560,25 @@ impl Ring {
         self.push(e)
     }
 
+    /// Single-shot receive into a buffer the kernel takes from the provided buffer ring
+    /// only when bytes arrive (a TLS session waiting for ciphertext holds no buffer).
+    pub fn recv_select(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
+        let len = self.bufs.as_ref().map_or(0, |b| b.size);
+        let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), len)
+            .buf_group(BGID)
+            .build()
+            .flags(squeue::Flags::BUFFER_SELECT)
+            .user_data(tok.encode());
+        self.push(e)
+    }
+
+    /// A no-op whose completion carries `tok`: a completion delivered without I/O (a TLS
+    /// session's plaintext that is already decrypted).
+    pub fn nop(&mut self, tok: Token) -> io::Result<()> {
+        let e = opcode::Nop::new().build().user_data(tok.encode());
+        self.push(e)
+    }
+
     /// Multishot receive into the provided buffer ring (copy-mode tunnel).
     pub fn recv_multi(&mut self, fd: RawFd, tok: Token) -> io::Result<()> {
         let e = opcode::RecvMulti::new(types::Fd(fd), BGID)
@@ -589,92 +655,5 @@ impl Ring {
     /// Hand the batch vector back so its capacity is reused.
     pub fn give_back(&mut self, batch: Vec<Completion>) {
         self.batch = batch;
-    }
-}
-
-/// A provided-buffer ring: page-aligned ring entries plus one slab of buffer memory.
-struct BufRing {
-    ring: *mut types::BufRingEntry,
-    ring_layout: std::alloc::Layout,
-    mem: Box<[u8]>,
-    count: u16,
-    size: u32,
-    tail: u16,
-}
-
-impl BufRing {
-    fn new(count: u16, size: u32) -> io::Result<BufRing> {
-        if !count.is_power_of_two() {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "buffer count must be a power of two",
-            ));
-        }
-        let layout = std::alloc::Layout::from_size_align(
-            count as usize * std::mem::size_of::<types::BufRingEntry>(),
-            4096,
-        )
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
-        // SAFETY: the layout has a non-zero size; zeroed memory is a valid ring (tail 0).
-        let ring = unsafe { std::alloc::alloc_zeroed(layout) } as *mut types::BufRingEntry;
-        if ring.is_null() {
-            return Err(io::Error::from(io::ErrorKind::OutOfMemory));
-        }
-        let mem = vec![0u8; count as usize * size as usize].into_boxed_slice();
-        let mut br = BufRing {
-            ring,
-            ring_layout: layout,
-            mem,
-            count,
-            size,
-            tail: 0,
-        };
-        for bid in 0..count {
-            br.add(bid);
-        }
-        br.publish();
-        Ok(br)
-    }
-
-    fn ring_addr(&self) -> u64 {
-        self.ring as u64
-    }
-
-    fn add(&mut self, bid: u16) {
-        let mask = self.count - 1;
-        let slot = (self.tail & mask) as usize;
-        let addr = self.mem.as_ptr() as u64 + bid as u64 * self.size as u64;
-        // SAFETY: `slot < count`, inside the allocation made in `new`.
-        let entry = unsafe { &mut *self.ring.add(slot) };
-        entry.set_addr(addr);
-        entry.set_len(self.size);
-        entry.set_bid(bid);
-        self.tail = self.tail.wrapping_add(1);
-    }
-
-    fn publish(&mut self) {
-        // SAFETY: `ring` is the first entry of the registered ring; the tail field overlays
-        // its reserved field and is written with release ordering, as liburing does.
-        unsafe {
-            let tail = types::BufRingEntry::tail(self.ring) as *const std::sync::atomic::AtomicU16;
-            (*tail).store(self.tail, std::sync::atomic::Ordering::Release);
-        }
-    }
-
-    fn recycle(&mut self, bid: u16) {
-        self.add(bid);
-        self.publish();
-    }
-
-    fn ptr(&self, bid: u16, off: usize) -> *const u8 {
-        let start = bid as usize * self.size as usize + off;
-        self.mem[start..].as_ptr()
-    }
-}
-
-impl Drop for BufRing {
-    fn drop(&mut self) {
-        // SAFETY: allocated in `new` with exactly this layout.
-        unsafe { std::alloc::dealloc(self.ring as *mut u8, self.ring_layout) }
     }
 }
