@@ -300,10 +300,10 @@ fn run_worker_process(
             Some(Signal::SIGQUIT | Signal::SIGTERM) => {
                 server.drain(Some(server.config().stop_timeout()))
             }
-            Some(Signal::SIGUSR2) if value == ringway::master::RETIRE_TAKE_BACKLOG => {
-                server.drain(server.config().shutdown_timeout)
-            }
-            Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
+            Some(Signal::SIGUSR2) => server.retire(
+                server.config().shutdown_timeout,
+                value != ringway::master::RETIRE_TAKE_BACKLOG,
+            ),
             // The master's reopen, forwarded: this process's descriptors of the logs.
             Some(Signal::SIGUSR1) => {
                 let _ = ringway::log::reopen();

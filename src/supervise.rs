@@ -144,7 +144,7 @@ impl Gen {
         match self {
             Gen::Threads(s) => {
                 // A thread successor on the same sockets marked them handed over already.
-                s.drain(s.config().shutdown_timeout);
+                s.retire(s.config().shutdown_timeout, false);
                 s.wait_released(Duration::from_secs(2));
             }
             Gen::Procs(g) => g.retire(shared),

@@ -23,6 +23,8 @@ struct Proxy {
     child: Child,
     addr: SocketAddr,
     out: Arc<Mutex<Vec<String>>>,
+    /// When each "listening on" line (one per generation) was read.
+    listening: Arc<Mutex<Vec<Instant>>>,
     err: Arc<Mutex<String>>,
     dir: PathBuf,
 }
@@ -88,12 +90,16 @@ fn start(text: &str, extra: &[&str]) -> Proxy {
         .unwrap();
     let out = Arc::new(Mutex::new(Vec::new()));
     let err = Arc::new(Mutex::new(String::new()));
-    let (o, e) = (out.clone(), err.clone());
+    let listening = Arc::new(Mutex::new(Vec::new()));
+    let (o, e, l) = (out.clone(), err.clone(), listening.clone());
     let mut so = BufReader::new(child.stdout.take().unwrap());
     let mut se = child.stderr.take().unwrap();
     std::thread::spawn(move || {
         let mut line = String::new();
         while so.read_line(&mut line).unwrap_or(0) > 0 {
+            if line.contains("listening on") {
+                l.lock().unwrap().push(Instant::now());
+            }
             o.lock().unwrap().push(std::mem::take(&mut line));
         }
     });
@@ -128,6 +134,7 @@ fn start(text: &str, extra: &[&str]) -> Proxy {
         child,
         addr,
         out,
+        listening,
         err,
         dir,
     }
@@ -227,6 +234,9 @@ async fn reloads_under_traffic(extra: &[&str]) {
     let dropped = Arc::new(AtomicUsize::new(0));
     let failed = Arc::new(Mutex::new(Vec::<String>::new()));
     let requests = Arc::new(AtomicUsize::new(0));
+    // Every answered HTTP request: when it started (before its write, or its connect) and
+    // the backend that answered it.
+    let answers = Arc::new(Mutex::new(Vec::<(Instant, u16)>::new()));
     let mut tasks = Vec::new();
     for i in 0..200 {
         let (addr, stop, dropped) = (p.addr, stop.clone(), dropped.clone());
@@ -242,13 +252,22 @@ async fn reloads_under_traffic(extra: &[&str]) {
         }));
     }
     for _ in 0..50 {
-        let (addr, stop, failed, requests) =
-            (p.addr, stop.clone(), failed.clone(), requests.clone());
+        let (addr, stop, failed, requests, answers) = (
+            p.addr,
+            stop.clone(),
+            failed.clone(),
+            requests.clone(),
+            answers.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut conn = None;
             while !stop.load(Ordering::Relaxed) {
+                let started = Instant::now();
                 match request(addr, &mut conn).await {
-                    Ok(_) => requests.fetch_add(1, Ordering::Relaxed),
+                    Ok(port) => {
+                        answers.lock().unwrap().push((started, port));
+                        requests.fetch_add(1, Ordering::Relaxed)
+                    }
                     Err(e) => {
                         failed.lock().unwrap().push(e);
                         conn = None;
@@ -260,10 +279,14 @@ async fn reloads_under_traffic(extra: &[&str]) {
         }));
     }
     let pid_file = p.dir.join("ringway.pid");
+    // Per reload: when it was asked for, and when it had completed (its generation's
+    // "listening on" line read: printed once the old generation had stopped accepting).
+    let mut reloads: Vec<(Instant, Instant)> = Vec::new();
     for r in 1..=10 {
         let with_b2 = r % 2 == 1;
         let set: &[SocketAddr] = if with_b2 { &[b1, b2] } else { &[b1] };
         std::fs::write(p.conf(), conf_text(set, 1, 1024, "")).unwrap();
+        let asked = Instant::now();
         if r % 2 == 0 {
             let st = Command::new(env!("CARGO_BIN_EXE_ringway"))
                 .args(["-s", "reload", "--pid-file"])
@@ -275,6 +298,7 @@ async fn reloads_under_traffic(extra: &[&str]) {
             p.signal(Signal::SIGHUP);
         }
         assert!(p.generations(r + 1).await, "reload {r}: {}", p.stderr());
+        reloads.push((asked, p.listening.lock().unwrap()[r]));
         // Round robin is shared with the HTTP clients reconnecting to the new generation,
         // so consecutive tunnels can alternate in step with them and all land on b1: open
         // new tunnels until b2 answers (added), or 8 that must all avoid it (removed).
@@ -315,6 +339,33 @@ async fn reloads_under_traffic(extra: &[&str]) {
         requests.load(Ordering::Relaxed) > 100,
         "the HTTP clients ran"
     );
+    // No HTTP request that started after a reload removing b2 had completed was answered
+    // by b2 (until the next reload added it back): kept-alive connections of the old
+    // generation are closed when idle, or after the exchange in flight.
+    let answers = answers.lock().unwrap();
+    assert!(
+        answers.iter().any(|&(_, port)| port == b2.port()),
+        "b2 answered HTTP requests while it was in the file"
+    );
+    let mut late = Vec::new();
+    for (i, &(_, done)) in reloads.iter().enumerate() {
+        if (i + 1) % 2 == 1 {
+            continue; // this reload added b2
+        }
+        let until = reloads.get(i + 1).map(|&(asked, _)| asked);
+        late.extend(
+            answers
+                .iter()
+                .filter(|&&(t, port)| port == b2.port() && t >= done && until.is_none_or(|u| t < u))
+                .map(|&(t, _)| (i + 1, t - done)),
+        );
+    }
+    assert!(
+        late.is_empty(),
+        "{} requests reached the removed backend after their reload (reload, started after it): {:?}",
+        late.len(),
+        &late[..late.len().min(10)]
+    );
     assert_eq!(
         p.lines_with("budget: 1 worker"),
         11,
@@ -331,6 +382,84 @@ async fn reloads_under_traffic_drop_nothing_and_route_new_clients_by_the_new_fil
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reloads_under_traffic_in_process_mode() {
     reloads_under_traffic(&["--worker-mode", "process"]).await;
+}
+
+/// One whole answer on `s`: its head (lower case) and body; an error if the connection
+/// ends first or nothing comes within 5 s.
+async fn answer(s: &mut tokio::net::TcpStream) -> Result<(String, String), String> {
+    let mut got = Vec::new();
+    let mut buf = [0u8; 2048];
+    loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&got[..i]).to_ascii_lowercase();
+            let len: usize = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse().ok())
+                .ok_or(format!("no content-length: {head}"))?;
+            if got.len() >= i + 4 + len {
+                let body = String::from_utf8_lossy(&got[i + 4..i + 4 + len]).to_string();
+                return Ok((head, body));
+            }
+        }
+        match tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => got.extend_from_slice(&buf[..n]),
+            other => {
+                return Err(format!(
+                    "{other:?} after {:?}",
+                    String::from_utf8_lossy(&got)
+                ))
+            }
+        }
+    }
+}
+
+/// Whether the peer closed `s` within `within` (end of stream or a reset).
+async fn closed_within(s: &mut tokio::net::TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
+}
+
+/// A reload's old generation closes an idle kept-alive connection at once (its next
+/// request would be served by the old file: it must reconnect to the new one), and
+/// answers a request whose head was partly received before the reload — it is in
+/// flight — by the old file, with `Connection: close`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_closes_idle_kept_alive_clients_at_once_and_answers_a_partial_head() {
+    let (b1, b2) = (echo_backend().await, echo_backend().await);
+    let p = start(&conf_text(&[b1], 1, 1024, ""), &[]);
+    const GET: &[u8] = b"GET /r HTTP/1.1\r\nHost: t\r\n\r\n";
+    let mut idle = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    let mut partial = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    for s in [&mut idle, &mut partial] {
+        s.write_all(GET).await.unwrap();
+        let (head, body) = answer(s).await.unwrap();
+        assert!(!head.contains("connection: close"), "{head}");
+        assert_eq!(port_of(body.trim()), b1.port());
+    }
+    partial.write_all(&GET[..20]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    std::fs::write(p.conf(), conf_text(&[b2], 1, 1024, "")).unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    // Closed at once: well before the 1 s a graceful stop would give it.
+    assert!(
+        closed_within(&mut idle, Duration::from_millis(400)).await,
+        "the idle kept-alive connection was not closed at the reload"
+    );
+    partial.write_all(&GET[20..]).await.unwrap();
+    let (head, body) = answer(&mut partial)
+        .await
+        .expect("the partial request's answer");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(port_of(body.trim()), b1.port(), "answered by the old file");
+    assert!(closed_within(&mut partial, Duration::from_secs(3)).await);
+    let mut fresh = None;
+    assert_eq!(request(p.addr, &mut fresh).await, Ok(b2.port()), "new file");
 }
 
 /// (b) A broken file on reload: one error line with file:line, the old one keeps serving.
