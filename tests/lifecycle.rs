@@ -1,10 +1,14 @@
-//! Lifecycle on real sockets: a graceful stop (SIGQUIT) refuses new clients at once and
-//! keeps tunnels until the shutdown timeout; reloads (SIGHUP, `-s reload`) of a -c file
-//! add and remove backends under continuous tunnel and keep-alive HTTP traffic without a
-//! dropped tunnel or a failed request; a broken file is refused with its file:line and the
-//! old configuration keeps serving; a reload changing the worker count and budget keeps
-//! held tunnels and applies the new ceiling, in thread and in process mode (with a worker
-//! restart in between).
+//! Lifecycle on real sockets: a graceful stop (SIGQUIT, SIGTERM; threads and processes)
+//! refuses new clients at once, finishes a request in flight with `Connection: close` and
+//! keeps tunnels until the shutdown timeout; reloads (SIGHUP, `-s reload`, the systemd
+//! unit's `ExecReload`) of a -c file add and remove backends under continuous tunnel and
+//! keep-alive HTTP traffic without a dropped tunnel or a failed request, and no request
+//! reaches a removed backend once its reload is done (idle kept-alive connections of the
+//! old generation are closed at once); an old generation that drained leaves no
+//! descriptor behind; a broken file is refused with its file:line and the old
+//! configuration keeps serving; a reload changing the worker count and budget keeps held
+//! tunnels and applies the new ceiling, in thread and in process mode (with a worker
+//! restart in between); `-s quit|stop|reload` on a live process.
 mod common;
 use common::*;
 use nix::sys::signal::{kill, Signal};
@@ -69,6 +73,11 @@ fn conf_text(backends: &[SocketAddr], workers: usize, wc: usize, extra: &str) ->
 }
 
 fn start(text: &str, extra: &[&str]) -> Proxy {
+    start_opts(text, extra, true)
+}
+
+/// A fresh directory for one ringway's files.
+fn temp_dir() -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "ringway-life-{}-{}",
@@ -76,13 +85,23 @@ fn start(text: &str, extra: &[&str]) -> Proxy {
         N.fetch_add(1, Ordering::Relaxed)
     ));
     std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Start ringway on the file `text` in a fresh directory (`{dir}` in the text names it);
+/// `pid_flag`: with `--pid-file DIR/ringway.pid` (which overrides the file's `pid`).
+fn start_opts(text: &str, extra: &[&str], pid_flag: bool) -> Proxy {
+    let dir = temp_dir();
     let conf = dir.join("ringway.conf");
-    std::fs::write(&conf, text).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ringway"))
-        .arg("-c")
+    std::fs::write(&conf, text.replace("{dir}", &dir.display().to_string())).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_ringway"));
+    cmd.arg("-c")
         .arg(&conf)
-        .args(["--listen", "127.0.0.1:0", "--no-pin", "--pid-file"])
-        .arg(dir.join("ringway.pid"))
+        .args(["--listen", "127.0.0.1:0", "--no-pin"]);
+    if pid_flag {
+        cmd.arg("--pid-file").arg(dir.join("ringway.pid"));
+    }
+    let mut child = cmd
         .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -493,28 +512,85 @@ async fn a_broken_file_is_refused_and_the_old_configuration_serves() {
     assert_eq!(p.lines_with("listening on"), 1, "no new generation");
 }
 
-/// (c) SIGQUIT with held tunnels: new connects refused at once, tunnels echo until the
-/// deadline, then closed; exit 0; the pid file is removed.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigquit_refuses_new_clients_keeps_tunnels_until_the_deadline_then_exits_0() {
-    let b1 = echo_backend().await;
+/// Descriptors open in process `pid`.
+fn fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count())
+}
+
+/// Descriptors open in ringway: the process and its worker processes, if any.
+fn tree_fds(pid: u32) -> usize {
+    fds(pid) + children(pid).into_iter().map(fds).sum::<usize>()
+}
+
+/// (c) A graceful stop by `sig` with held tunnels and a request in flight. First a reload
+/// with tunnels held: once they end and the old generation is gone, ringway holds exactly
+/// the descriptors it held before they were opened, and the backend none of their
+/// connections. Then the stop: new connects refused at once; the request in flight to a
+/// slow backend gets its 200 with `Connection: close`; tunnels echo until the deadline,
+/// then are closed; exit 0; the pid file removed; the backend's connections all closed.
+async fn graceful_stop(sig: Signal, extra: &[&str]) {
+    let (b1, open) = counting_echo_backend().await;
     let mut p = start(
         &conf_text(&[b1], 2, 1024, "worker_shutdown_timeout 2s;\n"),
-        &[],
+        extra,
     );
+    let pid = p.child.id();
+    let processes = !extra.is_empty();
+    if processes {
+        assert!(eventually(10, || children(pid).len() == 2).await);
+    }
+    let base = tree_fds(pid);
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        old.push(ws(p.addr).await.unwrap().0);
+    }
+    let with_tunnels = tree_fds(pid);
+    assert!(
+        with_tunnels >= base + 40,
+        "2 sockets per tunnel: {base} then {with_tunnels}"
+    );
+    assert_eq!(open.load(Ordering::SeqCst), 20);
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    for (i, w) in old.iter_mut().enumerate() {
+        assert!(echo(w, Message::Text("kept".into())).await, "tunnel {i}");
+    }
+    drop(old);
+    assert!(
+        eventually(10, || tree_fds(pid) == base && open.load(Ordering::SeqCst) == 0).await,
+        "after the old generation drained: {} descriptors (before the tunnels: {base}), {} backend connections",
+        tree_fds(pid),
+        open.load(Ordering::SeqCst)
+    );
+
     let mut held = Vec::new();
     for _ in 0..20 {
         held.push(ws(p.addr).await.unwrap().0);
     }
+    let mut slow = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    slow.write_all(b"GET /slow HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    assert!(
+        eventually(5, || open.load(Ordering::SeqCst) == 21).await,
+        "the slow request reached the backend"
+    );
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(p.dir.join("ringway.pid").exists(), "pid file written");
     let t0 = Instant::now();
-    p.signal(Signal::SIGQUIT);
+    p.signal(sig);
     tokio::time::sleep(Duration::from_millis(200)).await;
     let refused = tokio::net::TcpStream::connect(p.addr).await;
     assert!(
         matches!(&refused, Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused),
         "a new client is refused by the kernel: {refused:?}"
     );
+    let (head, body) = answer(&mut slow).await.expect("the request in flight");
+    assert!(head.starts_with("http/1.1 200"), "{head}");
+    assert!(head.contains("connection: close"), "{head}");
+    assert_eq!(port_of(body.trim()), b1.port());
+    assert!(t0.elapsed() >= SLOW / 2, "answered after the signal");
+    assert!(closed_within(&mut slow, Duration::from_secs(2)).await);
     while t0.elapsed() < Duration::from_millis(1500) {
         for (i, w) in held.iter_mut().enumerate() {
             assert!(
@@ -524,13 +600,9 @@ async fn sigquit_refuses_new_clients_keeps_tunnels_until_the_deadline_then_exits
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let status = tokio::task::spawn_blocking(move || {
-        let st = p.child.wait().unwrap();
-        (st, p)
-    })
-    .await
-    .unwrap();
-    let (st, p) = status;
+    let (st, p) = tokio::task::spawn_blocking(move || (p.child.wait().unwrap(), p))
+        .await
+        .unwrap();
     assert_eq!(st.code(), Some(0), "{}", p.stderr());
     let took = t0.elapsed();
     assert!(
@@ -545,6 +617,26 @@ async fn sigquit_refuses_new_clients_keeps_tunnels_until_the_deadline_then_exits
     }
     assert!(!p.dir.join("ringway.pid").exists(), "pid file removed");
     assert!(p.stderr().contains("graceful stop"), "{}", p.stderr());
+    assert!(
+        eventually(5, || open.load(Ordering::SeqCst) == 0).await,
+        "{} backend connections left open",
+        open.load(Ordering::SeqCst)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_refuses_new_clients_keeps_tunnels_until_the_deadline_then_exits_0() {
+    graceful_stop(Signal::SIGQUIT, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_is_the_same_graceful_stop() {
+    graceful_stop(Signal::SIGTERM, &[]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigquit_stops_gracefully_in_process_mode() {
+    graceful_stop(Signal::SIGQUIT, &["--worker-mode", "process"]).await;
 }
 
 /// Fill the proxy up to its ceiling: `n` tunnels, then the next one is answered 503.
@@ -745,6 +837,127 @@ async fn a_worker_is_not_restarted_on_a_file_edited_since_the_last_reload() {
         let r = tokio::time::timeout(Duration::from_secs(3), ws(p.addr)).await;
         assert!(matches!(r, Ok(Ok(_))), "client {i} after the reload: {r:?}");
     }
+}
+
+/// `ringway -s CMD` with `args` (`--pid-file P` or `-c FILE`): its exit status and stderr.
+fn send(cmd: &str, args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .args(["-s", cmd])
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Wait (up to `within`) for ringway to exit.
+async fn exited(p: &mut Proxy, within: Duration) -> Option<std::process::ExitStatus> {
+    let end = Instant::now() + within;
+    while Instant::now() < end {
+        if let Some(st) = p.child.try_wait().unwrap() {
+            return Some(st);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    None
+}
+
+/// `-s quit` (pid file) on a live ringway: a graceful stop — new clients refused, the held
+/// tunnel kept — which ends, status 0, as soon as the tunnel does (before the timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_quit_stops_gracefully() {
+    let b1 = echo_backend().await;
+    let mut p = start(
+        &conf_text(&[b1], 1, 1024, "worker_shutdown_timeout 20s;\n"),
+        &[],
+    );
+    let (mut held, _) = ws(p.addr).await.unwrap();
+    let pid_file = p.dir.join("ringway.pid");
+    let (code, err) = send("quit", &["--pid-file".as_ref(), pid_file.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        eventually(5, || p.stderr().contains("SIGQUIT: graceful stop")).await,
+        "{}",
+        p.stderr()
+    );
+    let refused = tokio::net::TcpStream::connect(p.addr).await;
+    assert!(refused.is_err(), "a new client is refused: {refused:?}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        echo(&mut held, Message::Text("kept".into())).await,
+        "the tunnel is kept"
+    );
+    assert!(p.child.try_wait().unwrap().is_none(), "still running");
+    drop(held);
+    let st = exited(&mut p, Duration::from_secs(5)).await;
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", p.stderr());
+    assert!(!pid_file.exists(), "pid file removed");
+}
+
+/// `-s stop` (pid file) on a live ringway: a fast stop — the held tunnel closed at once,
+/// status 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_stop_closes_everything_at_once() {
+    let b1 = echo_backend().await;
+    let mut p = start(&conf_text(&[b1], 1, 1024, ""), &[]);
+    let (mut held, _) = ws(p.addr).await.unwrap();
+    let pid_file = p.dir.join("ringway.pid");
+    let t0 = Instant::now();
+    let (code, err) = send("stop", &["--pid-file".as_ref(), pid_file.as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    let st = exited(&mut p, Duration::from_secs(5)).await;
+    assert_eq!(st.and_then(|s| s.code()), Some(0), "{}", p.stderr());
+    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    assert!(!echo(&mut held, Message::Text("x".into())).await, "closed");
+    assert!(p.stderr().contains("SIGINT"), "{}", p.stderr());
+    assert!(!pid_file.exists(), "pid file removed");
+}
+
+/// `-s reload -c FILE` finds the process by the file's own `pid` directive (no
+/// `--pid-file` anywhere) and the file is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s_reload_finds_the_pid_in_the_file() {
+    let (b1, b2) = (echo_backend().await, echo_backend().await);
+    let pid_line = "pid {dir}/from-file.pid;\n";
+    let p = start_opts(&conf_text(&[b1], 1, 1024, pid_line), &[], false);
+    let pid_file = p.dir.join("from-file.pid");
+    let written = std::fs::read_to_string(&pid_file).expect("the file's pid written");
+    assert_eq!(written.trim(), p.child.id().to_string());
+    let pid_line = pid_line.replace("{dir}", &p.dir.display().to_string());
+    std::fs::write(p.conf(), conf_text(&[b2], 1, 1024, &pid_line)).unwrap();
+    let (code, err) = send("reload", &["-c".as_ref(), p.conf().as_os_str()]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(p.generations(2).await, "{}", p.stderr());
+    let (_, banner) = ws(p.addr).await.unwrap();
+    assert_eq!(port_of(&banner), b2.port(), "the new file");
+}
+
+/// The unit's `ExecReload=` (systemd substitutes `$MAINPID`) reloads a live ringway.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_systemd_units_exec_reload_reloads() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tuning/ringway.service"),
+    )
+    .unwrap();
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecReload="))
+        .expect("an ExecReload= line");
+    assert_eq!(exec, "/bin/kill -HUP $MAINPID");
+    let (b1, b2) = (echo_backend().await, echo_backend().await);
+    let p = start(&conf_text(&[b1], 1, 1024, ""), &[]);
+    std::fs::write(p.conf(), conf_text(&[b2], 1, 1024, "")).unwrap();
+    let st = Command::new("sh")
+        .args(["-c", exec])
+        .env("MAINPID", p.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(st.success(), "{exec}: {st:?}");
+    assert!(p.generations(2).await, "{}", p.stderr());
+    let (_, banner) = ws(p.addr).await.unwrap();
+    assert_eq!(port_of(&banner), b2.port(), "the new file");
 }
 
 /// `-s` with no pid file: one line, exit 1.
