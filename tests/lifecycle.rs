@@ -8,7 +8,8 @@
 //! descriptor behind; a broken file is refused with its file:line and the old
 //! configuration keeps serving; a reload changing the worker count and budget keeps held
 //! tunnels and applies the new ceiling, in thread and in process mode (with a worker
-//! restart in between); `-s quit|stop|reload` on a live process.
+//! restart in between); what only a restart applies (metrics, error log, pid) is kept and
+//! warned about; `-s quit|stop|reload` on a live process.
 mod common;
 use common::*;
 use nix::sys::signal::{kill, Signal};
@@ -958,6 +959,78 @@ async fn the_systemd_units_exec_reload_reloads() {
     assert!(p.generations(2).await, "{}", p.stderr());
     let (_, banner) = ws(p.addr).await.unwrap();
     assert_eq!(port_of(&banner), b2.port(), "the new file");
+}
+
+/// A reload cannot apply what belongs to the process (`ringway_metrics`, `error_log` and
+/// its level, `pid`): it applies the rest, keeps those — in the master and in the new
+/// worker processes alike — and says so in one `[warn]` line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reload_keeps_metrics_error_log_and_pid_and_warns() {
+    let b1 = echo_backend().await;
+    let dead = refusing_addr();
+    let first = "pid {dir}/a.pid;\nringway_metrics 127.0.0.1:0;\n";
+    let p = start_opts(
+        &conf_text(&[b1], 1, 1024, first),
+        &["--worker-mode", "process"],
+        false,
+    );
+    let metrics = p
+        .out
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|l| {
+            l.strip_prefix("ringway: metrics on http://")?
+                .split('/')
+                .next()
+        })
+        .expect("the metrics line")
+        .to_string();
+    let dir = p.dir.display().to_string();
+    let second =
+        format!("pid {dir}/b.pid;\nringway_metrics 127.0.0.1:1;\nerror_log {dir}/err.log crit;\n");
+    std::fs::write(p.conf(), conf_text(&[dead], 1, 1024, &second)).unwrap();
+    p.signal(Signal::SIGHUP);
+    assert!(p.generations(2).await, "{}", p.stderr());
+    let err = p.stderr();
+    let warn = err
+        .lines()
+        .find(|l| l.contains("[warn]") && l.contains("not applied"))
+        .unwrap_or_else(|| panic!("no warn line: {err}"));
+    assert!(
+        warn.contains("ringway_metrics, error_log, error_log level, pid changed"),
+        "{warn}"
+    );
+    // The rest of the file is applied: the new backend (refusing) answers 502, and the
+    // new worker process logs it at [error] on the master's error log (stderr), not in
+    // err.log at crit.
+    let mut s = tokio::net::TcpStream::connect(p.addr).await.unwrap();
+    s.write_all(b"GET /r HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, _) = answer(&mut s).await.unwrap();
+    assert!(head.starts_with("http/1.1 502"), "{head}");
+    assert!(
+        eventually(5, || p
+            .stderr()
+            .lines()
+            .any(|l| l.contains("[error]") && l.contains(&dead.to_string())))
+        .await,
+        "{}",
+        p.stderr()
+    );
+    assert!(!p.dir.join("err.log").exists(), "error_log not applied");
+    assert!(p.dir.join("a.pid").exists(), "the first pid file stays");
+    assert!(!p.dir.join("b.pid").exists(), "pid not applied");
+    let mut m = tokio::net::TcpStream::connect(metrics.as_str())
+        .await
+        .expect("the first metrics address still listens");
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut text = String::new();
+    m.read_to_string(&mut text).await.unwrap();
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
 }
 
 /// `-s` with no pid file: one line, exit 1.
