@@ -12,6 +12,10 @@
 //! `--shutdown-timeout`). New clients reach the new configuration at once, and nobody is
 //! refused meanwhile — also when the file switches between threads and processes.
 //!
+//! Some settings belong to the process and are set once at its start: the metrics
+//! listener, the error log and its level, the pid file. A reload keeps them and logs a
+//! `[warn]` naming those the file changed ([`restart_only`]).
+//!
 //! SIGUSR1 reopens the access and error logs (nginx's `reopen`, for logrotate); SIGUSR2
 //! prints the stats (the metrics endpoint has them too). With `--metrics`, the metrics
 //! listener follows the generations: each reload adds one, each drained one hands its
@@ -24,8 +28,9 @@ use std::ffi::OsString;
 use std::io;
 
 /// SIGUSR1 (nginx's `reopen`): open the error log and the access logs again (after
-/// logrotate moved them), logging what was done.
-pub fn reopen_logs(cfg: &Config) {
+/// logrotate moved them), logging what was done. `cfg` is the running generation's; the
+/// error log is the one the process `started` with (a reload does not change it).
+pub fn reopen_logs(cfg: &Config, started: &Config) {
     let mut errs = crate::access_log::reopen();
     if let Err(e) = log::reopen() {
         errs.push(e);
@@ -33,7 +38,7 @@ pub fn reopen_logs(cfg: &Config) {
     for e in &errs {
         log::write(Level::Error, Who::Process, None, format_args!("{e}"));
     }
-    let what = match (&cfg.error_log, &cfg.access_log) {
+    let what = match (&started.error_log, &cfg.access_log) {
         (None, None) => {
             "no log file to reopen (the error log is stderr, the access log off)".to_string()
         }
@@ -85,6 +90,43 @@ pub fn announce(server: &Server) {
 
 fn note(msg: std::fmt::Arguments<'_>) {
     log::write(Level::Notice, Who::Process, None, msg);
+}
+
+/// The settings of `new` that a reload cannot apply, changed from those the process
+/// `started` with: the metrics listener, the error log (file and level) and the pid file
+/// belong to the process and are set once, at its start. Their names as the file spells
+/// them.
+pub fn restart_only(started: &Config, new: &Config) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    if started.metrics != new.metrics {
+        changed.push("ringway_metrics");
+    }
+    if started.error_log != new.error_log {
+        changed.push("error_log");
+    }
+    if started.error_level != new.error_level {
+        changed.push("error_log level");
+    }
+    if started.pid_file != new.pid_file {
+        changed.push("pid");
+    }
+    changed
+}
+
+/// Log a `[warn]` line naming what [`restart_only`] finds, if anything.
+pub fn warn_restart_only(started: &Config, new: &Config) {
+    let changed = restart_only(started, new);
+    if !changed.is_empty() {
+        log::write(
+            Level::Warn,
+            Who::Process,
+            None,
+            format_args!(
+                "reload: {} changed but not applied: they need a restart; still using the values ringway started with",
+                changed.join(", ")
+            ),
+        );
+    }
 }
 
 /// Re-read the configuration `args` give, for a reload. `None` (with the reason logged)

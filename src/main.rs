@@ -189,16 +189,14 @@ fn main() {
 /// The error log (stderr moves to its file) and the access log (opened once, shared by
 /// every worker of this process); a file that cannot be opened ends the start (exit 1).
 fn open_logs(cfg: &Config) {
-    ringway::log::set_level(cfg.error_level);
+    // A worker process takes its master's error log (a reload does not change it).
+    let (level, error_log) = ringway::master::error_log_in_force(cfg);
+    ringway::log::set_level(level);
     let opened = cfg
         .access_log
         .as_ref()
         .map_or(Ok(()), |p| ringway::access_log::open(p).map(drop))
-        .and_then(|()| {
-            cfg.error_log
-                .as_ref()
-                .map_or(Ok(()), |p| ringway::log::to_file(p))
-        });
+        .and_then(|()| error_log.map_or(Ok(()), |p| ringway::log::to_file(&p)));
     if let Err(e) = opened {
         eprintln!("ringway: error: {e}");
         std::process::exit(1);
@@ -303,10 +301,10 @@ fn run_worker_process(
             Some(Signal::SIGQUIT | Signal::SIGTERM) => {
                 server.drain(Some(server.config().stop_timeout()))
             }
-            Some(Signal::SIGUSR2) if value == ringway::master::RETIRE_TAKE_BACKLOG => {
-                server.drain(server.config().shutdown_timeout)
-            }
-            Some(Signal::SIGUSR2) => server.drain_handed_over(server.config().shutdown_timeout),
+            Some(Signal::SIGUSR2) => server.retire(
+                server.config().shutdown_timeout,
+                value != ringway::master::RETIRE_TAKE_BACKLOG,
+            ),
             // The master's reopen, forwarded: this process's descriptors of the logs.
             Some(Signal::SIGUSR1) => {
                 let _ = ringway::log::reopen();

@@ -57,6 +57,38 @@ pub const EXIT_CONFIG_CHANGED: i32 = 78;
 /// Environment variable that makes `ringway` a worker process.
 pub const WORKER_ENV: &str = "RINGWAY_WORKER";
 
+/// Environment variables with the error log level and file the master runs with (the
+/// file absent: stderr), which a worker process uses instead of its file's: they are set
+/// once per process, so a reload that changes them applies to no worker either.
+const ERROR_LEVEL_ENV: &str = "RINGWAY_ERROR_LEVEL";
+const ERROR_LOG_ENV: &str = "RINGWAY_ERROR_LOG";
+
+/// The error log the process started with: set by `supervise::run` before any worker
+/// process is spawned.
+static ERROR_LOG_IN_FORCE: std::sync::OnceLock<(Level, Option<std::path::PathBuf>)> =
+    std::sync::OnceLock::new();
+
+/// Record the error log level and file this process runs with, for the worker processes
+/// it will spawn (of any generation).
+pub fn keep_error_log(cfg: &Config) {
+    let _ = ERROR_LOG_IN_FORCE.set((cfg.error_level, cfg.error_log.clone()));
+}
+
+/// The error log level and file this process is to use: its master's, in a worker
+/// process spawned by one; else `cfg`'s.
+pub fn error_log_in_force(cfg: &Config) -> (Level, Option<std::path::PathBuf>) {
+    let level = std::env::var(ERROR_LEVEL_ENV)
+        .ok()
+        .and_then(|l| Level::parse(&l).ok());
+    match level {
+        Some(level) if std::env::var_os(WORKER_ENV).is_some() => (
+            level,
+            std::env::var_os(ERROR_LOG_ENV).map(std::path::PathBuf::from),
+        ),
+        _ => (cfg.error_level, cfg.error_log.clone()),
+    }
+}
+
 /// Parse the inherited descriptors of a worker process, if this is one.
 /// Format: `index;listener;shm;inbox;tx0,tx1,...` (`-1` for the worker's own entry).
 pub fn child_setup_from_env(cfg: &Config) -> Option<io::Result<ChildSetup>> {
@@ -191,14 +223,21 @@ impl Generation {
         for &fd in mine.iter().chain(&self.tx) {
             sys::set_cloexec(fd, false)?;
         }
-        let child = Command::new(std::env::current_exe()?)
-            .args(&args[1..])
+        let mut cmd = Command::new(std::env::current_exe()?);
+        cmd.args(&args[1..])
             .env(WORKER_ENV, env)
             .env(FINGERPRINT_ENV, self.cfg.fingerprint().to_string())
             .env("RINGWAY_MASTER_PID", std::process::id().to_string())
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .spawn();
+            .stdout(Stdio::null());
+        if let Some((level, file)) = ERROR_LOG_IN_FORCE.get() {
+            cmd.env(ERROR_LEVEL_ENV, level.name());
+            match file {
+                Some(f) => cmd.env(ERROR_LOG_ENV, f),
+                None => cmd.env_remove(ERROR_LOG_ENV),
+            };
+        }
+        let child = cmd.spawn();
         for &fd in mine.iter().chain(&self.tx) {
             sys::set_cloexec(fd, true)?;
         }

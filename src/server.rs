@@ -393,9 +393,10 @@ impl Server {
         start_on(cfg, per_worker, addrs)
     }
 
-    /// Drain every worker (a graceful stop): stop accepting, finish exchanges, keep tunnels
-    /// until they end or `timeout` passes (`None`: no bound), then exit. Returns at once;
-    /// [`Server::finished`] says when they are all done.
+    /// Drain every worker (a graceful stop): stop accepting, finish exchanges, give idle
+    /// kept-alive clients a short grace, keep tunnels until they end or `timeout` passes
+    /// (`None`: no bound), then exit. Returns at once; [`Server::finished`] says when they
+    /// are all done.
     pub fn drain(&self, timeout: Option<Duration>) {
         let bound = timeout.map_or(u64::MAX, crate::session::ms);
         for w in &self.workers {
@@ -405,11 +406,17 @@ impl Server {
         }
     }
 
-    /// [`Server::drain`] for a worker whose listener a successor keeps accepting on (a
-    /// process-mode reload): the clients in its backlog are the successor's.
-    pub fn drain_handed_over(&self, timeout: Option<Duration>) {
+    /// Drain this generation after a reload: as [`Server::drain`], except that idle
+    /// kept-alive clients are closed at once (their next request reaches the successor).
+    /// `handed_over`: a successor keeps accepting on these very listeners (a process-mode
+    /// reload; a thread-mode successor marks them itself), so the clients in their
+    /// backlogs are the successor's.
+    pub fn retire(&self, timeout: Option<Duration>, handed_over: bool) {
         for w in &self.workers {
-            w.control.handed_over.store(true, Ordering::Release);
+            if handed_over {
+                w.control.handed_over.store(true, Ordering::Release);
+            }
+            w.control.reload.store(true, Ordering::Release);
         }
         self.drain(timeout);
     }

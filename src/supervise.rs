@@ -9,6 +9,10 @@
 //! SO_REUSEPORT listeners beside the old, and the old workers take what is in their
 //! backlogs before closing theirs. Either way nobody is refused and no tunnel is touched.
 //!
+//! What belongs to the process — the metrics listener, the error log and its level, the
+//! pid file — is set from the first configuration only: a reload that changes it logs a
+//! `[warn]` and keeps the running value (worker processes take the master's error log).
+//!
 //! SIGQUIT/SIGTERM drain every generation, bounded by the stop timeout; SIGINT stops at
 //! once; SIGUSR1 reopens the logs (nginx's `reopen`, forwarded to worker processes);
 //! SIGUSR2 prints the current generation's stats. The metrics endpoint (`--metrics`)
@@ -72,9 +76,9 @@ impl Gen {
     }
 
     /// SIGUSR1: reopen the log files (this process's; worker processes are told).
-    fn reopen_logs(&self, first: bool) {
-        if first {
-            lifecycle::reopen_logs(self.config());
+    fn reopen_logs(&self, first: Option<&Config>) {
+        if let Some(started) = first {
+            lifecycle::reopen_logs(self.config(), started);
         }
         if let Gen::Procs(g) = self {
             g.reopen_logs();
@@ -144,7 +148,7 @@ impl Gen {
         match self {
             Gen::Threads(s) => {
                 // A thread successor on the same sockets marked them handed over already.
-                s.drain(s.config().shutdown_timeout);
+                s.retire(s.config().shutdown_timeout, false);
                 s.wait_released(Duration::from_secs(2));
             }
             Gen::Procs(g) => g.retire(shared),
@@ -213,8 +217,9 @@ fn note(msg: std::fmt::Arguments<'_>) {
 
 /// SIGHUP: a successor for the re-read file, then the old generation drains. Returns the
 /// old generation, or `None` (logged) when nothing was reloaded.
-fn reload(cur: &mut Gen, args: &[OsString]) -> Option<Gen> {
+fn reload(cur: &mut Gen, args: &[OsString], started: &Config) -> Option<Gen> {
     let cfg = reread(args)?;
+    lifecycle::warn_restart_only(started, &cfg);
     if let Some(w) = server::raise_nofile(&cfg) {
         eprintln!("ringway: {w}");
     }
@@ -250,9 +255,13 @@ fn reload(cur: &mut Gen, args: &[OsString]) -> Option<Gen> {
 }
 
 /// Run `cfg` until stopped; returns the exit status. `set` holds the blocked signals this
-/// thread waits on (SIGCHLD among them); `started` runs once the first generation's
+/// thread waits on (SIGCHLD among them); `on_start` runs once the first generation's
 /// workers are up (the pid file), and what it returns is kept until the end.
-pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce() -> P) -> i32 {
+pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, on_start: impl FnOnce() -> P) -> i32 {
+    // What belongs to the process (error log, metrics listener, pid file) is set once, from
+    // the first configuration: reloads compare with it, worker processes inherit its error log.
+    crate::master::keep_error_log(&cfg);
+    let started = cfg.clone();
     let mut cur = match Gen::first(cfg, args) {
         Ok(g) => g,
         Err(e) => {
@@ -273,7 +282,7 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
         return 1;
     }
     cur.announce();
-    let _kept = started();
+    let _kept = on_start();
     let mut old: Vec<(Gen, GenId)> = Vec::new();
     let mut stopping: Option<Instant> = None;
     let mut code = 0;
@@ -281,9 +290,9 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
         let sig = sys::wait_signal(set.as_ref(), POLL).and_then(|s| Signal::try_from(s).ok());
         match sig {
             Some(Signal::SIGUSR1) => {
-                cur.reopen_logs(true);
+                cur.reopen_logs(Some(&started));
                 for (g, _) in &old {
-                    g.reopen_logs(false);
+                    g.reopen_logs(None);
                 }
             }
             Some(Signal::SIGUSR2) => eprint!("{}", cur.stats().render()),
@@ -291,7 +300,7 @@ pub fn run<P>(cfg: Config, args: &[OsString], set: &SigSet, started: impl FnOnce
                 note(format_args!("SIGHUP: stopping; not reloading"))
             }
             Some(Signal::SIGHUP) => {
-                if let Some(prev) = reload(&mut cur, args) {
+                if let Some(prev) = reload(&mut cur, args, &started) {
                     let prev_id = std::mem::replace(&mut cur_id, source.add(cur.metrics()));
                     source.reloaded();
                     old.push((prev, prev_id));

@@ -1,7 +1,8 @@
 //! `scripts/install.sh` into a temporary prefix: the binary, the config (never
-//! overwritten), the systemd unit rewritten to the prefix's paths, a manifest; the installed
-//! binary passes `-t` on the installed config; `--uninstall` removes exactly what was
-//! installed (an edited config is kept) and leaves the prefix as it found it.
+//! overwritten), the systemd unit rewritten to the prefix's paths (and reloading by
+//! SIGHUP), a manifest; the installed binary passes `-t` on the installed config;
+//! `--uninstall` removes exactly what was installed (an edited config is kept) and leaves
+//! the prefix as it found it.
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -65,6 +66,14 @@ fn install_test_and_uninstall_into_a_temporary_prefix() {
         "{unit_text}"
     );
     assert!(!unit_text.contains("ExecStart=/usr/local"), "{unit_text}");
+    // `systemctl reload ringway` sends SIGHUP to the main process (tests/lifecycle.rs runs
+    // this line against a live ringway).
+    assert!(
+        unit_text
+            .lines()
+            .any(|l| l == "ExecReload=/bin/kill -HUP $MAINPID"),
+        "{unit_text}"
+    );
     assert!(
         unit_text.contains(&format!(
             "Documentation=file://{p}/share/doc/ringway/tuning/README.md"

@@ -401,6 +401,13 @@ fn check_reports_a_table_and_shortfalls() {
             "check.sh 100 has no '{label}' row:\n{stdout}"
         );
     }
+    // A reload note, not a limit: shown where the kernel has it (5.14+).
+    if read_key("net.ipv4.tcp_migrate_req").is_some() {
+        assert!(
+            stdout.contains("net.ipv4.tcp_migrate_req (reloads)"),
+            "no tcp_migrate_req row:\n{stdout}"
+        );
+    }
     let code = first.status.code();
     assert!(
         matches!(code, Some(0) | Some(1)),

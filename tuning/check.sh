@@ -215,6 +215,15 @@ if iou=$(sysctl_read kernel.io_uring_disabled); then
     esac
 fi
 
+# --- reloads (not a capacity limit: never a shortfall) --------------------------------------
+if migrate=$(sysctl_read net.ipv4.tcp_migrate_req); then
+    if ((migrate == 1)); then
+        row "net.ipv4.tcp_migrate_req (reloads)" "1" "1" ok
+    else
+        row "net.ipv4.tcp_migrate_req (reloads)" "$migrate" "1" "note: a reload to new listeners can reset a client caught in an old backlog; sudo tuning/apply.sh sets it"
+    fi
+fi
+
 # --- memory --------------------------------------------------------------------------------
 mem_free=$(awk '$1 == "MemFree:" { print $2 }' /proc/meminfo)
 peer=$((proxy_only ? 0 : peer_kb))

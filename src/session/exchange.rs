@@ -495,7 +495,9 @@ impl Session {
         let backend = self.backend as usize;
         let up = self.conn.upstream.take();
         self.unset_backend(ctx);
-        if !ri.client_keep {
+        // Draining (a reload or a graceful stop): the client's next request is not this
+        // worker's, even if this response promised keep-alive (nginx does the same).
+        if !ri.client_keep || ctx.shutting {
             self.close_after_response(ctx)?;
         } else {
             self.back_to_head(ctx);

@@ -24,6 +24,10 @@ pub struct Control {
     pub drain: AtomicBool,
     /// The drain's bound in ms (`u64::MAX`: none).
     pub drain_ms: AtomicU64,
+    /// The drain is a reload's (an old generation), not a graceful stop's: idle
+    /// kept-alive clients are closed at once, so that their next request reaches the new
+    /// generation (see `worker/drain.rs`).
+    pub reload: AtomicBool,
     /// A successor generation took over this worker's listeners (same sockets): the
     /// clients waiting in their backlogs are the successor's, not this worker's to take.
     pub handed_over: AtomicBool,

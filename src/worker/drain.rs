@@ -4,10 +4,23 @@
 //! A drain closes the listeners at once (after taking the clients already in their
 //! backlogs, unless a successor generation accepts on the same sockets), closes idle
 //! pooled upstream connections, lets every exchange finish (`ctx.shutting` makes each
-//! response `Connection: close` and stops pooling), gives idle kept-alive clients a short
-//! grace to send the request they may already have in flight, and keeps tunnels until
-//! they end. At the drain's deadline what is left is closed as in a stop. The worker
-//! exits when its slab is empty, or a stop's grace for in-flight operations ran out.
+//! response `Connection: close`, stops pooling, and closes the client connection once an
+//! exchange ends), and keeps tunnels until they end. At the drain's deadline what is left
+//! is closed as in a stop. The worker exits when its slab is empty, or a stop's grace for
+//! in-flight operations ran out.
+//!
+//! Idle kept-alive clients (between two requests, no byte of the next one received) are
+//! where the two drains differ, as in nginx:
+//! * a reload's old generation closes them at once: their next request goes out on a new
+//!   connection, which reaches the new generation, so a backend the reload removed gets
+//!   no new request. A request whose head is partly received is in flight: it is answered
+//!   (by the old configuration, with `Connection: close`).
+//! * a graceful stop gives them [`IDLE_GRACE`] to send a request that may already be on
+//!   its way, answered with `Connection: close`. The reason: there is no successor on
+//!   this address, so a request lost to the close cannot be retried here (the listener is
+//!   closed and the kernel refuses the new connection), and a client may not retry a
+//!   non-idempotent one at all; a reload's closed client reconnects to the same address
+//!   and is served at once. The grace is short and inside the stop's bound.
 
 use super::Worker;
 use crate::session::{ms, State};
@@ -17,9 +30,9 @@ use std::time::Duration;
 
 /// A stop waits this long for sessions to drain their in-flight operations.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-/// A drain gives an idle kept-alive client this long to send its next request (which is
-/// then answered with `Connection: close`) before closing it: a client that has just sent
-/// one must not see its connection closed under it.
+/// A graceful stop gives an idle kept-alive client this long to send its next request
+/// (which is then answered with `Connection: close`) before closing it: a client that has
+/// just sent one must not see its connection closed under it. A reload's drain gives none.
 const IDLE_GRACE: Duration = Duration::from_millis(1000);
 
 impl Worker {
@@ -82,11 +95,16 @@ impl Worker {
         while let Some(idx) = self.pool.take_oldest() {
             drop(self.unpool(idx));
         }
+        let reload = self.control.reload.load(Ordering::Acquire);
         let grace = self.ctx.now + ms(IDLE_GRACE);
         for idx in self.slab.live_indices() {
             let Some(s) = self.slab.at(idx) else { continue };
-            if matches!(&s.state, State::Head(h) if h.idle && h.len == 0) && s.conn.deadline > grace
-            {
+            if !matches!(&s.state, State::Head(h) if h.idle && h.len == 0) {
+                continue;
+            }
+            if reload {
+                self.close(idx)?;
+            } else if s.conn.deadline > grace {
                 s.conn.deadline = grace;
                 self.timers.sync(&mut s.conn);
             }

@@ -5,6 +5,8 @@
 use futures_util::{SinkExt, StreamExt};
 pub use ringway::config::{AtLimit as Limit, Balance as Bal, Config, TunnelMode as Mode};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_tungstenite::tungstenite::Message;
@@ -13,20 +15,35 @@ use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 /// A client WebSocket.
 pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
+/// How long the echo backend takes to answer a plain HTTP request for `/slow...`.
+pub const SLOW: Duration = Duration::from_millis(500);
+
 /// Start a WebSocket echo backend on 127.0.0.1:0. Right after the handshake it sends
-/// `backend:<port>`, then echoes text and binary. Plain HTTP requests get `200 backend:<port>`.
+/// `backend:<port>`, then echoes text and binary. Plain HTTP requests get `200 backend:<port>`
+/// (after [`SLOW`] for a path starting with `/slow`).
 pub async fn echo_backend() -> SocketAddr {
+    counting_echo_backend().await.0
+}
+
+/// [`echo_backend`], with the number of its connections open now (accepted and not yet
+/// ended: a tunnel's stays open until the proxy closes its side).
+pub async fn counting_echo_backend() -> (SocketAddr, Arc<AtomicUsize>) {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
+    let open = Arc::new(AtomicUsize::new(0));
+    let count = open.clone();
     tokio::spawn(async move {
         loop {
             let Ok((s, _)) = l.accept().await else { return };
+            let count = count.clone();
+            count.fetch_add(1, Ordering::SeqCst);
             tokio::spawn(async move {
                 let _ = serve_one(s, addr.port()).await;
+                count.fetch_sub(1, Ordering::SeqCst);
             });
         }
     });
-    addr
+    (addr, open)
 }
 
 async fn serve_one(s: TcpStream, port: u16) -> Result<(), Box<dyn std::error::Error>> {
@@ -48,6 +65,10 @@ async fn serve_one(s: TcpStream, port: u16) -> Result<(), Box<dyn std::error::Er
             if got.windows(4).any(|w| w == b"\r\n\r\n") {
                 break;
             }
+        }
+        if head.starts_with("get /slow") {
+            // A slow answer: a request still in flight some time after it was sent.
+            tokio::time::sleep(SLOW).await;
         }
         let body = format!("backend:{port}\n");
         let resp = format!(
