@@ -20,6 +20,10 @@
 #    polling mode FAIL (fewer than half of the clients complete, and the nodes answer
 #    "Session ID unknown"): stickiness is what makes polling work. Websocket mode, one
 #    connection per client, must still pass there (control).
+# 5. The same cluster over TLS: ringway --tls-cert/--tls-key (a CA and a leaf for localhost
+#    and 127.0.0.1 made by openssl for this run, trusted by the clients through
+#    NODE_EXTRA_CA_CERTS) with --sticky-cookie; the three modes over https:// and wss://
+#    must pass exactly as in 3.
 #
 # Prints a short summary; exits non-zero if any assertion fails (1) or the setup fails (2).
 # Everything it starts is stopped on exit (by pid). Loopback only; no fixed ports.
@@ -91,6 +95,12 @@ if ! command -v redis-server >/dev/null 2>&1; then
     log "installing redis-server"
     apt-get update -qq >/dev/null
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+fi
+if ! command -v openssl >/dev/null 2>&1; then
+    [[ $(id -u) == 0 ]] || die "openssl is missing and we are not root: apt-get install openssl"
+    log "installing openssl"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssl >/dev/null
 fi
 command -v node >/dev/null 2>&1 || die "node is missing"
 command -v npm >/dev/null 2>&1 || die "npm is missing"
@@ -181,12 +191,13 @@ session_unknown_total() {
 }
 
 SUMMARY=()
-run_case() { # $1: label (sticky|nosticky), $2: transport, $3: expect pass|fail
+SCHEME=http
+run_case() { # $1: label (sticky|nosticky|tls), $2: transport, $3: expect pass|fail
     local label=$1 mode=$2 expect=$3 out rc before after verdict
     out=$WORK/result-$label-$mode.json
     before=$(session_unknown_total)
     rc=0
-    node "$APP/client.js" --url "http://127.0.0.1:$RW_PORT" --clients "$CLIENTS" \
+    node "$APP/client.js" --url "$SCHEME://127.0.0.1:$RW_PORT" --clients "$CLIENTS" \
         --transport "$mode" --timeout "$CLIENT_TIMEOUT" >"$out" 2>"$WORK/client-$label-$mode.err" || rc=$?
     if ((rc != 0)); then
         cat "$WORK/client-$label-$mode.err" >&2
@@ -197,7 +208,7 @@ run_case() { # $1: label (sticky|nosticky), $2: transport, $3: expect pass|fail
     sleep 0.2 # let the nodes' logs catch up with the last refused request
     after=$(session_unknown_total)
     local sticky=no
-    [[ $label == sticky ]] && sticky=yes
+    [[ $label == nosticky ]] || sticky=yes
     rc=0
     verdict=$(node "$APP/check.js" --result "$out" --expect "$expect" --ports "$PORT_LIST" \
         --session-unknown $((after - before)) --sticky "$sticky") || rc=$?
@@ -223,6 +234,29 @@ start_ringway nosticky --balance round-robin
 run_case nosticky default fail
 run_case nosticky polling fail
 run_case nosticky websocket pass # control: one connection per client needs no stickiness
+stop_ringway
+
+# ---- 5. over TLS: https:// and wss://, sticky ---------------------------------------------------
+TLS=$WORK/tls
+mkdir -p "$TLS"
+ec=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+{
+    openssl req -x509 "${ec[@]}" -keyout "$TLS/ca.key" -out "$TLS/ca.pem" -days 2 \
+        -subj /CN=ringway-socketio-test-ca &&
+        openssl req "${ec[@]}" -keyout "$TLS/leaf.key" -out "$TLS/leaf.csr" -subj /CN=localhost &&
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$TLS/ext.cnf" &&
+        openssl x509 -req -in "$TLS/leaf.csr" -CA "$TLS/ca.pem" -CAkey "$TLS/ca.key" \
+            -CAcreateserial -out "$TLS/leaf.pem" -days 2 -extfile "$TLS/ext.cnf"
+} >"$TLS/openssl.log" 2>&1 || {
+    cat "$TLS/openssl.log" >&2
+    die "openssl could not make the test certificates"
+}
+export NODE_EXTRA_CA_CERTS=$TLS/ca.pem
+SCHEME=https
+start_ringway tls --sticky-cookie io_srv --tls-cert "$TLS/leaf.pem" --tls-key "$TLS/leaf.key"
+for mode in default websocket polling; do
+    run_case tls "$mode" pass
+done
 stop_ringway
 
 echo

@@ -373,10 +373,15 @@ fn limits(cfg: &Config, env: &Env, tunnels: u64) -> Report {
         instances: 1,
         cluster_tunnels: tunnels,
         header: format!(
-            "config: {w} worker(s) × {wc} worker_connections, worker-mode {} ({}), tunnel {}, {backends} backend(s), {srcs} upstream source address(es)",
+            "config: {w} worker(s) × {wc} worker_connections, worker-mode {} ({}), tunnel {}, {backends} backend(s), {srcs} upstream source address(es){}",
             mode.as_flag(),
             if cfg.process_mode { "a process per worker, each with its own fd table" } else { "threads of one process, one fd table" },
-            cfg.tunnel.as_flag()
+            cfg.tunnel.as_flag(),
+            match &cfg.tls_table {
+                // A TLS tunnel's memory and relay differ: say which record layer runs.
+                Some(t) => format!("; TLS on {} address(es), record layer: {}", t.listeners.len(), t.kernel.describe()),
+                None => String::new(),
+            }
         ),
         rows,
         plan: None,
