@@ -53,8 +53,8 @@
 # (bench/src/bin/report/) writes summary.md (sections 1-10, 10 = issue 11's targets, met or
 # not) and plots/*.svg from raw/.
 #
-# Modes: --smoke (< 60 s, tiny sizes, 1 worker, CI), --quick (default, ~8 min, 2 reps of
-# 3 s), --full (5 reps of 4 s, 30 s holds, ~25 min). --tune applies tuning/apply.sh for the
+# Modes: --smoke (< 70 s, tiny sizes, 1 worker, CI), --quick (default, ~10 min, 2 reps of
+# 3 s), --full (5 reps of 4 s, 30 s holds, ~30 min). --tune applies tuning/apply.sh for the
 # run and reverts it on exit; without it no sysctl is changed. Loopback only; every port is
 # probed fresh; everything started is killed by pid on exit. nginx runs as a private child
 # (own prefix, pid file, error log, and, where `unshare -m` works, its temp directories
