@@ -3,6 +3,7 @@
 #
 #   scripts/compare.sh [--smoke | --quick | --full] [--tune] [--out DIR] [--no-build]
 #                      [--baseline DIR] [--workers "1 2"] [--pin-compare | --no-pin-compare]
+#                      [--only all|tls]
 #
 # Builds the workspace (release; binaries from $CARGO_TARGET_DIR/release, default
 # target/release), installs nginx if it is missing (apt-get), starts four wsecho backends on
@@ -33,13 +34,27 @@
 #      (`--tunnel auto --no-pin`, right after ringway-auto) for the echo workloads: pinned vs
 #      unpinned worker threads. A build whose --help lists no `--tunnel auto` runs without
 #      ringway-auto (a warning; HTTP and churn then in ringway-splice, as before auto).
+#   4. TLS (issue 15): `loadgen gen-cert` makes a fresh test CA and a `localhost` leaf per run
+#      (tls/); conf/tls-*.conf is the same seed with `listen 127.0.0.1:PORT ssl;` and the
+#      ssl_certificate / ssl_certificate_key / ssl_protocols TLSv1.2 TLSv1.3 /
+#      ssl_session_timeout 5m / ssl_session_cache shared:SSL:10m / ssl_session_tickets on
+#      lines, read by both proxies; loadgen offers ONE suite and group (TLS 1.3
+#      TLS13_AES_128_GCM_SHA256, X25519), so both negotiate the same. Sessions tls__rN__TARGET
+#      (1 worker; ringway, nginx, direct = a TLS wsecho), repetitions interleaved: handshakes/s
+#      full and resumed (loadgen handshake, 50 workers, clients over 127.0.0.2-9) with CPU per
+#      handshake, 64 B echo over wss at 100 connections, bulk 1 MiB over wss at 1 connection;
+#      then tlsheld__{ringway,nginx}: 10,000 idle wss tunnels (2 workers; ringway with
+#      --worker-mode process; loadgen --procs 2), proxy RSS before and while held, per tunnel.
+#      Smoke: one tiny echo and one handshake run. ringway joins only when `ringway -t`
+#      accepts the TLS conf; until then a warning, and the TLS rows have nginx and direct.
+#      --only tls runs this step alone (backends, certificates, TLS rows, report).
 # Results go to results/<UTC date>-<short sha>/ (or --out DIR): meta.json, raw/ (every
 # loadgen JSON, proxy session facts, memory samples), logs/, conf/, then the report binary
 # (bench/src/bin/report/) writes summary.md (sections 1-10, 10 = issue 11's targets, met or
 # not) and plots/*.svg from raw/.
 #
-# Modes: --smoke (< 60 s, tiny sizes, 1 worker, CI), --quick (default, ~8 min, 2 reps of
-# 3 s), --full (5 reps of 4 s, 30 s holds, ~25 min). --tune applies tuning/apply.sh for the
+# Modes: --smoke (< 70 s, tiny sizes, 1 worker, CI), --quick (default, ~10 min, 2 reps of
+# 3 s), --full (5 reps of 4 s, 30 s holds, ~30 min). --tune applies tuning/apply.sh for the
 # run and reverts it on exit; without it no sysctl is changed. Loopback only; every port is
 # probed fresh; everything started is killed by pid on exit. nginx runs as a private child
 # (own prefix, pid file, error log, and, where `unshare -m` works, its temp directories
@@ -65,7 +80,7 @@ root=$(cd "$here/.." && pwd)
 source "$here/lib/common.sh"
 
 usage() {
-    sed -n '2,59s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
+    sed -n '2,74s/^# \{0,1\}//p' "${BASH_SOURCE[0]}"
 }
 
 cmdline="$0${*:+ $*}"
@@ -76,6 +91,7 @@ out=""
 baseline=""
 workers=""
 pin_compare=""
+only=all
 while (($#)); do
     case $1 in
         --smoke) mode=smoke ;;
@@ -101,6 +117,12 @@ while (($#)); do
             shift
             ;;
         --workers=*) workers=${1#--workers=} ;;
+        --only)
+            (($# >= 2)) || die "--only needs all or tls"
+            only=$2
+            shift
+            ;;
+        --only=*) only=${1#--only=} ;;
         --pin-compare) pin_compare=1 ;;
         --no-pin-compare) pin_compare=0 ;;
         -h | --help)
@@ -114,6 +136,8 @@ while (($#)); do
     esac
     shift
 done
+
+[[ $only == all || $only == tls ]] || die "--only: '$only' is not all or tls"
 
 # ---------------------------------------------------------------------------------------
 # Mode parameters
@@ -146,6 +170,33 @@ case $mode in
 esac
 CEIL_RATE=1000
 SRC_IPS=127.0.0.2-127.0.0.9
+# Step 4 (TLS): the workloads (same repetitions, duration and warm-up as step 3), their
+# connection counts, and the held-tunnel row (TLS_HELD tunnels; 0 skips it). The held row's
+# budget: 2 workers x 12,000 slots (each worker holds up to 5,999 tunnels, 12,000 fds: under
+# this machine's 20,000 per process, with room for SO_REUSEPORT's uneven split).
+TLS_HS_CONNS=50 TLS_ECHO_CONNS=100
+TLS_WORKLOADS=(tls-hs-full tls-hs-resumed tls-echo64 tls-bulk1m)
+TLS_HELD=10000 TLS_HELD_WP=2 TLS_HELD_WC=12000 TLS_HELD_RATE=1000 TLS_HELD_HOLD=$RAISED_HOLD
+if [[ $mode == smoke ]]; then
+    TLS_HS_CONNS=10 TLS_ECHO_CONNS=10
+    TLS_WORKLOADS=(tls-echo64 tls-hs-full)
+    TLS_HELD=0
+fi
+# TLS_RINGWAY (TLS_HELD_RINGWAY): whether ringway accepts the TLS conf (the held row's, in
+# process mode) under `ringway -t`; until it does, the rows have nginx and direct only.
+# TLS_NEG[target]: what loadgen negotiated there (meta.json).
+TLS_RINGWAY=0 TLS_RINGWAY_WHY="" TLS_HELD_RINGWAY=0
+TLS_DIRECT_PID="" TLS_DIRECT_PORT=""
+TLS_ARGS=()
+declare -A TLS_NEG=()
+tls_workload_args() {
+    case $1 in
+        tls-hs-full) echo "handshake --conns $TLS_HS_CONNS --resume off --then close --src-ips $SRC_IPS" ;;
+        tls-hs-resumed) echo "handshake --conns $TLS_HS_CONNS --resume on --then close --src-ips $SRC_IPS" ;;
+        tls-echo64) echo "echo --conns $TLS_ECHO_CONNS --size 64" ;;
+        tls-bulk1m) echo "bulk --conns 1 --bytes 1048576" ;;
+    esac
+}
 # Step 3's worker counts (worker_processes, the same conf for both proxies) and whether
 # ringway-auto-nopin (--no-pin) runs next to ringway-auto.
 read -r -a PERF_WORKERS <<<"${workers:-$DEF_WORKERS}"
@@ -357,6 +408,27 @@ sysctl_val() {
         printf 'null'
     fi
 }
+# meta.json's "tls" object (preceded by ",\n"): the certificate, what loadgen offered, whether
+# ringway took part (and why not), and what each target negotiated.
+write_meta_tls() {
+    local neg="" t v a=() ring_why=null
+    for t in "${!TLS_NEG[@]}"; do
+        read -r -a a <<<"${TLS_NEG[$t]}"
+        v=$(printf '{"version": %s, "suite": %s, "group": %s, "alpn": %s}' "$(json_str "${a[0]:-}")" \
+            "$(json_str "${a[1]:-}")" "$(json_str "${a[2]:-}")" "$(json_str "${a[3]:-}")")
+        neg+="${neg:+, }$(json_str "$t"): $v"
+    done
+    [[ -z $TLS_RINGWAY_WHY ]] || ring_why=$(json_str "$TLS_RINGWAY_WHY")
+    printf ',\n  "tls": {"cert_dir": %s, "cert": "ECDSA P-256 leaf (localhost) signed by a fresh test CA (loadgen gen-cert)",' \
+        "$(json_str "${TLS_DIR:+${TLS_DIR#"$RUN"/}}")"
+    printf ' "offered_suite": "TLS13_AES_128_GCM_SHA256", "offered_group": "x25519", "offered_alpn": "http/1.1",'
+    printf ' "ssl_lines": ["ssl_protocols TLSv1.2 TLSv1.3", "ssl_session_timeout 5m", "ssl_session_cache shared:SSL:10m", "ssl_session_tickets on"],'
+    printf ' "ringway_accepts_tls_conf": %s, "ringway_held_row": %s, "ringway_refusal": %s,' \
+        "$( ((TLS_RINGWAY)) && echo true || echo false)" "$( ((TLS_HELD_RINGWAY)) && echo true || echo false)" "$ring_why"
+    printf ' "workloads": [%s], "hs_conns": %s, "echo_conns": %s, "held_tunnels": %s, "held_budget": [%s, %s],' \
+        "$(json_list "${TLS_WORKLOADS[@]}")" "$TLS_HS_CONNS" "$TLS_ECHO_CONNS" "$TLS_HELD" "$TLS_HELD_WP" "$TLS_HELD_WC"
+    printf ' "held_rate": %s, "held_hold_s": %s, "negotiated": {%s}}\n' "$TLS_HELD_RATE" "$TLS_HELD_HOLD" "$neg"
+}
 write_meta() {
     local duration=$1 commit dirty cpu_model cpu_count kernel rustc nginx_v ringway_v base_commit
     commit=$(git -C "$root" rev-parse HEAD 2>/dev/null || echo unknown)
@@ -408,7 +480,9 @@ write_meta() {
             "$(IFS=,; printf '%s' "${PERF_WORKERS[*]}")" "$( ((PIN_COMPARE)) && echo true || echo false)"
         printf ' "reps": %s, "duration_s": %s, "warmup_s": %s,' "$REPS" "$DURATION" "$WARMUP"
         printf ' "perf_targets": [%s],' "$(json_list "${PERF_TARGETS[@]}")"
-        printf ' "workloads": [%s], "http_upstream_keepalive": %s}\n' "$(json_list "${WORKLOADS[@]}")" "$HTTP_UPSTREAM_KEEPALIVE"
+        printf ' "workloads": [%s], "http_upstream_keepalive": %s,' "$(json_list "${WORKLOADS[@]}")" "$HTTP_UPSTREAM_KEEPALIVE"
+        printf ' "only": %s}' "$(json_str "$only")"
+        write_meta_tls
         printf '}\n'
     } >"$RUN/meta.json"
 }
@@ -438,15 +512,20 @@ start_backends() {
 # ---------------------------------------------------------------------------------------
 # Configuration: the seed with our ports and budget (one file for both proxies)
 # ---------------------------------------------------------------------------------------
-# gen_conf NAME WORKERS WORKER_CONNECTIONS [KEEPALIVE]: writes conf/NAME.conf, prints its
+# gen_conf NAME WORKERS WORKER_CONNECTIONS [KEEPALIVE] [tls]: writes conf/NAME.conf, prints its
 # path. With KEEPALIVE (a number) the upstream block gets `keepalive KEEPALIVE;` and the
 # $connection_upgrade map gives non-upgrade requests an empty Connection header instead of
 # `close` (nginx's recipe for upstream keep-alive; the seed uses proxy_http_version 1.1).
+# With `tls` the listen line gets `ssl` and the server block the run's certificate and nginx's
+# usual session settings (TLS_SSL_LINES); only nginx -t is checked here (a TLS conf that
+# ringway refuses is not fatal: tls_ringway_accepts decides in the main shell).
+TLS_DIR="" # set by tls_setup: the run's certificates
 gen_conf() {
-    local name=$1 wp=$2 wc=$3 keepalive=${4:-} port file
+    local name=$1 wp=$2 wc=$3 keepalive=${4:-} tls=${5:-} port file
     port=$(free_port)
     file=$RUN/conf/$name.conf
-    awk -v wp="$wp" -v wc="$wc" -v port="$port" -v servers="${BACKEND_PORTS[*]}" -v ka="$keepalive" -v q="'" '
+    awk -v wp="$wp" -v wc="$wc" -v port="$port" -v servers="${BACKEND_PORTS[*]}" -v ka="$keepalive" -v q="'" \
+        -v tls="$tls" -v cert="$TLS_DIR/localhost.pem" -v key="$TLS_DIR/localhost.key" '
         BEGIN { n = split(servers, s, " ") }
         ka != "" && /^[[:space:]]*map[[:space:]].*\$connection_upgrade[[:space:]]*{/ { in_map = 1 }
         in_map && $0 ~ "^[[:space:]]*" q q "[[:space:]]+close;" {
@@ -457,7 +536,21 @@ gen_conf() {
         in_map && /}/ { in_map = 0 }
         /^[[:space:]]*worker_processes[[:space:]]/ { sub(/worker_processes[[:space:]]+[^;]*;/, "worker_processes " wp ";"); did_wp = 1 }
         /^[[:space:]]*worker_connections[[:space:]]/ { sub(/worker_connections[[:space:]]+[^;]*;/, "worker_connections " wc ";"); did_wc = 1 }
-        /^[[:space:]]*listen[[:space:]]/ { sub(/listen[[:space:]]+[^;]*;/, "listen 127.0.0.1:" port ";"); did_listen = 1 }
+        /^[[:space:]]*listen[[:space:]]/ {
+            sub(/listen[[:space:]]+[^;]*;/, "listen 127.0.0.1:" port (tls != "" ? " ssl" : "") ";")
+            did_listen = 1
+            if (tls != "") {
+                print
+                print "        # compare.sh: TLS termination, the same certificate and session settings for both proxies."
+                printf "        ssl_certificate %s;\n", cert
+                printf "        ssl_certificate_key %s;\n", key
+                print "        ssl_protocols TLSv1.2 TLSv1.3;"
+                print "        ssl_session_timeout 5m;"
+                print "        ssl_session_cache shared:SSL:10m;"
+                print "        ssl_session_tickets on;"
+                next
+            }
+        }
         in_up && /^[[:space:]]*server[[:space:]]/ { next }
         in_up && ka != "" && /^[[:space:]]*keepalive[[:space:]]/ { next }
         in_up && /}/ {
@@ -490,8 +583,10 @@ gen_conf() {
         grep -Eq '^[[:space:]]*proxy_http_version[[:space:]]+1\.1;' "$file" ||
             die "scripts/nginx.conf has no 'proxy_http_version 1.1;' (nginx needs it for upstream keepalive)"
     fi
-    "$BIN/ringway" -t -c "$file" >"$RUN/logs/$name.ringway-t.out" 2>&1 ||
-        die "ringway -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.ringway-t.out")"
+    if [[ -z $tls ]]; then
+        "$BIN/ringway" -t -c "$file" >"$RUN/logs/$name.ringway-t.out" 2>&1 ||
+            die "ringway -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.ringway-t.out")"
+    fi
     nginx_cmd run "$file" -t >"$RUN/logs/$name.nginx-t.out" 2>&1 ||
         die "nginx -t -c $file failed: $(tail -n 3 "$RUN/logs/$name.nginx-t.out")"
     printf '%s' "$file"
@@ -527,7 +622,7 @@ PROXY_PORT=""
 SESSION_T0=""   # epoch ms when the session's main loadgen started (ceiling runs)
 SESSION_NOTES=()
 
-conf_port() { sed -n 's/^[[:space:]]*listen[[:space:]]*127\.0\.0\.1:\([0-9]*\);.*/\1/p' "$1" | head -n 1; }
+conf_port() { sed -n 's/^[[:space:]]*listen[[:space:]]*127\.0\.0\.1:\([0-9]*\)\( ssl\)\{0,1\};.*/\1/p' "$1" | head -n 1; }
 
 # start_session LABEL KIND CONF [ringway flags...]
 start_session() {
@@ -648,7 +743,9 @@ run_loadgen() {
 # loadgen processes for N connections (each process keeps under ~9,000 fds here).
 procs_for() { echo $((($1 + 8999) / 9000)); }
 
-# ceiling_run WORKLOAD CONNS RATE HOLD [--mem]: loadgen ceiling against the session's proxy.
+# ceiling_run WORKLOAD CONNS RATE HOLD [--mem]: loadgen ceiling against the session's proxy
+# (with CEIL_EXTRA's options too: the TLS ones in step 4).
+CEIL_EXTRA=()
 ceiling_run() {
     local wl=$1 conns=$2 rate=$3 hold=$4 mem=${5:-} sampler=""
     if [[ $mem == --mem && -n $PROXY_PID ]]; then
@@ -659,7 +756,8 @@ ceiling_run() {
     fi
     SESSION_T0=$(now_ms)
     run_loadgen "$wl" ceiling --target "127.0.0.1:$PROXY_PORT" --conns "$conns" --rate "$rate" \
-        --hold "$hold" --procs "$(procs_for "$conns")" --src-ips "$SRC_IPS" --sample-ms 100
+        --hold "$hold" --procs "$(procs_for "$conns")" --src-ips "$SRC_IPS" --sample-ms 100 \
+        "${CEIL_EXTRA[@]}"
     if [[ -n $sampler ]]; then
         sleep 0.5 # a few samples after the clients closed
         stop_pid "$sampler"
@@ -680,77 +778,173 @@ summary_line() {
 # ---------------------------------------------------------------------------------------
 start_backends
 
-# 1. Ceiling at 1 x CEIL_WC, both proxies from one conf.
-conf=$(gen_conf ceiling 1 "$CEIL_WC")
-log "ceiling: 1 x $CEIL_WC ($(grep -m 1 '^budget' "$RUN/logs/ceiling.ringway-t.out")), $CEIL_CONNS clients"
-for p in ringway nginx; do
-    start_session "ceiling__$p" "$p" "$conf"
-    ceiling_run ceiling "$CEIL_CONNS" "$CEIL_RATE" "$CEIL_HOLD"
-    end_session
-    log "  $p: $(summary_line "ceiling__${p}__ceiling")"
-done
+# Steps 1-3 (skipped with --only tls).
+if [[ $only == all ]]; then
+    # 1. Ceiling at 1 x CEIL_WC, both proxies from one conf.
+    conf=$(gen_conf ceiling 1 "$CEIL_WC")
+    log "ceiling: 1 x $CEIL_WC ($(grep -m 1 '^budget' "$RUN/logs/ceiling.ringway-t.out")), $CEIL_CONNS clients"
+    for p in ringway nginx; do
+        start_session "ceiling__$p" "$p" "$conf"
+        ceiling_run ceiling "$CEIL_CONNS" "$CEIL_RATE" "$CEIL_HOLD"
+        end_session
+        log "  $p: $(summary_line "ceiling__${p}__ceiling")"
+    done
 
-# 2. Raised ceiling at the budget that fits ringway's one process, then nginx's own largest.
-conf=$(gen_conf raised "$RAISED_WP" "$RAISED_WC")
-log "raised: $RAISED_WP x $RAISED_WC, $RAISED_CONNS clients at $RAISED_RATE/s, hold ${RAISED_HOLD}s"
-for p in ringway nginx; do
-    start_session "raised__$p" "$p" "$conf"
-    ceiling_run ceiling "$RAISED_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
+    # 2. Raised ceiling at the budget that fits ringway's one process, then nginx's own largest.
+    conf=$(gen_conf raised "$RAISED_WP" "$RAISED_WC")
+    log "raised: $RAISED_WP x $RAISED_WC, $RAISED_CONNS clients at $RAISED_RATE/s, hold ${RAISED_HOLD}s"
+    for p in ringway nginx; do
+        start_session "raised__$p" "$p" "$conf"
+        ceiling_run ceiling "$RAISED_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
+        end_session
+        log "  $p: $(summary_line "raised__${p}__ceiling")"
+        sleep 1
+    done
+    conf=$(gen_conf nginxmax "$NGXMAX_WP" "$NGXMAX_WC")
+    log "nginx's largest: $NGXMAX_WP x $NGXMAX_WC, $NGXMAX_CONNS clients"
+    start_session nginxmax__nginx nginx "$conf"
+    ceiling_run ceiling "$NGXMAX_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
     end_session
-    log "  $p: $(summary_line "raised__${p}__ceiling")"
+    log "  nginx: $(summary_line "nginxmax__nginx__ceiling")"
     sleep 1
-done
-conf=$(gen_conf nginxmax "$NGXMAX_WP" "$NGXMAX_WC")
-log "nginx's largest: $NGXMAX_WP x $NGXMAX_WC, $NGXMAX_CONNS clients"
-start_session nginxmax__nginx nginx "$conf"
-ceiling_run ceiling "$NGXMAX_CONNS" "$RAISED_RATE" "$RAISED_HOLD" --mem
-end_session
-log "  nginx: $(summary_line "nginxmax__nginx__ceiling")"
-sleep 1
 
-# 3. Echo, bulk, HTTP and the accept rate at each worker count (one conf per count, the same
-# for both proxies, upstream keepalive for HTTP); repetitions interleaved, and within each
-# repetition the worker counts, so slow drift of the box hits every target alike. direct
-# (loadgen straight at a backend) does not depend on the proxy's workers: it runs once per
-# repetition, at the first worker count, and the report shows it in every table.
-declare -A PERF_CONF=()
-for w in "${PERF_WORKERS[@]}"; do
-    PERF_CONF[$w]=$(gen_conf "perf-w$w" "$w" "$PERF_WC" "$HTTP_UPSTREAM_KEEPALIVE")
-done
-log "echo/bulk/http/churn: workers ${PERF_WORKERS[*]} x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
-for ((rep = 1; rep <= REPS; rep++)); do
+    # 3. Echo, bulk, HTTP and the accept rate at each worker count (one conf per count, the same
+    # for both proxies, upstream keepalive for HTTP); repetitions interleaved, and within each
+    # repetition the worker counts, so slow drift of the box hits every target alike. direct
+    # (loadgen straight at a backend) does not depend on the proxy's workers: it runs once per
+    # repetition, at the first worker count, and the report shows it in every table.
+    declare -A PERF_CONF=()
     for w in "${PERF_WORKERS[@]}"; do
-        conf=${PERF_CONF[$w]}
-        for target in "${PERF_TARGETS[@]}"; do
-            [[ $target != direct || $w == "${PERF_WORKERS[0]}" ]] || continue
-            label=perf__w${w}__r${rep}__$target
-            case $target in
-                ringway-auto) start_session "$label" ringway "$conf" --tunnel auto ;;
-                ringway-auto-nopin) start_session "$label" ringway "$conf" --tunnel auto --no-pin ;;
-                ringway-splice) start_session "$label" ringway "$conf" --tunnel splice ;;
-                ringway-copy) start_session "$label" ringway "$conf" --tunnel copy ;;
-                baseline-auto) start_session "$label" baseline "$conf" --tunnel auto ;;
-                baseline-splice) start_session "$label" baseline "$conf" --tunnel splice ;;
-                baseline-copy) start_session "$label" baseline "$conf" --tunnel copy ;;
-                nginx) start_session "$label" nginx "$conf" ;;
-                direct) start_session "$label" direct "" ;;
-            esac
-            if [[ $target == direct ]]; then
-                watch=("${BACKEND_PIDS[0]}")
-            else
-                watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
-            fi
-            for wl in "${WORKLOADS[@]}"; do
-                workload_applies "$target" "$wl" || continue
-                read -r -a wargs <<<"$(workload_args "$wl")"
-                run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
-                    --warmup "$WARMUP" --watch-pid "${watch[@]}"
+        PERF_CONF[$w]=$(gen_conf "perf-w$w" "$w" "$PERF_WC" "$HTTP_UPSTREAM_KEEPALIVE")
+    done
+    log "echo/bulk/http/churn: workers ${PERF_WORKERS[*]} x $PERF_WC, $REPS rep(s) of ${DURATION}s per workload, targets ${PERF_TARGETS[*]}"
+    for ((rep = 1; rep <= REPS; rep++)); do
+        for w in "${PERF_WORKERS[@]}"; do
+            conf=${PERF_CONF[$w]}
+            for target in "${PERF_TARGETS[@]}"; do
+                [[ $target != direct || $w == "${PERF_WORKERS[0]}" ]] || continue
+                label=perf__w${w}__r${rep}__$target
+                case $target in
+                    ringway-auto) start_session "$label" ringway "$conf" --tunnel auto ;;
+                    ringway-auto-nopin) start_session "$label" ringway "$conf" --tunnel auto --no-pin ;;
+                    ringway-splice) start_session "$label" ringway "$conf" --tunnel splice ;;
+                    ringway-copy) start_session "$label" ringway "$conf" --tunnel copy ;;
+                    baseline-auto) start_session "$label" baseline "$conf" --tunnel auto ;;
+                    baseline-splice) start_session "$label" baseline "$conf" --tunnel splice ;;
+                    baseline-copy) start_session "$label" baseline "$conf" --tunnel copy ;;
+                    nginx) start_session "$label" nginx "$conf" ;;
+                    direct) start_session "$label" direct "" ;;
+                esac
+                if [[ $target == direct ]]; then
+                    watch=("${BACKEND_PIDS[0]}")
+                else
+                    watch=("$PROXY_PID" "${BACKEND_PIDS[@]}")
+                fi
+                for wl in "${WORKLOADS[@]}"; do
+                    workload_applies "$target" "$wl" || continue
+                    read -r -a wargs <<<"$(workload_args "$wl")"
+                    run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
+                        --warmup "$WARMUP" --watch-pid "${watch[@]}"
+                done
+                end_session
+                log "  rep $rep, $w worker(s): $target done"
             done
-            end_session
-            log "  rep $rep, $w worker(s): $target done"
         done
     done
+fi
+
+# 4. TLS: the same seed with `listen ... ssl` and the run's certificate, read by both proxies.
+tls_setup() {
+    TLS_DIR=$RUN/tls
+    "$BIN/loadgen" gen-cert --out "$TLS_DIR" --names localhost >"$RUN/logs/gen-cert.out" 2>&1 ||
+        die "loadgen gen-cert failed: $(tail -n 2 "$RUN/logs/gen-cert.out")"
+    TLS_ARGS=(--tls --tls-ca "$TLS_DIR/ca.pem" --sni localhost)
+    # direct: a TLS wsecho (rustls), one process so its ticket key covers every connection.
+    "$BIN/wsecho" --port 0 --procs 1 --lifetime 7200 --tls-cert "$TLS_DIR/localhost.pem" \
+        --tls-key "$TLS_DIR/localhost.key" >"$RUN/logs/wsecho-tls.out" 2>"$RUN/logs/wsecho-tls.err" &
+    TLS_DIRECT_PID=$!
+    track_pid "$TLS_DIRECT_PID"
+    wait_for_line "$RUN/logs/wsecho-tls.out" '^listening ' 10 "$TLS_DIRECT_PID" ||
+        die "wsecho --tls-cert did not start; see $RUN/logs/wsecho-tls.err"
+    TLS_DIRECT_PORT=$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$RUN/logs/wsecho-tls.out" | head -n 1)
+    BACKEND_PIDS+=("$TLS_DIRECT_PID")
+    log "tls: CA and localhost certificate in $TLS_DIR; direct TLS backend on 127.0.0.1:$TLS_DIRECT_PORT"
+}
+# tls_ringway_accepts CONF NAME [ringway flags...]: 0 when `ringway -t` accepts the TLS conf;
+# else a warning naming ringway's first error line (kept in TLS_RINGWAY_WHY).
+tls_ringway_accepts() {
+    local conf=$1 name=$2 out
+    shift 2
+    out=$RUN/logs/$name.ringway-t.out
+    if "$BIN/ringway" -t -c "$conf" "$@" >"$out" 2>&1; then
+        return 0
+    fi
+    TLS_RINGWAY_WHY=$(grep -m 1 -iE 'error|ssl|unknown|not ' "$out" || head -n 1 "$out")
+    warn "ringway refuses $conf (${TLS_RINGWAY_WHY}): the TLS rows run for nginx and direct only"
+    return 1
+}
+# tls_note_negotiated TARGET FILE: "version suite group alpn" from a loadgen result's tls object.
+tls_note_negotiated() {
+    local t=$1 f=$2 sv ag
+    [[ -f $f && -z ${TLS_NEG[$t]:-} ]] || return 0
+    sv=$(grep -o '"suite":"[^"]*","version":"[^"]*"' "$f" | tail -n 1 |
+        sed 's/"suite":"\([^"]*\)","version":"\([^"]*\)"/\2 \1/')
+    ag=$(grep -o '"alpn":"[^"]*","group":"[^"]*"' "$f" | tail -n 1 |
+        sed 's/"alpn":"\([^"]*\)","group":"\([^"]*\)"/\2 \1/')
+    [[ -z $sv ]] || TLS_NEG[$t]="$sv $ag"
+}
+
+tls_setup
+conf=$(gen_conf tls-w1 1 "$PERF_WC" "" tls)
+TLS_TARGETS=(nginx direct)
+if tls_ringway_accepts "$conf" tls-w1; then
+    TLS_RINGWAY=1
+    TLS_TARGETS=(ringway nginx direct)
+fi
+log "tls: ${TLS_WORKLOADS[*]}, $REPS rep(s) of ${DURATION}s, targets ${TLS_TARGETS[*]} (1 worker)"
+for ((rep = 1; rep <= REPS; rep++)); do
+    for target in "${TLS_TARGETS[@]}"; do
+        label=tls__r${rep}__$target
+        start_session "$label" "$target" "$conf"
+        if [[ $target == direct ]]; then
+            PROXY_PORT=$TLS_DIRECT_PORT
+            watch=("$TLS_DIRECT_PID")
+        else
+            watch=("$PROXY_PID" "${BACKEND_PIDS[@]:0:4}")
+        fi
+        for wl in "${TLS_WORKLOADS[@]}"; do
+            read -r -a wargs <<<"$(tls_workload_args "$wl")"
+            run_loadgen "$wl" "${wargs[@]}" --target "127.0.0.1:$PROXY_PORT" --duration "$DURATION" \
+                --warmup "$WARMUP" --watch-pid "${watch[@]}" "${TLS_ARGS[@]}"
+            tls_note_negotiated "$target" "$RUN/raw/${label}__$wl.json"
+        done
+        end_session
+        log "  tls rep $rep: $target done"
+    done
 done
+if ((TLS_HELD > 0)); then
+    # Idle TLS tunnels: proxy RSS (summed over its processes) before the ramp and while held.
+    conf=$(gen_conf tls-held "$TLS_HELD_WP" "$TLS_HELD_WC" "" tls)
+    held_targets=(nginx)
+    if ((TLS_RINGWAY)) && tls_ringway_accepts "$conf" tls-held --worker-mode process; then
+        TLS_HELD_RINGWAY=1
+        held_targets=(ringway nginx)
+    fi
+    log "tls held: $TLS_HELD idle wss tunnels at $TLS_HELD_RATE/s, $TLS_HELD_WP x $TLS_HELD_WC, hold ${TLS_HELD_HOLD}s: ${held_targets[*]}"
+    CEIL_EXTRA=("${TLS_ARGS[@]}" --timeout 30)
+    for p in "${held_targets[@]}"; do
+        if [[ $p == ringway ]]; then
+            start_session "tlsheld__$p" "$p" "$conf" --worker-mode process
+        else
+            start_session "tlsheld__$p" "$p" "$conf"
+        fi
+        ceiling_run ceiling "$TLS_HELD" "$TLS_HELD_RATE" "$TLS_HELD_HOLD" --mem
+        end_session
+        log "  $p: $(summary_line "tlsheld__${p}__ceiling")"
+        sleep 1
+    done
+    CEIL_EXTRA=()
+fi
 
 stop_pids_backends() {
     local p
@@ -768,9 +962,13 @@ log "writing summary.md and plots ($BIN/report $RUN)"
 log "done in ${dur}s: $RUN/summary.md"
 # On the terminal: the ceiling comparison (section 1 of the summary), the HTTP table, with
 # --baseline the before/after table (section 7), the accept rate (8), pinning (9) and the
-# issue 11 targets (10).
-awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"
-for n in 6 7 8 9 10; do
+# issue 11 targets (10); the TLS rows (11) always.
+sections=(11)
+if [[ $only == all ]]; then
+    awk '/^## 1\./{p=1} /^## 2\./{p=0} p' "$RUN/summary.md"
+    sections=(6 7 8 9 10 11)
+fi
+for n in "${sections[@]}"; do
     awk -v h="## $n." '/^## /{p=0} index($0, h) == 1 {p=1} p' "$RUN/summary.md"
 done
 results_advice "$RUN" "$root"

@@ -1,13 +1,15 @@
-//! The load generator's WebSocket client: connect + upgrade + banner, a frame reader that can skip
-//! payloads without buffering them, and the classification of failures into the reported kinds.
+//! The load generator's WebSocket client: connect (+ TLS with `--tls`) + upgrade + banner, a frame
+//! reader that can skip payloads without buffering them, and the classification of failures into
+//! the reported kinds.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use tokio::io::Interest;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpStream;
 
+use crate::stream::Stream;
+use crate::tls::TlsClient;
 use crate::ws::{self, Header};
 
 /// Why a connection attempt or an exchange failed, in the kinds the reports count.
@@ -35,6 +37,10 @@ impl From<io::Error> for Failure {
             K::ConnectionReset | K::BrokenPipe | K::ConnectionAborted => Failure::Reset,
             K::UnexpectedEof => Failure::Eof,
             K::TimedOut => Failure::Timeout,
+            // rustls errors (alerts, bad certificates) come as InvalidData: name them as TLS.
+            K::InvalidData if e.get_ref().is_some_and(|x| x.is::<rustls::Error>()) => {
+                Failure::Other(format!("tls: {e}"))
+            }
             _ => Failure::Other(e.to_string()),
         }
     }
@@ -243,24 +249,26 @@ impl FrameReader {
 /// An upgraded client connection.
 #[derive(Debug)]
 pub struct WsClient {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection (TCP, or TLS over it).
+    pub stream: Stream,
     /// Its reader (holding any bytes received past the last consumed frame).
     pub rd: FrameReader,
 }
 
 impl WsClient {
-    /// Connects, upgrades (`GET path`) and reads the first message, which wsecho makes its
-    /// `backend:<port>` banner. Returns the client and the banner text.
+    /// Connects (with `tls`, then the TLS handshake), upgrades (`GET path`) and reads the
+    /// first message, which wsecho makes its `backend:<port>` banner. Returns the client and
+    /// the banner text.
     pub async fn open(
         target: SocketAddrV4,
         src: Option<Ipv4Addr>,
         path: &str,
         buf_cap: usize,
+        tls: Option<&TlsClient>,
     ) -> Result<(WsClient, String), Failure> {
-        let mut stream = crate::net::connect(target, src).await?;
+        let mut stream = Stream::connect(target, src, tls).await?;
         let req = ws::client_request(&target.to_string(), path);
-        stream.write_all(&req).await?;
+        stream.send(&req).await?;
         let mut rd = FrameReader::new(buf_cap);
         let head = rd.read_head(&mut stream).await?;
         let status = head
@@ -288,29 +296,30 @@ impl WsClient {
 
     /// Sends one prebuilt (masked) frame and waits for its echo of `len` payload bytes.
     pub async fn echo(&mut self, frame: &[u8], len: u64) -> io::Result<()> {
-        self.stream.write_all(frame).await?;
+        self.stream.send(frame).await?;
         self.rd.read_echo(&mut self.stream, len).await?;
         if self.rd.pending().is_empty() {
-            // In a closed loop nothing more arrives before the next request, so drop tokio's
-            // cached read readiness now instead of paying a read(2) that returns EAGAIN at the
-            // start of the next echo. Safe with edge-triggered epoll: bytes that arrive later
-            // raise a new event.
-            let _ = self.stream.try_io(Interest::READABLE, || {
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-            });
+            // In a closed loop nothing more arrives before the next request.
+            self.stream.drained();
         }
         Ok(())
     }
 
     /// Waits until the peer closes or fails (bytes that arrive meanwhile are kept for later
-    /// reads). Holds no buffer while nothing arrives.
+    /// reads). Holds no buffer of its own while nothing arrives (over TLS, rustls keeps its
+    /// 4 KiB record buffer).
     pub async fn wait_closed(&mut self) -> Failure {
         loop {
             self.rd.release();
-            if let Err(e) = self.stream.readable().await {
+            if let Err(e) = self.stream.tcp().readable().await {
                 return e.into();
             }
-            match self.rd.try_fill(&self.stream) {
+            let r = match &self.stream {
+                Stream::Plain(s) => self.rd.try_fill(s),
+                // Records (tickets, data, close_notify) go through rustls; a partial one waits.
+                Stream::Tls(_) => self.rd.fill(&mut self.stream).await,
+            };
+            match r {
                 Ok(0) => return Failure::Eof,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -322,7 +331,7 @@ impl WsClient {
     /// Sends a close frame and waits (bounded by the caller) for the peer's close or EOF.
     pub async fn close(mut self, mask: [u8; 4]) {
         let f = ws::build_frame(ws::OP_CLOSE, &1000u16.to_be_bytes(), Some(mask));
-        if self.stream.write_all(&f).await.is_err() {
+        if self.stream.send(&f).await.is_err() {
             return;
         }
         loop {

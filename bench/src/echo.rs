@@ -4,16 +4,16 @@
 
 use std::io;
 
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use crate::pool::{give_buf, take_buf, BUF_SIZE};
+use crate::sock::{send, Sock};
 use crate::ws;
 
 /// Answers an upgrade request carrying `key` with `101` and the banner, then echoes until the
 /// connection closes. `leftover` holds bytes that arrived after the request head.
-pub async fn upgrade(
-    mut stream: TcpStream,
+pub async fn upgrade<S: Sock>(
+    mut stream: S,
     port: u16,
     key: &str,
     leftover: &[u8],
@@ -25,7 +25,7 @@ pub async fn upgrade(
     )
     .into_bytes();
     out.extend_from_slice(&ws::build_frame(ws::OP_TEXT, banner.as_bytes(), None));
-    stream.write_all(&out).await?;
+    send(&mut stream, &out).await?;
     drop(out);
     echo(stream, leftover).await
 }
@@ -45,7 +45,7 @@ enum State {
 /// Echoes frames in place: a data frame's payload is unmasked inside the read buffer and written
 /// back behind a server header placed just before it (the unmasked header is 4 bytes shorter than
 /// the client's, so it fits where the client's header was). One write per piece, no copies.
-async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
+async fn echo<S: Sock>(mut stream: S, leftover: &[u8]) -> io::Result<()> {
     let mut buf: Option<Box<[u8]>> = None;
     // buf[out..start] is output not yet written (a header), buf[start..end] is unparsed input.
     let (mut out, mut start, mut end) = (0usize, 0usize, 0usize);
@@ -67,7 +67,7 @@ async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
                             Ok(None) => break,
                             Err(_) => {
                                 let f = ws::build_frame(ws::OP_CLOSE, &1002u16.to_be_bytes(), None);
-                                let _ = stream.write_all(&f).await;
+                                let _ = send(&mut stream, &f).await;
                                 return Ok(());
                             }
                         };
@@ -82,14 +82,12 @@ async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
                             }
                             match h.opcode {
                                 ws::OP_PING => {
-                                    stream
-                                        .write_all(&ws::build_frame(ws::OP_PONG, p, None))
+                                    send(&mut stream, &ws::build_frame(ws::OP_PONG, p, None))
                                         .await?;
                                 }
                                 ws::OP_CLOSE => {
                                     let code = if p.len() >= 2 { &p[..2] } else { &[] };
-                                    stream
-                                        .write_all(&ws::build_frame(ws::OP_CLOSE, code, None))
+                                    send(&mut stream, &ws::build_frame(ws::OP_CLOSE, code, None))
                                         .await?;
                                     let _ = stream.shutdown().await;
                                     give_buf(buf.take().expect("buffer present"));
@@ -125,7 +123,7 @@ async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
                         *left -= n as u64;
                         *offset += n;
                         if start > out {
-                            stream.write_all(&b[out..start]).await?;
+                            send(&mut stream, &b[out..start]).await?;
                             out = start;
                         }
                         if *left == 0 {
@@ -168,9 +166,7 @@ async fn echo(mut stream: TcpStream, leftover: &[u8]) -> io::Result<()> {
                     // A short read drained the socket: drop tokio's cached readiness now (before
                     // any await lets the driver record newer events) rather than paying a read(2)
                     // that returns EAGAIN later. Bytes arriving after this raise a new edge event.
-                    let _ = stream.try_io(Interest::READABLE, || {
-                        Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                    });
+                    stream.drained();
                 }
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

@@ -2,16 +2,15 @@
 //! closes it), prebuilt requests written as they are, responses framed by Content-Length,
 //! chunked coding or the close, read through the reusable [`FrameReader`] buffer. A closed
 //! connection is told apart from a failed exchange so the caller can count keep-alive closes
-//! and reconnect.
+//! and reconnect. Over TLS (`--tls`) each new connection runs a handshake first.
 
 use std::io;
 use std::net::{Ipv4Addr, SocketAddrV4};
 
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
-
 use crate::client::{Failure, FrameReader};
 use crate::http::{self, Body, Chunked};
+use crate::stream::Stream;
+use crate::tls::TlsClient;
 
 /// Longest response head accepted.
 const MAX_RESPONSE_HEAD: usize = 64 * 1024;
@@ -42,7 +41,7 @@ pub enum RespError {
 /// A client connection and its read buffer (kept across reconnects).
 #[derive(Debug)]
 pub struct HttpClient {
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     rd: FrameReader,
     /// Responses read on the current connection.
     pub served: u64,
@@ -81,15 +80,23 @@ impl HttpClient {
         self.served = 0;
     }
 
-    /// Replaces the connection with a new one to `target` (from `src` when given).
+    /// Replaces the connection with a new one to `target` (from `src` when given; with `tls`,
+    /// handshake included).
     pub async fn connect(
         &mut self,
         target: SocketAddrV4,
         src: Option<Ipv4Addr>,
+        tls: Option<&TlsClient>,
     ) -> Result<(), Failure> {
         self.disconnect();
-        self.stream = Some(crate::net::connect(target, src).await?);
+        self.stream = Some(Stream::connect(target, src, tls).await?);
         Ok(())
+    }
+
+    /// Uses an already open connection (e.g. one whose TLS handshake the caller timed).
+    pub fn attach(&mut self, s: Stream) {
+        self.disconnect();
+        self.stream = Some(s);
     }
 
     /// Writes prebuilt request bytes.
@@ -98,7 +105,7 @@ impl HttpClient {
             .stream
             .as_mut()
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        s.write_all(bytes).await
+        s.send(bytes).await
     }
 
     /// Reads the next complete response (to a non-HEAD request).
@@ -175,12 +182,8 @@ impl HttpClient {
         body.await.map_err(|e| RespError::Failed(e.into()))?;
         self.served += 1;
         if self.rd.pending().is_empty() {
-            // In a closed loop nothing more arrives before the next request: drop tokio's
-            // cached read readiness now instead of paying a read(2) that returns EAGAIN
-            // (edge-triggered: bytes that arrive later raise a new event).
-            let _ = s.try_io(Interest::READABLE, || {
-                Err::<(), _>(io::ErrorKind::WouldBlock.into())
-            });
+            // In a closed loop nothing more arrives before the next request.
+            s.drained();
         }
         Ok(Response {
             status: head.status,
@@ -193,6 +196,7 @@ impl HttpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::AsyncWriteExt;
 
     #[test]
     fn banner_ports() {
@@ -226,7 +230,7 @@ mod tests {
         )
         .await;
         let mut c = HttpClient::new(4096);
-        c.connect(addr, None).await.unwrap();
+        c.connect(addr, None, None).await.unwrap();
         c.send(&http::get_request("a", "/")).await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!((r.status, r.close, r.backend), (200, false, Some(4242)));
@@ -245,7 +249,7 @@ mod tests {
     async fn a_cut_response_is_a_failure() {
         let addr = scripted(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\npartial").await;
         let mut c = HttpClient::new(4096);
-        c.connect(addr, None).await.unwrap();
+        c.connect(addr, None, None).await.unwrap();
         c.send(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         assert_eq!(
             c.read_response().await.unwrap_err(),
@@ -257,7 +261,7 @@ mod tests {
     async fn until_close_bodies() {
         let addr = scripted(b"HTTP/1.1 200 OK\r\n\r\nsome body").await;
         let mut c = HttpClient::new(4096);
-        c.connect(addr, None).await.unwrap();
+        c.connect(addr, None, None).await.unwrap();
         c.send(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
         let r = c.read_response().await.unwrap();
         assert_eq!((r.status, r.close), (200, true));

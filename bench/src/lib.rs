@@ -8,6 +8,10 @@
 //! | `echo.rs` | wsecho's WebSocket side: `101`, banner and in-place echo |
 //! | `pool.rs` | wsecho's per-thread pools of read and output buffers |
 //! | `client.rs` | loadgen's client: connect, upgrade, banner, frame reading, failure kinds |
+//! | `stream.rs` | loadgen's connection: plain TCP or TLS (`--tls`), connect + handshake |
+//! | `tls.rs` | rustls client (one pinned suite and group) and wsecho's server; what was negotiated |
+//! | `sock.rs` | what wsecho's loops need from a connection (TCP or TLS): readable, try_read, send |
+//! | `certs.rs` | `loadgen gen-cert`: a test CA and leaves (rcgen), written as PEM |
 //! | `http_client.rs` | loadgen's keep-alive HTTP/1.1 client: requests, response framing |
 //! | `net.rs` | loopback-only targets, source-address ranges, fd limit, SO_REUSEPORT |
 //! | `stats.rs` | failure counters, distribution keys, percentiles, spreads over repetitions |
@@ -20,6 +24,7 @@
 //! | `bin/report/` | summary.md and plots of a `scripts/compare.sh` results folder |
 //! | `bin/ceiling_report/` | summary.md and plot of a `scripts/ceiling.sh` results folder |
 
+pub mod certs;
 pub mod client;
 pub mod cpu;
 pub mod echo;
@@ -31,5 +36,8 @@ pub mod net;
 pub mod plot;
 pub mod pool;
 pub mod server;
+pub mod sock;
 pub mod stats;
+pub mod stream;
+pub mod tls;
 pub mod ws;

@@ -12,11 +12,11 @@
 use std::cell::RefCell;
 use std::io;
 
-use tokio::io::{AsyncWriteExt, Interest};
-use tokio::net::TcpStream;
+use tokio::io::AsyncWriteExt;
 
 use crate::http::{self, Body, Chunked, HeadError};
 use crate::pool;
+use crate::sock::{self, Sock};
 
 /// Longest request head accepted (longer is answered `431`).
 const MAX_HEAD: usize = 16 * 1024;
@@ -122,8 +122,8 @@ enum Req {
 
 /// One connection's buffers; gives them back to the pools when dropped (on every exit path,
 /// task abort included).
-struct Conn<'a> {
-    stream: &'a mut TcpStream,
+struct Conn<'a, S: Sock> {
+    stream: &'a mut S,
     port: u16,
     buf: Option<Box<[u8]>>,
     /// `buf[start..end]` is received and not yet consumed.
@@ -132,7 +132,7 @@ struct Conn<'a> {
     out: Vec<u8>,
 }
 
-impl Drop for Conn<'_> {
+impl<S: Sock> Drop for Conn<'_, S> {
     fn drop(&mut self) {
         if let Some(b) = self.buf.take() {
             pool::give_buf(b);
@@ -141,10 +141,9 @@ impl Drop for Conn<'_> {
     }
 }
 
-/// Serves one accepted connection until it closes. `port` names this backend in the banner and
-/// in the body of plain answers.
-pub async fn serve(mut stream: TcpStream, port: u16) -> io::Result<()> {
-    stream.set_nodelay(true)?;
+/// Serves one accepted connection (TCP with TCP_NODELAY set, or TLS over it) until it closes.
+/// `port` names this backend in the banner and in the body of plain answers.
+pub async fn serve<S: Sock>(mut stream: S, port: u16) -> io::Result<()> {
     let mut c = Conn {
         stream: &mut stream,
         port,
@@ -161,7 +160,7 @@ pub async fn serve(mut stream: TcpStream, port: u16) -> io::Result<()> {
     }
 }
 
-impl Conn<'_> {
+impl<S: Sock> Conn<'_, S> {
     /// Queues bytes for the client (borrowing an output buffer when none is held).
     fn queue(&mut self, bytes: &[u8]) {
         if self.out.capacity() == 0 {
@@ -180,7 +179,7 @@ impl Conn<'_> {
     /// Writes what is queued and gives the output buffer back.
     async fn flush(&mut self) -> io::Result<()> {
         if !self.out.is_empty() {
-            self.stream.write_all(&self.out).await?;
+            sock::send(self.stream, &self.out).await?;
         }
         pool::give_out(std::mem::take(&mut self.out));
         Ok(())
@@ -319,9 +318,7 @@ impl Conn<'_> {
                         // A short read drained the socket: drop tokio's cached readiness now
                         // rather than paying a read(2) that returns EAGAIN later (bytes arriving
                         // after this raise a new edge event).
-                        let _ = self.stream.try_io(Interest::READABLE, || {
-                            Err::<(), _>(io::ErrorKind::WouldBlock.into())
-                        });
+                        self.stream.drained();
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {

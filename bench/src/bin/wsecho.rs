@@ -5,15 +5,21 @@
 //! `backend:<port>\n`, keep-alive HTTP/1.1 style (pipelining, request bodies, `Connection: close`
 //! honoured; see `server.rs`). `--procs N` runs N single-threaded processes on one port with
 //! SO_REUSEPORT (each has its own fd limit); the parent only supervises. Prints
-//! `listening HOST:PORT` once ready.
+//! `listening HOST:PORT` once ready. `--tls-cert F --tls-key F`: the same over TLS (wss://,
+//! https://; rustls with aws-lc-rs, TLS 1.2 and 1.3, tickets), for the `direct` TLS rows.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use ringway_bench::{net, server};
+use ringway_bench::tls::ServerTls;
+use ringway_bench::{net, server, tls};
+
+/// Seconds a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
 #[command(
@@ -33,6 +39,13 @@ struct Args {
     /// Exit after this many seconds.
     #[arg(long, default_value_t = 3600)]
     lifetime: u64,
+    /// Serve TLS with this certificate chain (PEM; with --tls-key). Each process has its own
+    /// ticket key, so with --procs > 1 a ticket resumes only on the process that issued it.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM, PKCS#8, SEC1 or PKCS#1).
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Internal: run as a worker started by a supervising wsecho.
     #[arg(long, hide = true)]
     child_of: Option<u32>,
@@ -65,6 +78,16 @@ fn print_listening(addr: SocketAddr) {
 
 /// One single-threaded echo server process.
 fn worker(args: &Args, addr: SocketAddr) -> i32 {
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => match tls::server_config(c, k) {
+            Ok(cfg) => Some(tokio_rustls::TlsAcceptor::from(cfg)),
+            Err(e) => {
+                eprintln!("wsecho: TLS: {e}");
+                return 2;
+            }
+        },
+        _ => None,
+    };
     let std_listener = match net::reuseport_listener(addr) {
         Ok(l) => l,
         Err(e) => {
@@ -97,8 +120,22 @@ fn worker(args: &Args, addr: SocketAddr) -> i32 {
                 r = listener.accept() => match r {
                     Ok((s, _)) => {
                         emfile_logged = false;
+                        let tls = tls.clone();
                         tokio::spawn(async move {
-                            let _ = server::serve(s, port).await;
+                            if s.set_nodelay(true).is_err() {
+                                return;
+                            }
+                            match tls {
+                                None => {
+                                    let _ = server::serve(s, port).await;
+                                }
+                                Some(acc) => {
+                                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s));
+                                    if let Ok(Ok(t)) = hs.await {
+                                        let _ = server::serve(ServerTls(t), port).await;
+                                    }
+                                }
+                            }
                         });
                     }
                     Err(e) => {
@@ -115,6 +152,19 @@ fn worker(args: &Args, addr: SocketAddr) -> i32 {
     });
     // Dropping the runtime closes every connection.
     0
+}
+
+/// `--tls-cert F --tls-key F` for a worker, when set.
+fn tls_args(args: &Args) -> Vec<std::ffi::OsString> {
+    match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => vec![
+            "--tls-cert".into(),
+            c.clone().into(),
+            "--tls-key".into(),
+            k.clone().into(),
+        ],
+        _ => Vec::new(),
+    }
 }
 
 /// Starts `procs` workers on one port, waits for each to listen, then supervises them.
@@ -155,6 +205,7 @@ fn supervise(args: &Args, addr: SocketAddr) -> i32 {
                 "--child-of",
                 &me.to_string(),
             ])
+            .args(tls_args(args))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .spawn();

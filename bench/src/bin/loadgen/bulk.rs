@@ -6,13 +6,14 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use ringway_bench::client::{Failure, WsClient};
+use ringway_bench::client::{Failure, FrameReader, WsClient};
 use ringway_bench::cpu::CpuWatch;
 use ringway_bench::stats::FailureCounts;
+use ringway_bench::stream::Stream;
 use ringway_bench::ws;
 use serde::Serialize;
 use serde_json::{json, Value};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 
 use crate::common::{self, r3, RunError, TargetArgs};
@@ -163,8 +164,29 @@ async fn pump(
     max_inflight: u32,
     tot: &Totals,
 ) -> Result<(), Failure> {
-    let WsClient { mut stream, mut rd } = c;
-    let (mut r, mut w) = stream.split();
+    let WsClient { stream, rd } = c;
+    match stream {
+        Stream::Plain(mut s) => {
+            let (r, w) = s.split();
+            pump_halves(r, w, rd, frame, bytes, max_inflight, tot).await
+        }
+        Stream::Tls(s) => {
+            let (r, w) = tokio::io::split(*s);
+            pump_halves(r, w, rd, frame, bytes, max_inflight, tot).await
+        }
+    }
+}
+
+/// [`pump`] on the two halves of a connection.
+async fn pump_halves<R: AsyncRead + Unpin, W: AsyncWrite + Unpin>(
+    mut r: R,
+    mut w: W,
+    mut rd: FrameReader,
+    frame: &[u8],
+    bytes: u64,
+    max_inflight: u32,
+    tot: &Totals,
+) -> Result<(), Failure> {
     let inflight = Cell::new(0u32);
     let room = Notify::new();
     let writer = async {
@@ -177,6 +199,8 @@ async fn pump(
             }
             inflight.set(inflight.get() + 1);
             w.write_all(frame).await?;
+            // TLS: rustls may still hold ciphertext (a no-op on TCP).
+            w.flush().await?;
             if tot.recording.get() {
                 tot.sent.set(tot.sent.get() + bytes);
             }

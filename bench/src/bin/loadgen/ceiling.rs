@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 use hdrhistogram::Histogram;
 use ringway_bench::client::Failure;
 use ringway_bench::stats::{self, FailureCounts, Percentiles};
+use ringway_bench::tls::Tally;
 use ringway_bench::ws;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -72,6 +73,9 @@ struct Partial {
     setup_us: Vec<(u64, u64)>,
     series: Vec<(u64, u64, u64)>,
     ramp_s: f64,
+    /// What this process's TLS handshakes negotiated (`--tls`).
+    #[serde(default)]
+    tls: Tally,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -283,6 +287,7 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
             setup_us,
             series: series.take(),
             ramp_s,
+            tls: Tally::current(),
         }
     })
 }
@@ -374,6 +379,7 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
             if let Some(s) = &a.target.src_ips {
                 cmd.args(["--src-ips", s]);
             }
+            cmd.args(a.target.tls.to_args());
             cmd.stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .kill_on_drop(true);
@@ -456,6 +462,7 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
             merged.probe_failed.merge(&p.probe_failed);
             stats::add_pairs(&mut setup, &p.setup_us);
             merged.ramp_s = merged.ramp_s.max(p.ramp_s);
+            Tally::absorb(&p.tls);
             series.push(p.series);
         }
         if show {

@@ -1,18 +1,21 @@
-//! What the subcommands share: target options, source-address choice, connection setup with a
-//! bounded number in flight, progress on a terminal, the final JSON line.
+//! What the subcommands share: target options (TLS ones included), source-address choice,
+//! connection setup with a bounded number in flight, progress on a terminal, the final JSON line
+//! (with what TLS negotiated).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::net::{Ipv4Addr, SocketAddrV4};
+use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use ringway_bench::client::{Failure, WsClient};
 use ringway_bench::net;
 use ringway_bench::stats::{self, FailureCounts};
+use ringway_bench::tls::{self, ClientOpts, Tally, TlsClient};
 use serde::Serialize;
-use serde_json::Value;
+use serde_json::{json, Value};
 
 /// How a run failed to complete.
 #[derive(Debug)]
@@ -40,6 +43,106 @@ pub struct TargetArgs {
     /// (`http`: for a connect and for each response).
     #[arg(long, default_value_t = 10.0)]
     pub timeout: f64,
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// TLS options (every subcommand): wss:// and https:// with rustls (aws-lc-rs), offering ONE
+/// cipher suite and ONE key-exchange group so that every server compared negotiates the same.
+#[derive(clap::Args, Debug, Clone, Serialize)]
+pub struct TlsArgs {
+    /// Speak TLS to the target (wss://, https://); needs --tls-ca.
+    #[arg(long)]
+    pub tls: bool,
+    /// PEM file of the CA to trust (e.g. `loadgen gen-cert`'s ca.pem).
+    #[arg(long, value_name = "FILE")]
+    pub tls_ca: Option<PathBuf>,
+    /// Server name sent (SNI) and verified against the certificate.
+    #[arg(long, default_value = "localhost")]
+    pub sni: String,
+    /// The one cipher suite offered (IANA name; OpenSSL's for TLS 1.2 too). Default
+    /// TLS13_AES_128_GCM_SHA256; with --tls12 TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256.
+    #[arg(long, value_name = "NAME")]
+    pub tls_suite: Option<String>,
+    /// Offer TLS 1.2 only.
+    #[arg(long)]
+    pub tls12: bool,
+    /// The one key-exchange group offered (x25519, secp256r1, secp384r1, X25519MLKEM768).
+    #[arg(long, default_value = tls::DEFAULT_GROUP, value_name = "NAME")]
+    pub tls_group: String,
+    /// Resume TLS sessions across this process's connections (tickets; `handshake` has its own
+    /// --resume). Default: every handshake is full.
+    #[arg(long)]
+    pub tls_resume: bool,
+}
+
+impl TlsArgs {
+    /// The client, when TLS is on (`implied`: the subcommand always speaks TLS).
+    pub fn client(&self, implied: bool) -> Result<Option<TlsClient>, RunError> {
+        let on = self.tls || implied;
+        if !on {
+            if self.tls_ca.is_some() || self.tls_suite.is_some() || self.tls12 || self.tls_resume {
+                return Err(RunError::Usage(
+                    "--tls-ca, --tls-suite, --tls12 and --tls-resume need --tls".into(),
+                ));
+            }
+            return Ok(None);
+        }
+        let ca = self
+            .tls_ca
+            .clone()
+            .ok_or_else(|| RunError::Usage("--tls needs --tls-ca FILE (the CA to trust)".into()))?;
+        TlsClient::new(&ClientOpts {
+            ca,
+            sni: self.sni.clone(),
+            suite: self.tls_suite.clone(),
+            tls12: self.tls12,
+            group: self.tls_group.clone(),
+            resume: self.tls_resume.then_some(256),
+        })
+        .map(Some)
+        .map_err(RunError::Usage)
+    }
+
+    /// The same options as command-line arguments (for child processes).
+    pub fn to_args(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        if self.tls {
+            v.push("--tls".into());
+        }
+        if let Some(ca) = &self.tls_ca {
+            v.extend(["--tls-ca".into(), ca.display().to_string()]);
+        }
+        v.extend(["--sni".into(), self.sni.clone()]);
+        if let Some(s) = &self.tls_suite {
+            v.extend(["--tls-suite".into(), s.clone()]);
+        }
+        if self.tls12 {
+            v.push("--tls12".into());
+        }
+        v.extend(["--tls-group".into(), self.tls_group.clone()]);
+        if self.tls_resume {
+            v.push("--tls-resume".into());
+        }
+        v
+    }
+}
+
+/// The `tls` object of a result: what the handshakes of this process (and of the children it
+/// merged) negotiated. `version`, `suite`, `group`, `alpn`: the most frequent combination.
+pub fn tls_json() -> Value {
+    let t = Tally::current();
+    let (version, suite, group, alpn) = t.main().unwrap_or_default();
+    json!({
+        "version": version,
+        "suite": suite,
+        "group": group,
+        "alpn": alpn,
+        "negotiated": t.negotiated,
+        "handshakes": t.handshakes,
+        "resumed": t.resumed,
+    })
 }
 
 /// Validated target options.
@@ -49,11 +152,18 @@ pub struct Target {
     pub src: Vec<Ipv4Addr>,
     pub path: String,
     pub timeout: Duration,
+    /// The TLS client (`--tls`).
+    pub tls: Option<TlsClient>,
 }
 
 impl TargetArgs {
-    /// Checks the target and source addresses (loopback only).
+    /// Checks the target and source addresses (loopback only) and builds the TLS client.
     pub fn resolve(&self) -> Result<Target, RunError> {
+        self.resolve_with(false)
+    }
+
+    /// [`TargetArgs::resolve`]; `tls_implied` for a subcommand that always speaks TLS.
+    pub fn resolve_with(&self, tls_implied: bool) -> Result<Target, RunError> {
         let addr = net::parse_loopback_target(&self.target).map_err(RunError::Usage)?;
         let src = match &self.src_ips {
             Some(s) => net::parse_src_range(s).map_err(RunError::Usage)?,
@@ -72,6 +182,7 @@ impl TargetArgs {
             src,
             path: self.path.clone(),
             timeout: Duration::from_secs_f64(self.timeout),
+            tls: self.tls.client(tls_implied)?,
         })
     }
 }
@@ -86,7 +197,13 @@ impl Target {
     pub async fn open(&self, i: u64, buf_cap: usize) -> Result<(WsClient, String), Failure> {
         match tokio::time::timeout(
             self.timeout,
-            WsClient::open(self.addr, self.src_for(i), &self.path, buf_cap),
+            WsClient::open(
+                self.addr,
+                self.src_for(i),
+                &self.path,
+                buf_cap,
+                self.tls.as_ref(),
+            ),
         )
         .await
         {

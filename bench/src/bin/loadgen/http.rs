@@ -236,7 +236,7 @@ enum Reopen {
 
 /// Connects within the timeout.
 async fn open(t: &Target, i: u64, c: &mut HttpClient) -> Result<(), Failure> {
-    match tokio::time::timeout(t.timeout, c.connect(t.addr, t.src_for(i))).await {
+    match tokio::time::timeout(t.timeout, c.connect(t.addr, t.src_for(i), t.tls.as_ref())).await {
         Ok(r) => r,
         Err(_) => Err(Failure::Timeout),
     }

@@ -3,15 +3,20 @@
 //! Subcommands: `ceiling` (how many connections can be held), `echo` (closed-loop small messages:
 //! rate, latency, CPU per message), `bulk` (large messages: MB/s, CPU per MB), `churn` (connect,
 //! echo once, close: tunnels per second), `http` (closed-loop keep-alive GETs: requests/s,
-//! latency, reconnects, CPU per request). Each prints a human summary on stderr and one JSON object
-//! as the last stdout line. Exit 0 when the run completed (failed connections are data), 2 on
-//! usage errors (including a non-loopback target), 1 on internal errors.
+//! latency, reconnects, CPU per request), `handshake` (TLS handshakes per second, full or
+//! resumed, CPU per handshake); each speaks TLS with `--tls` (wss://, https://) and then adds a
+//! `tls` object (what was negotiated) to its JSON. Each prints a human summary on stderr and one
+//! JSON object as the last stdout line. Exit 0 when the run completed (failed connections are
+//! data), 2 on usage errors (including a non-loopback target), 1 on internal errors.
+//! `gen-cert` writes a test CA and leaf certificates (PEM) for the TLS runs.
 
 mod bulk;
 mod ceiling;
 mod churn;
 mod common;
 mod echo;
+mod gen_cert;
+mod handshake;
 mod http;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +43,10 @@ enum Cmd {
     Churn(churn::Args),
     /// Closed-loop keep-alive HTTP GETs over C connections (K pipelined): requests/s.
     Http(http::Args),
+    /// TLS handshakes per second (full or resumed) from C workers, CPU per handshake.
+    Handshake(handshake::Args),
+    /// Writes a test CA and leaf certificates (ECDSA P-256, PEM) into a folder.
+    GenCert(gen_cert::Args),
 }
 
 fn main() {
@@ -49,9 +58,16 @@ fn main() {
         Cmd::Bulk(a) => bulk::run(a),
         Cmd::Churn(a) => churn::run(a),
         Cmd::Http(a) => http::run(a),
+        Cmd::Handshake(a) => handshake::run(a),
+        Cmd::GenCert(a) => gen_cert::run(a),
     };
     match result {
-        Ok(json) => {
+        Ok(mut json) => {
+            let tls_on = json.pointer("/params/tls").and_then(|v| v.as_bool()) == Some(true)
+                || json["subcommand"] == "handshake";
+            if let (true, Some(o)) = (tls_on, json.as_object_mut()) {
+                o.insert("tls".into(), common::tls_json());
+            }
             common::emit_json(&json);
         }
         Err(common::RunError::Usage(m)) => {

@@ -21,6 +21,9 @@
 //! baseline-auto, else baseline-splice): rows next to ringway's in sections 4 to 6, and
 //! section 7 compares their proxy CPU. Sections 8 (accept rate), 9 (pinning) and 10 (issue 11's
 //! targets, met or not) say "not measured in this run" where the folder lacks their data.
+//! Section 11 is TLS: `tls__rN__{ringway,nginx,direct}` (workloads `tls-hs-full`,
+//! `tls-hs-resumed`, `tls-echo64`, `tls-bulk1m`) and `tlsheld__{ringway,nginx}` (`ceiling`, with
+//! memory samples); a `compare.sh --only tls` folder (meta.json `params.only`) has it alone.
 //!
 //! | file | job |
 //! |---|---|
@@ -35,6 +38,7 @@
 //! | `sections/accept.rs` | 8. accept rate: new tunnels/s, handshake latency, CPU per tunnel |
 //! | `sections/pinning.rs` | 9. pinned vs `--no-pin` |
 //! | `sections/targets.rs` | 10. issue 11's "Done means" lines, evaluated from the data |
+//! | `sections/tls.rs` | 11. TLS (issue 15): negotiated, handshakes/s, wss echo and bulk, RSS per idle TLS tunnel |
 //! | `plots.rs` | plots/*.svg |
 //! | `paths.rs` | absolute paths of the run's machine → relative to the project |
 

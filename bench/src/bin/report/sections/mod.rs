@@ -10,6 +10,7 @@ mod pinning;
 mod provenance;
 mod raised;
 mod targets;
+mod tls;
 
 use ringway_bench::fmt::{failure_kinds, failures_total, fmt_num, fmt_num_opt};
 use ringway_bench::json::{num, text};
@@ -33,16 +34,20 @@ pub fn summary(run: &Run) -> String {
     let mut o = String::new();
     let mut fd = Findings::default();
     provenance::provenance(run, &mut o);
-    ceiling::ceiling(run, &mut o, &mut fd);
-    ceiling::distribution(run, &mut o);
-    raised::raised(run, &mut o, &mut fd);
-    echo_bulk::echo(run, &mut o, &mut fd);
-    echo_bulk::bulk(run, &mut o, &mut fd);
-    http::http_section(run, &mut o, &mut fd);
-    baseline::before_after(run, &mut o);
-    accept::accept(run, &mut o, &mut fd);
-    pinning::pinning(run, &mut o, &mut fd);
-    targets::targets(run, &mut o);
+    // `compare.sh --only tls` runs step 4 alone: its section only.
+    if ringway_bench::json::text(&run.meta, "params.only") != "tls" {
+        ceiling::ceiling(run, &mut o, &mut fd);
+        ceiling::distribution(run, &mut o);
+        raised::raised(run, &mut o, &mut fd);
+        echo_bulk::echo(run, &mut o, &mut fd);
+        echo_bulk::bulk(run, &mut o, &mut fd);
+        http::http_section(run, &mut o, &mut fd);
+        baseline::before_after(run, &mut o);
+        accept::accept(run, &mut o, &mut fd);
+        pinning::pinning(run, &mut o, &mut fd);
+        targets::targets(run, &mut o);
+    }
+    tls::tls(run, &mut o, &mut fd);
     session_problems(run, &mut fd);
     closing(run, &mut o, fd);
     o

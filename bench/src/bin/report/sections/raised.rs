@@ -137,7 +137,7 @@ pub fn raised(run: &Run, o: &mut String, fd: &mut Findings) {
 }
 
 /// (rss_before_kb, rss_held_kb, rss_kib_per_tunnel, memfree_drop_kib_per_tunnel).
-fn mem_stats(run: &Run, s: &str, r: &Value) -> Option<(f64, f64, f64, f64)> {
+pub fn mem_stats(run: &Run, s: &str, r: &Value) -> Option<(f64, f64, f64, f64)> {
     let samples = run.mem.get(s)?;
     let t0 = num(run.sessions.get(s)?, "loadgen_t0_ms")?;
     let ok = num(r, "ok")?;
