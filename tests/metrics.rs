@@ -1,6 +1,10 @@
 //! `GET /metrics` during a run with known numbers — N tunnels, M HTTP requests, K clients
 //! refused at the limit — asserting the exact values, in thread mode and in process mode
 //! (where the master reads the counters its worker processes write into shared memory).
+//! Also exact: handoffs from a full worker (clients from source ports whose SO_REUSEPORT
+//! hash was learned first), how tunnels end (`backend_close`, `client_close`), and the
+//! counters across a reload (a retired generation's counters carried over, one reload,
+//! the start time unchanged).
 mod common;
 use common::*;
 use std::collections::BTreeMap;
