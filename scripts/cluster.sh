@@ -440,10 +440,21 @@ if wait_for_line "$ROLL_ERR" '^ready ' 20 "$ROLL_PID"; then
         note FAIL "drain: instance 1 exit status $drain_rc after $drain_ms ms"
     sleep 3 # its websocket clients reconnect through the others and send what they buffered
     kill -USR2 "$ROLL_PID"
-    wait "$ROLL_PID" || true
+    # After SIGUSR2 rolling.js waits at most 2 x --ack-timeout x 10 retries (40 s) for the
+    # acks still due, then prints its line and exits; a hung one is stopped here.
+    roll_hung=no
+    if wait_gone "$ROLL_PID" 50; then
+        wait "$ROLL_PID" || true
+    else
+        roll_hung=yes
+        stop_one "$ROLL_PID" KILL
+    fi
     forget "$ROLL_PID"
     rc=0
-    verdict=$(node -e '
+    if [[ $roll_hung == yes ]]; then
+        rc=1 verdict="rolling.js was still running 50 s after SIGUSR2: stopped (its result: $ROLL)"
+    else
+        verdict=$(node -e '
 const r = JSON.parse(require("fs").readFileSync(process.argv[1], "utf8").trim());
 const gone = process.argv[2];
 const p = [];
@@ -459,6 +470,7 @@ if ((r.sessions_changed_by_mode.polling || 0) !== 0) p.push(`${r.sessions_change
 console.log(`${r.clients} clients (${onGone} on ${gone}): sent ${r.sent}, acked ${r.acked}, lost ${r.lost}; moved ${JSON.stringify(r.moved_by_mode)}, new sessions ${JSON.stringify(r.sessions_changed_by_mode)}, reconnects ${r.reconnects}, connected at end ${r.connected_at_end}` + (p.length ? "\nFAIL: " + p.join("; ") : ""));
 process.exit(p.length ? 1 : 0);
 ' "$ROLL" "${VIA[0]}") || rc=$?
+    fi
     ((rc == 0)) && note ok "rolling: $verdict" || note FAIL "rolling: $verdict"
 else
     cat "$ROLL_ERR" >&2
