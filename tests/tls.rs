@@ -652,3 +652,128 @@ async fn kernel_tls_takes_the_tunnel_over_where_the_kernel_has_it() {
         "the tunnel went to the kernel"
     );
 }
+
+/// The binary on an nginx.conf with `listen ... ssl` in process mode (2 worker processes),
+/// its stdout/stderr collected; killed on drop.
+struct Bin {
+    child: std::process::Child,
+    addr: std::net::SocketAddr,
+    err: Arc<std::sync::Mutex<String>>,
+}
+
+impl Drop for Bin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_bin(conf: &std::path::Path) -> Bin {
+    use std::io::{BufRead, Read};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_ringway"))
+        .arg("-c")
+        .arg(conf)
+        .args(["--listen", "127.0.0.1:0", "--no-pin"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let err = Arc::new(std::sync::Mutex::new(String::new()));
+    let e = err.clone();
+    let mut se = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = se.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            e.lock()
+                .unwrap()
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    });
+    let mut so = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let addr = loop {
+        line.clear();
+        assert!(
+            so.read_line(&mut line).unwrap() > 0,
+            "{}",
+            err.lock().unwrap()
+        );
+        if let Some(r) = line.strip_prefix("ringway: listening on ") {
+            break r.split_whitespace().next().unwrap().parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while so.read_line(&mut sink).unwrap_or(0) > 0 {
+            sink.clear();
+        }
+    });
+    Bin { child, addr, err }
+}
+
+#[tokio::test]
+async fn process_mode_serves_tls_and_a_reload_with_a_bad_key_keeps_the_old_certificate() {
+    let pki = Pki::new("reload");
+    let (cert, key) = pki.leaf("localhost", &["localhost"]);
+    let b = echo_backend().await;
+    let conf = pki.dir.join("ringway.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "worker_processes 2;\nringway_worker_mode process;\nevents {{ worker_connections 64; }}\nhttp {{\n map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}\n server {{ listen 127.0.0.1:1 ssl; ssl_certificate localhost.pem; ssl_certificate_key localhost.key;\n  location / {{ proxy_pass http://{b}; proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection $connection_upgrade; }} }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let p = start_bin(&conf);
+    let cfg = pki.client(&all_versions());
+    // Both worker processes answer (8 clients: the kernel spreads them over the two).
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        held.push(wss(p.addr, cfg.clone()).await.0);
+    }
+    for w in held.iter_mut() {
+        assert!(echo(w, Message::Binary(vec![3u8; 40_000])).await);
+    }
+    let first = pki.der_of("localhost");
+    // A key that does not match: the reload is refused, the old certificate serves on.
+    let (_, other_key) = pki.leaf("other", &["localhost"]);
+    std::fs::copy(&other_key, &key).unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    );
+    assert!(
+        eventually(10, || p.err.lock().unwrap().contains("reload failed")).await,
+        "{}",
+        p.err.lock().unwrap()
+    );
+    let line = p.err.lock().unwrap().clone();
+    assert!(line.contains("does not match the certificate"), "{line}");
+    let s = connect(p.addr, cfg.clone(), "localhost").await.unwrap();
+    assert_eq!(s.get_ref().1.peer_certificates().unwrap()[0], first);
+    // A good new pair: new clients get it, held tunnels keep going.
+    let (new_cert, new_key) = pki.leaf("renewed", &["localhost"]);
+    std::fs::copy(&new_cert, &cert).unwrap();
+    std::fs::copy(&new_key, &key).unwrap();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.child.id() as i32),
+        nix::sys::signal::Signal::SIGHUP,
+    );
+    let renewed = pki.der_of("renewed");
+    let mut got_new = false;
+    for _ in 0..50 {
+        let s = connect(p.addr, cfg.clone(), "localhost").await.unwrap();
+        if s.get_ref().1.peer_certificates().unwrap()[0] == renewed {
+            got_new = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(got_new, "the reloaded certificate serves new clients");
+    for w in held.iter_mut() {
+        assert!(echo(w, Message::Text("across the reload".into())).await);
+    }
+}
