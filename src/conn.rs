@@ -37,6 +37,8 @@ pub struct Conn {
     pub timer_at: u64,
     /// The client speaks TLS (boxed: a plain session pays one pointer).
     pub tls: Option<Box<TlsConn>>,
+    /// The client's TLS record layer is the kernel's (kTLS): the socket carries plaintext.
+    pub ktls: bool,
 }
 
 impl Conn {
@@ -51,6 +53,7 @@ impl Conn {
             deadline: 0,
             timer_at: 0,
             tls: None,
+            ktls: false,
         }
     }
 
@@ -83,8 +86,12 @@ impl Conn {
         if fd < 0 {
             return;
         }
-        if side == Side::Client && how != libc::SHUT_RD && self.tls_on() {
-            self.tls_goodbye();
+        if side == Side::Client && how != libc::SHUT_RD {
+            if self.tls_on() {
+                self.tls_goodbye();
+            } else if self.ktls {
+                crate::sys::ktls_close_notify(fd);
+            }
         }
         crate::sys::shutdown(fd, how);
     }
@@ -288,7 +295,8 @@ impl Conn {
             return Ok(());
         };
         t.want_send(buf.len(), op);
-        if t.error.is_some() {
+        if t.error.is_some() || buf.is_empty() {
+            // Failed: completed at once with the error; nothing to send: with 0.
             ring.nop(tok)?;
             self.inflight += 1;
             return Ok(());
@@ -358,6 +366,13 @@ impl Conn {
         unsafe { ring.send(fd, &t.up[t.up_sent..], tok)? };
         self.inflight += 1;
         Ok(())
+    }
+
+    /// Drop a TLS client's waiting virtual read (its buffer is about to go).
+    pub fn tls_forget_read(&mut self) {
+        if let Some(t) = self.tls.as_mut() {
+            t.clear_read();
+        }
     }
 
     /// Complete the waiting virtual read: copy the plaintext into the handler's buffer.

@@ -88,6 +88,35 @@ pub fn send_nonblocking(fd: RawFd, buf: &[u8]) {
     ));
 }
 
+/// kTLS: send a `close_notify` alert record (type 21: warning, close_notify) through the
+/// kernel's record layer before the write half is shut; best effort, non-blocking.
+pub fn ktls_close_notify(fd: RawFd) {
+    let payload = [1u8, 0u8];
+    let mut iov = libc::iovec {
+        iov_base: payload.as_ptr() as *mut libc::c_void,
+        iov_len: payload.len(),
+    };
+    // 8-aligned room for one control message carrying one byte.
+    let mut control = [0u64; 4];
+    // SAFETY: an all-zero msghdr is valid (no name, no iov, no control yet).
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr() as *mut libc::c_void;
+    // SAFETY: CMSG_SPACE only computes a size.
+    msg.msg_controllen = unsafe { libc::CMSG_SPACE(1) } as usize;
+    // SAFETY: msg_control points at 32 aligned bytes, more than CMSG_SPACE(1) (24), so the
+    // first header and its one data byte lie inside `control`.
+    unsafe {
+        let c = libc::CMSG_FIRSTHDR(&msg);
+        (*c).cmsg_level = libc::SOL_TLS;
+        (*c).cmsg_type = libc::TLS_SET_RECORD_TYPE;
+        (*c).cmsg_len = libc::CMSG_LEN(1) as usize;
+        *libc::CMSG_DATA(c) = 21;
+    }
+    let _ = syscall!(sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL));
+}
+
 /// `setsockopt(2)` with a value given as bytes (kernel TLS: `TCP_ULP` names, crypto
 /// parameters).
 pub fn setsockopt_bytes(

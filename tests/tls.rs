@@ -629,10 +629,7 @@ fn bad_certificates_and_keys_stop_the_start_with_one_line() {
 #[tokio::test]
 async fn kernel_tls_takes_the_tunnel_over_where_the_kernel_has_it() {
     if !ringway::tls::ktls::probe().available() {
-        eprintln!(
-            "skipped: {}",
-            ringway::tls::ktls::Support::Missing.describe()
-        );
+        eprintln!("skipped: {}", ringway::tls::ktls::MISSING.describe());
         return;
     }
     let pki = Pki::new("ktls");
@@ -776,4 +773,59 @@ async fn process_mode_serves_tls_and_a_reload_with_a_bad_key_keeps_the_old_certi
     for w in held.iter_mut() {
         assert!(echo(w, Message::Text("across the reload".into())).await);
     }
+}
+
+#[tokio::test]
+async fn a_tunnels_ends_cross_as_close_notify_and_half_close() {
+    // A backend that answers the upgrade, reads until the client's end, then says "bye"
+    // and closes.
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = l.local_addr().unwrap();
+    let got = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = got.clone();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let mut head = Vec::new();
+        while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+            let n = s.read(&mut buf).await.unwrap();
+            head.extend_from_slice(&buf[..n]);
+        }
+        s.write_all(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n")
+            .await
+            .unwrap();
+        let mut rest = Vec::new();
+        s.read_to_end(&mut rest).await.unwrap();
+        seen.lock().unwrap().extend_from_slice(&rest);
+        s.write_all(b"bye").await.unwrap();
+    });
+    let pki = Pki::new("ends");
+    let pair = pki.leaf("localhost", &["localhost"]);
+    let p = tls_proxy(config(vec![b]), &[pair]);
+    let mut s = connect(p.local_addr(), pki.client(&all_versions()), "localhost")
+        .await
+        .unwrap();
+    s.write_all(b"GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = Vec::new();
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let mut b = [0u8; 1024];
+        let n = s.read(&mut b).await.unwrap();
+        assert!(n > 0);
+        head.extend_from_slice(&b[..n]);
+    }
+    assert!(head.starts_with(b"HTTP/1.1 101"));
+    s.write_all(b"last words").await.unwrap();
+    // close_notify and our FIN: the backend reads the end after the bytes...
+    s.shutdown().await.unwrap();
+    // ...says bye, closes, and that reaches us as data then a clean TLS end.
+    let mut rest = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+    assert!(matches!(r, Ok(Ok(_))), "a clean end (close_notify): {r:?}");
+    assert_eq!(rest, b"bye");
+    assert_eq!(&got.lock().unwrap()[..], b"last words");
+    drop(s);
+    assert!(eventually(10, || p.stats().sessions() == 0).await);
+    assert_eq!(p.stats().workers[0].slots_used, 2);
 }

@@ -44,7 +44,11 @@ pub fn on_recv(
     if !cqe.more() {
         d.recv_armed = false;
     }
-    let res = cqe.res();
+    let mut res = cqe.res();
+    if c.ktls && side == Side::Client && (res == -libc::EIO || res == -libc::EINVAL) {
+        // kTLS: a record that is not data (the client's close_notify) ends its stream.
+        res = 0;
+    }
     if res > 0 {
         let Some(bid) = cqe.buffer_id() else {
             return Ok(Flow::Close);
@@ -66,10 +70,13 @@ pub fn on_recv(
             };
             d.to_splice = d.streak >= TO_SPLICE;
         }
-        let need_cancel =
-            (d.bufs.len() >= COPY_QUEUE_MAX || d.to_splice) && d.recv_armed && cqe.more();
+        let need_cancel = (d.bufs.len() >= COPY_QUEUE_MAX || d.to_splice)
+            && d.recv_armed
+            && cqe.more()
+            && !d.pausing;
         let start_send = !d.sending;
         if need_cancel {
+            d.pausing = true;
             c.cancel(ring, Op::Recv, side)?;
         }
         t.touch(c, now);

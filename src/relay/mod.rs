@@ -75,8 +75,8 @@ pub struct Relay {
     pub switches: u64,
     /// Bytes taken from sources, per direction (client → backend, backend → client).
     pub moved: [u64; 2],
-    /// TLS tunnels may hand their record layer to the kernel (kTLS is there).
-    pub kernel_tls: bool,
+    /// Which TLS sessions may hand their record layer to the kernel (kTLS).
+    pub kernel_tls: crate::tls::ktls::Support,
     /// TLS tunnels whose record layer went to the kernel.
     pub kernel_tunnels: u64,
 }
@@ -93,7 +93,7 @@ impl Relay {
             bufs_held: 0,
             switches: 0,
             moved: [0, 0],
-            kernel_tls: false,
+            kernel_tls: crate::tls::ktls::MISSING,
             kernel_tunnels: 0,
         }
     }
@@ -155,6 +155,8 @@ pub struct Dir {
     pub recv_armed: bool,
     /// copy: the receive ran out of ring buffers and waits to be re-armed.
     pub starved: bool,
+    /// The receive's cancel (backpressure) is on its way: not asked for again.
+    pub pausing: bool,
     /// auto: the direction relays by splice now (else by copy).
     pub splicing: bool,
     /// auto: moving to splice once the receive has ended and the queue is sent.
@@ -181,6 +183,7 @@ impl Dir {
             sending: false,
             recv_armed: false,
             starved: false,
+            pausing: false,
             splicing: false,
             to_splice: false,
             streak: 0,
@@ -308,6 +311,7 @@ impl Tunnel {
             }
             d.recv_armed = true;
             d.starved = false;
+            d.pausing = false;
             c.recv_multi(ring, source(i))
         }
     }

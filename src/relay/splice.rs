@@ -106,6 +106,7 @@ fn splice_rounds(
     src: RawFd,
     dst: RawFd,
     moved: &mut usize,
+    ktls_src: bool,
 ) -> Pumped {
     let d = &mut t.dirs[i];
     if !d.live() || d.pollout {
@@ -152,6 +153,10 @@ fn splice_rounds(
                 }
                 return Pumped::Idle;
             }
+            // kTLS: a record that is not data (the client's close_notify) ends its stream.
+            Err(e) if ktls_src && matches!(e.raw_os_error(), Some(libc::EIO | libc::EINVAL)) => {
+                d.state = DirState::Eof
+            }
             Err(e) => return Pumped::Failed(e.raw_os_error().unwrap_or(libc::EIO)),
         }
     }
@@ -176,7 +181,8 @@ pub fn pump(
     let (src, dst) = (c.fd(source(i)), c.fd(source(1 - i)));
     let mut moved = 0;
     let pending_before = t.dirs[i].pending;
-    let found = splice_rounds(t, i, &mut relay.pipes, src, dst, &mut moved);
+    let ktls_src = i == 0 && c.ktls;
+    let found = splice_rounds(t, i, &mut relay.pipes, src, dst, &mut moved, ktls_src);
     if moved > 0 || t.dirs[i].pending < pending_before {
         t.touch(c, now);
     }

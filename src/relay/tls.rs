@@ -31,7 +31,7 @@ use std::io;
 /// plain tunnel), else here — the backend's receive first, the plaintext rustls already
 /// holds (bytes that came with the upgrade) next, then the client's ciphertext.
 pub fn start(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring, relay: &mut Relay) -> io::Result<Flow> {
-    if relay.kernel_tls && to_kernel(c, relay)? {
+    if relay.kernel_tls.available() && to_kernel(c, relay)? {
         t.start(c, ring, relay)?;
         return Ok(Flow::Continue);
     }
@@ -51,7 +51,15 @@ fn to_kernel(c: &mut Conn, relay: &mut Relay) -> io::Result<bool> {
     let Some(t) = c.tls.as_mut() else {
         return Ok(false);
     };
-    if !t.quiet() || crate::tls::ktls::attach(fd).is_err() {
+    let session = t.rustls();
+    let takes = match (
+        session.protocol_version(),
+        session.negotiated_cipher_suite(),
+    ) {
+        (Some(v), Some(s)) => relay.kernel_tls.takes(v, s.suite()),
+        _ => false,
+    };
+    if !takes || !t.quiet() || crate::tls::ktls::attach(fd).is_err() {
         return Ok(false);
     }
     let Some(t) = c.tls.take() else {
@@ -60,6 +68,7 @@ fn to_kernel(c: &mut Conn, relay: &mut Relay) -> io::Result<bool> {
     match crate::tls::ktls::install(fd, t.into_rustls()) {
         Ok(()) => {
             relay.kernel_tunnels += 1;
+            c.ktls = true;
             Ok(true)
         }
         Err(e) => {
@@ -79,6 +88,9 @@ pub fn on_client_cipher(
     cqe: &Completion,
 ) -> io::Result<Flow> {
     let Some(tc) = c.tls.as_mut() else {
+        if let Some(bid) = cqe.buffer_id() {
+            ring.recycle_buffer(bid);
+        }
         return Ok(Flow::Close);
     };
     if !cqe.more() {
@@ -96,8 +108,9 @@ pub fn on_client_cipher(
         }
         d.bufs.push_back((bid, res as u32));
         relay.bufs_held += 1;
-        let pause = d.bufs.len() >= COPY_QUEUE_MAX && tc.recv_armed && cqe.more();
+        let pause = d.bufs.len() >= COPY_QUEUE_MAX && tc.recv_armed && cqe.more() && !d.pausing;
         if pause {
+            d.pausing = true;
             c.cancel(ring, Op::TlsRecv, Side::Client)?;
         }
         t.touch(c, now);
@@ -109,7 +122,10 @@ pub fn on_client_cipher(
     }
     match -res {
         libc::ENOBUFS => {
-            relay.starved.push_back((c.idx, c.gen, 0));
+            if !d.starved {
+                d.starved = true;
+                relay.starved.push_back((c.idx, c.gen, 0));
+            }
             Ok(Flow::Continue)
         }
         // Our cancel (backpressure): re-armed once the queue drains.
@@ -176,7 +192,8 @@ pub fn on_upstream(
                 d.bytes += res as u64;
                 relay.moved[1] += res as u64;
                 relay.bufs_held += 1;
-                if d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && cqe.more() {
+                if d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && cqe.more() && !d.pausing {
+                    d.pausing = true;
                     c.cancel(ring, Op::Recv, Side::Upstream)?;
                 }
                 t.touch(c, now);
@@ -237,8 +254,8 @@ pub fn feed(
     relay: &mut Relay,
     i: usize,
 ) -> io::Result<()> {
+    t.dirs[i].starved = false;
     if i == 1 {
-        t.dirs[1].starved = false;
         return arm_up(t, c, ring);
     }
     pump_up(t, c, ring, relay).map(|_| ())
@@ -275,15 +292,11 @@ fn pump_up(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring, relay: &mut Relay) -> 
     // Plaintext out, one send at a time.
     let mut ended = false;
     if !d.sending && d.live() {
-        let mut up = std::mem::take(&mut tc.up);
-        if up.capacity() == 0 {
-            up = ring.take_vec();
+        if tc.up.capacity() == 0 {
+            tc.up = ring.take_vec();
         }
-        up.resize(BUF_SIZE as usize, 0);
-        let n = tc.read_plain(&mut up[..]);
-        tc.up = up;
+        let n = tc.read_plain_into_up(BUF_SIZE as usize);
         if n > 0 {
-            tc.up.truncate(n as usize);
             tc.up_sent = 0;
             d.bytes += n as u64;
             relay.moved[0] += n as u64;
@@ -308,7 +321,8 @@ fn pump_up(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring, relay: &mut Relay) -> 
         return Ok(t.end_dir(c, 0));
     }
     let armed = c.tls.as_ref().is_some_and(|tc| tc.recv_armed);
-    if d.state == DirState::Open && !armed && d.bufs.len() <= COPY_QUEUE_MAX / 2 {
+    if d.state == DirState::Open && !armed && !d.starved && d.bufs.len() <= COPY_QUEUE_MAX / 2 {
+        d.pausing = false;
         c.tls_arm_recv(ring, true)?;
     }
     Ok(Flow::Continue)
@@ -355,5 +369,6 @@ fn arm_up(t: &mut Tunnel, c: &mut Conn, ring: &mut Ring) -> io::Result<()> {
         return Ok(());
     }
     d.recv_armed = true;
+    d.pausing = false;
     c.recv_multi(ring, Side::Upstream)
 }

@@ -330,6 +330,7 @@ impl Ring {
             (opcode::Timeout::CODE, "TIMEOUT"),
             (opcode::AsyncCancel::CODE, "ASYNC_CANCEL"),
             (opcode::Nop::CODE, "NOP"),
+            (opcode::Shutdown::CODE, "SHUTDOWN"),
         ];
         for (code, name) in needed {
             if !probe.is_supported(code) {
@@ -412,13 +413,15 @@ impl Ring {
     }
 
     fn push_pair(&mut self, a: squeue::Entry, b: squeue::Entry) -> io::Result<()> {
+        self.push_chain(&[a, b])
+    }
+
+    /// Push linked entries together (a full queue is submitted first), so the link stays
+    /// intact.
+    fn push_chain(&mut self, entries: &[squeue::Entry]) -> io::Result<()> {
         loop {
-            // SAFETY: as in `push`; the pair goes in together so the link stays intact.
-            let pushed = unsafe {
-                self.ring
-                    .submission()
-                    .push_multiple(&[a.clone(), b.clone()])
-            };
+            // SAFETY: as in `push`; the entries go in together so the link stays intact.
+            let pushed = unsafe { self.ring.submission().push_multiple(entries) };
             match pushed {
                 Ok(()) => return Ok(()),
                 Err(_) => {
@@ -514,9 +517,13 @@ impl Ring {
     }
 
     /// Answer `fd` with a static message and close it, linked (the at-limit 503): no
-    /// session, no slot, nothing the kernel reads but `'static` memory. The close is
-    /// hard-linked, so it runs even when the send fails (a client that already reset).
-    /// The descriptor is the kernel's from here on; both completions carry `tok`.
+    /// session, no slot, nothing the kernel reads or writes but `'static` memory and the
+    /// ring's discard buffer. After the answer: our write half shut (the client reads the
+    /// answer, then its end), what the client already sent read and dropped (a close with
+    /// unread bytes would be a reset, which can destroy the answer before the client reads
+    /// it), then the close. Every link is hard, so the close runs even when a step fails
+    /// (a client that already reset); the read does not wait (`MSG_DONTWAIT`). The
+    /// descriptor is the kernel's from here on; every completion carries `tok`.
     pub fn answer_and_close(
         &mut self,
         fd: OwnedFd,
@@ -525,19 +532,34 @@ impl Ring {
     ) -> io::Result<()> {
         use std::os::fd::IntoRawFd;
         let raw = fd.into_raw_fd();
+        let hard = squeue::Flags::IO_HARDLINK;
         let send = opcode::Send::new(types::Fd(raw), msg.as_ptr(), msg.len() as u32)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .flags(squeue::Flags::IO_HARDLINK)
+            .flags(hard)
             .user_data(tok.encode());
+        let shut = opcode::Shutdown::new(types::Fd(raw), libc::SHUT_WR)
+            .build()
+            .flags(hard)
+            .user_data(tok.encode());
+        let drain = opcode::Recv::new(
+            types::Fd(raw),
+            self.discard.as_mut_ptr(),
+            self.discard.len() as u32,
+        )
+        .flags(libc::MSG_DONTWAIT)
+        .build()
+        .flags(hard)
+        .user_data(tok.encode());
         let close = opcode::Close::new(types::Fd(raw))
             .build()
             .user_data(tok.encode());
-        self.push_pair(send, close).inspect_err(|_| {
-            // Nothing was queued: the descriptor is ours again, and closes here.
-            // SAFETY: `raw` came from `into_raw_fd` above and no SQE names it.
-            drop(unsafe { crate::sys::adopt(raw) });
-        })
+        self.push_chain(&[send, shut, drain, close])
+            .inspect_err(|_| {
+                // Nothing was queued: the descriptor is ours again, and closes here.
+                // SAFETY: `raw` came from `into_raw_fd` above and no SQE names it.
+                drop(unsafe { crate::sys::adopt(raw) });
+            })
     }
 
     /// Send part of a provided buffer to `fd` (copy-mode tunnel). The memory is the ring's

@@ -472,6 +472,8 @@ impl Session {
     /// connection goes back to `Head` (or lingers and closes), and the upstream
     /// connection is released to the worker, which pools it when it may be reused.
     pub(super) fn finish_exchange(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
+        // The exchange (and any buffer a TLS virtual read names) goes away below.
+        self.conn.tls_forget_read();
         let Some(ex) = self.ex() else {
             return Ok(Step::Continue);
         };
@@ -557,6 +559,8 @@ impl Session {
     /// not reset the connection while the client still has request bytes we never read —
     /// a reset can destroy the response's tail at the client.
     pub(super) fn close_after_response(&mut self, ctx: &mut Ctx) -> io::Result<()> {
+        // The exchange (and any buffer a TLS virtual read names) goes away below.
+        self.conn.tls_forget_read();
         self.conn.shutdown(Side::Upstream, libc::SHUT_RDWR);
         self.cancel_armed(&mut ctx.ring, true)?;
         let old = std::mem::replace(&mut self.state, State::Linger { keep: None });
@@ -572,6 +576,8 @@ impl Session {
     /// The `101` is at the client (and any early frames at the backend): the session
     /// becomes a tunnel.
     pub(super) fn start_tunnel(&mut self, ctx: &mut Ctx) -> io::Result<Step> {
+        // The exchange (and any buffer a TLS virtual read names) goes away below.
+        self.conn.tls_forget_read();
         let route = self.ex().map_or(0, |ex| ex.info.route);
         let idle_ms = ctx.route(route).tunnel_idle_timeout.map(ms).unwrap_or(0);
         let b = self.backend as usize;

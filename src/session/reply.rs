@@ -23,6 +23,9 @@ impl Session {
         if busy {
             self.cancel_armed(&mut ctx.ring, false)?;
         }
+        // A TLS client's virtual read points into the state replaced below, whether or not
+        // anything is in flight (its receive may be waiting for ring buffers).
+        self.conn.tls_forget_read();
         let old = std::mem::replace(
             &mut self.state,
             State::Reply {

@@ -15,7 +15,7 @@
 
 use crate::ring::Op;
 use rustls::ServerConnection;
-use std::io::{self, Read, Write};
+use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
 /// Decrypted plaintext rustls may hold before the session takes it: above it, ciphertext
@@ -158,9 +158,12 @@ impl TlsConn {
     }
 
     /// Whether a virtual read could complete now: plaintext is here, or the stream ended
-    /// or failed.
+    /// (a TCP end, or a `close_notify`) or failed.
     pub fn read_ready(&mut self) -> bool {
-        self.plain_pending() > 0 || self.eof || self.error.is_some()
+        let (plain, closed) = self.tls.process_new_packets().map_or((0, false), |s| {
+            (s.plaintext_bytes_to_read(), s.peer_has_closed())
+        });
+        plain > 0 || closed || self.eof || self.error.is_some()
     }
 
     /// Feed ciphertext; stops early once [`PLAIN_HIGH`] plaintext is pending.
@@ -181,7 +184,12 @@ impl TlsConn {
             }
             let chunk = data;
             match self.tls.read_tls(&mut data) {
-                Ok(0) => break,
+                Ok(0) => {
+                    // Only after the client's close_notify: nothing it sends counts any
+                    // more; take it all so nothing waits for a read that never comes.
+                    data = &[];
+                    break;
+                }
                 Ok(_) => {}
                 // Only "received plaintext buffer full": the rest waits.
                 Err(_) => break,
@@ -236,7 +244,13 @@ impl TlsConn {
     /// Take decrypted plaintext into `buf`: bytes, `0` at the end of the client's stream,
     /// `-errno` on failure, `-EAGAIN` when none is here yet.
     pub fn read_plain(&mut self, buf: &mut [u8]) -> i32 {
-        match self.tls.reader().read(buf) {
+        let r = self.tls.reader().read(buf);
+        self.read_result(r)
+    }
+
+    /// A plaintext read's result as bytes, `0` (end), `-errno` or `-EAGAIN`.
+    fn read_result(&self, r: io::Result<usize>) -> i32 {
+        match r {
             Ok(n) => n as i32,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                 if let Some(err) = self.error {
@@ -251,6 +265,24 @@ impl TlsConn {
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
             Err(_) => self.error.unwrap_or(-libc::EPROTO),
         }
+    }
+
+    /// Tunnels: append up to `max` bytes of decrypted plaintext to `up` (copied from
+    /// rustls's own buffer, nothing zero-filled): bytes, `0` at the end of the client's
+    /// stream, `-errno`, or `-EAGAIN` when none is here.
+    pub fn read_plain_into_up(&mut self, max: usize) -> i32 {
+        let mut reader = self.tls.reader();
+        let r = match reader.fill_buf() {
+            Ok(chunk) => {
+                // Empty: the client's close_notify came (rustls's clean end).
+                let n = chunk.len().min(max);
+                self.up.extend_from_slice(&chunk[..n]);
+                reader.consume(n);
+                Ok(n)
+            }
+            Err(e) => Err(e),
+        };
+        self.read_result(r)
     }
 
     /// Encrypt `plain` for the client; returns the bytes taken (in a tunnel, fewer once

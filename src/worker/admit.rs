@@ -48,8 +48,14 @@ impl Worker {
         let (admit, new_episode) = self.budget.admit();
         if new_episode {
             crate::shm::bump(&self.stats.more.not_enough_episodes, 1);
+            let tls_note = if at_limit == AtLimit::Reply503 && self.tls.iter().any(Option::is_some)
+            {
+                " (TLS clients: closed before their handshake)"
+            } else {
+                ""
+            };
             crate::log::write(crate::log::Level::Alert, crate::log::Who::Worker(self.ctx.index), None, format_args!(
-                "{} worker_connections are not enough: {} proxied clients held; {} (logged once per episode)",
+                "{} worker_connections are not enough: {} proxied clients held; {}{tls_note} (logged once per episode)",
                 self.budget.capacity(),
                 crate::budget::clients_per_worker(self.budget.capacity()),
                 match at_limit {
@@ -65,7 +71,7 @@ impl Worker {
             // A TLS client is closed before its handshake: a 503 would cost a whole
             // handshake at the moment the worker is full.
             if at_limit == AtLimit::Reply503 && tls.is_none() {
-                // One pre-built answer and a linked close, outside the budget: a full
+                // One pre-built answer and a linked lingering close, outside the budget: a full
                 // worker answers every client, however fast they come.
                 self.ctx.errors += 1;
                 crate::shm::bump(&self.stats.more.refused_503, 1);
@@ -90,6 +96,8 @@ impl Worker {
         let tls = match tls.map(crate::tls::conn::TlsConn::new) {
             Some(Ok(t)) => Some(Box::new(t)),
             Some(Err(e)) => {
+                // The two slots were taken: give them back with the client.
+                self.budget.release();
                 self.log(format_args!(
                     "TLS connection setup failed: {e}; closing the client"
                 ));

@@ -132,7 +132,9 @@ impl Worker {
         let backends = init.ups.addrs.len();
         let tls: Vec<_> = routing.listens.iter().map(|a| cfg.tls_for(*a)).collect();
         let mut relay = Relay::new(cfg.tunnel, PIPE_POOL_IDLE, init.index);
-        relay.kernel_tls = cfg.tls_table.as_ref().is_some_and(|t| t.kernel.available());
+        if let Some(t) = &cfg.tls_table {
+            relay.kernel_tls = t.kernel;
+        }
         let ctx = Ctx {
             ring,
             relay,
