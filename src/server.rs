@@ -199,9 +199,14 @@ fn launch(
     slots: Vec<WorkerStart>,
     addrs: Vec<SocketAddr>,
 ) -> io::Result<Server> {
-    // Certificates are read once per generation (already, where the flags were parsed).
-    cfg.load_tls()
-        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+    // The generation's TLS: certificates read again (they were checked where the flags
+    // were parsed), tickets under the generation's shared secret, so every worker —
+    // thread or process — resumes every client's session.
+    if !cfg.tls.is_empty() {
+        let table = crate::tls::Table::load_with(&cfg.tls, counters.ticket_secret())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        cfg.tls_table = Some(Arc::new(table));
+    }
     let cfg = Arc::new(cfg);
     let groups: Vec<_> = cfg
         .routing()

@@ -126,6 +126,28 @@ impl BackendHealth {
     pub const CONFIG_DOWN: u64 = 2;
 }
 
+/// Words of the ticket secret at the region's end.
+const SECRET_WORDS: usize = 4;
+
+/// `getrandom(2)` into `buf`, whole.
+fn getrandom(buf: &mut [u8]) -> io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        let rest = &mut buf[done..];
+        // SAFETY: `rest` is valid writable memory of the length given.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr() as *mut libc::c_void, rest.len(), 0) };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        done += n as usize;
+    }
+    Ok(())
+}
+
 /// A handle on the region (cheap to copy; the region lives as long as the process).
 #[derive(Clone, Copy, Debug)]
 pub struct Counters {
@@ -141,11 +163,46 @@ unsafe impl Send for Counters {}
 unsafe impl Sync for Counters {}
 
 impl Counters {
-    /// Bytes needed for `workers` × `backends`.
+    /// Bytes needed for `workers` × `backends` (and the generation's ticket secret).
     pub fn size(workers: usize, backends: usize) -> usize {
+        Self::secret_at(workers, backends) + SECRET_WORDS * 8
+    }
+
+    fn secret_at(workers: usize, backends: usize) -> usize {
         workers * std::mem::size_of::<WorkerStats>()
             + workers * backends * std::mem::size_of::<BackendCounters>()
             + backends * std::mem::size_of::<BackendHealth>()
+    }
+
+    /// The generation's TLS session-ticket secret (`tls::tickets`): made once when the
+    /// region is made, read by every worker, thread or process.
+    pub fn ticket_secret(&self) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        for (i, chunk) in out.chunks_mut(8).enumerate() {
+            chunk.copy_from_slice(&self.secret_word(i).load(Ordering::Relaxed).to_ne_bytes());
+        }
+        out
+    }
+
+    fn secret_word(&self, i: usize) -> &'static AtomicU64 {
+        assert!(i < SECRET_WORDS);
+        let off = Self::secret_at(self.workers, self.backends) + i * 8;
+        // SAFETY: in bounds (`size` counts the secret's words), 8-aligned (every row before
+        // it is made of AtomicU64s), zero-initialised, lives for the process.
+        unsafe { &*(self.base.add(off) as *const AtomicU64) }
+    }
+
+    /// Fill the ticket secret with random bytes (the region's maker).
+    fn make_secret(&self) -> io::Result<()> {
+        let mut bytes = [0u8; SECRET_WORDS * 8];
+        getrandom(&mut bytes)?;
+        for (i, chunk) in bytes.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(chunk);
+            self.secret_word(i)
+                .store(u64::from_ne_bytes(w), Ordering::Relaxed);
+        }
+        Ok(())
     }
 
     /// A region on the heap (thread mode). Leaked: it lives as long as the process.
@@ -153,11 +210,15 @@ impl Counters {
         let words = Self::size(workers, backends).div_ceil(8).max(1);
         let mem: &'static mut [AtomicU64] =
             Box::leak((0..words).map(|_| AtomicU64::new(0)).collect());
-        Counters {
+        let c = Counters {
             base: mem.as_mut_ptr() as *mut u8,
             workers,
             backends,
-        }
+        };
+        // Without randomness the secret stays zero: tickets still work, only guessable;
+        // getrandom(2) failing on Linux ≥ 3.17 does not happen in practice.
+        let _ = c.make_secret();
+        c
     }
 
     /// A new shared region in a memfd (process mode, master side); returns it and the fd
@@ -174,7 +235,9 @@ impl Counters {
         if unsafe { libc::ftruncate(fd, len as libc::off_t) } != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok((Self::map(fd, workers, backends)?, fd))
+        let c = Self::map(fd, workers, backends)?;
+        c.make_secret()?;
+        Ok((c, fd))
     }
 
     /// Map an inherited region (worker side).

@@ -734,6 +734,26 @@ async fn process_mode_serves_tls_and_a_reload_with_a_bad_key_keeps_the_old_certi
     for w in held.iter_mut() {
         assert!(echo(w, Message::Binary(vec![3u8; 40_000])).await);
     }
+    // Every worker process opens every ticket (one secret per generation): after the first,
+    // full, handshake every connection resumes, whichever process the kernel picks.
+    let resuming = pki.client(&[&rustls::version::TLS13]);
+    let mut kinds = Vec::new();
+    for _ in 0..10 {
+        let mut s = connect(p.addr, resuming.clone(), "localhost")
+            .await
+            .unwrap();
+        kinds.push(s.get_ref().1.handshake_kind());
+        s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut sink = Vec::new();
+        let _ = s.read_to_end(&mut sink).await;
+    }
+    let resumed = kinds
+        .iter()
+        .filter(|k| **k == Some(rustls::HandshakeKind::Resumed))
+        .count();
+    assert_eq!(resumed, 9, "{kinds:?}");
     let first = pki.der_of("localhost");
     // A key that does not match: the reload is refused, the old certificate serves on.
     let (_, other_key) = pki.leaf("other", &["localhost"]);

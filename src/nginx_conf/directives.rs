@@ -214,8 +214,8 @@ pub(super) fn harmless_reason(name: &str) -> &'static str {
             "ringway does no OCSP stapling"
         }
         "ssl_session_ticket_key" => {
-            "ringway makes its own ticket keys at start (a ticket from another instance or \
-             before a restart costs a full handshake, nothing else)"
+            "ringway derives its own ticket keys, shared by all its workers (a ticket from \
+             another instance or from before a reload costs a full handshake, nothing else)"
         }
         _ => "ringway has no equivalent",
     }

@@ -10,11 +10,12 @@
 
 pub mod conn;
 pub mod ktls;
+pub mod tickets;
 
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::{ClientHello, ProducesTickets, ResolvesServerCert, ServerConfig};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerConfig};
 use rustls::sign::CertifiedKey;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -109,14 +110,23 @@ impl std::fmt::Debug for Table {
 
 impl Table {
     /// Load every certificate of `settings` and build one rustls configuration per listen
-    /// address. The error is one line for a person, naming the file and where it was
+    /// address, with session tickets under a secret of its own (a configuration checked,
+    /// not yet run). The error is one line for a person, naming the file and where it was
     /// configured.
     pub fn load(settings: &[TlsSettings]) -> Result<Table, String> {
+        let mut secret = [0u8; 32];
+        aws_lc_rs::rand::fill(&mut secret).map_err(|_| "no randomness for TLS tickets")?;
+        Self::load_with(settings, secret)
+    }
+
+    /// [`Table::load`] for a generation that runs: its tickets under the generation's
+    /// `secret`, which every worker of it shares (threads and processes).
+    pub fn load_with(settings: &[TlsSettings], secret: [u8; 32]) -> Result<Table, String> {
         let kernel = ktls::probe();
         let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
         let mut listeners = Vec::with_capacity(settings.len());
         for s in settings {
-            listeners.push(listener(s, &provider, kernel)?);
+            listeners.push(listener(s, &provider, kernel, secret)?);
         }
         Ok(Table {
             listeners,
@@ -146,6 +156,7 @@ fn listener(
     s: &TlsSettings,
     provider: &Arc<CryptoProvider>,
     kernel: ktls::Support,
+    secret: [u8; 32],
 ) -> Result<Listener, String> {
     let Some(first) = s.certs.first() else {
         return Err(format!(
@@ -200,9 +211,7 @@ fn listener(
     };
     let lifetime = s.session_timeout.as_secs().clamp(1, u32::MAX as u64) as u32;
     if s.tickets {
-        let inner = rustls::crypto::aws_lc_rs::Ticketer::new()
-            .map_err(|e| format!("{origin}: TLS session tickets: {e}"))?;
-        config.ticketer = Arc::new(Lifetime { inner, lifetime });
+        config.ticketer = Arc::new(tickets::Shared::new(secret, lifetime));
     }
     // Secrets are extracted only to hand them to the kernel.
     config.enable_secret_extraction = kernel.available();
@@ -361,29 +370,6 @@ impl Sni {
 impl ResolvesServerCert for Sni {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         self.find(hello.server_name())
-    }
-}
-
-/// rustls's ticketer (AES-256 + HMAC-SHA256, keys rotated) with `ssl_session_timeout` as
-/// the lifetime it announces and honours.
-#[derive(Debug)]
-struct Lifetime {
-    inner: Arc<dyn ProducesTickets>,
-    lifetime: u32,
-}
-
-impl ProducesTickets for Lifetime {
-    fn enabled(&self) -> bool {
-        self.inner.enabled()
-    }
-    fn lifetime(&self) -> u32 {
-        self.lifetime.min(self.inner.lifetime())
-    }
-    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
-        self.inner.encrypt(plain)
-    }
-    fn decrypt(&self, cipher: &[u8]) -> Option<Vec<u8>> {
-        self.inner.decrypt(cipher)
     }
 }
 
