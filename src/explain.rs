@@ -23,6 +23,9 @@ pub use plan::{Plan, Step};
 pub const KERNEL_BYTES_PER_SOCKET: u64 = 5 * 1024;
 /// ringway user-space memory per idle tunnel (measured; see README "Numbers").
 pub const RINGWAY_BYTES_PER_TUNNEL: u64 = 512;
+/// ringway user-space memory per idle TLS tunnel, the rustls connection included
+/// (measured: 10.2 KiB at 10,000; README "Numbers", TLS).
+pub const RINGWAY_BYTES_PER_TLS_TUNNEL: u64 = 10 * 1024 + 256;
 /// Descriptors a worker keeps besides its slots: idle pipe pool (64 × 2) and slack.
 const FD_OVERHEAD_PER_WORKER: u64 = 2 * 64 + 8;
 
@@ -247,8 +250,17 @@ fn port_count(env: &Env) -> u64 {
     (env.port_range.1.saturating_sub(env.port_range.0) + 1) as u64
 }
 
-/// Memory one tunnel costs the proxy's box (its two sockets and ringway's state).
-const BYTES_PER_TUNNEL: u64 = 2 * KERNEL_BYTES_PER_SOCKET + RINGWAY_BYTES_PER_TUNNEL;
+/// Memory one tunnel costs the proxy's box (its two sockets and ringway's state); a TLS
+/// tunnel's state is the rustls connection's too (every address of `cfg` taken as TLS when
+/// one is: the conservative count).
+fn bytes_per_tunnel(cfg: &Config) -> u64 {
+    let state = if cfg.tls.is_empty() {
+        RINGWAY_BYTES_PER_TUNNEL
+    } else {
+        RINGWAY_BYTES_PER_TLS_TUNNEL
+    };
+    2 * KERNEL_BYTES_PER_SOCKET + state
+}
 
 /// Work out every limit for `tunnels` tunnels under `cfg` on `env`, and when they do not
 /// all fit, the plan that reaches `tunnels`.
@@ -358,13 +370,15 @@ fn limits(cfg: &Config, env: &Env, tunnels: u64) -> Report {
         WorkerMode::Thread
     };
     // 7. Memory.
+    let per = bytes_per_tunnel(cfg);
     rows.push(Row {
         name: "memory (MemFree)",
-        allows: env.mem_free / BYTES_PER_TUNNEL,
+        allows: env.mem_free / per,
         detail: format!(
-            "{} MiB free; a tunnel costs ≈ {} KB here (2 kernel sockets ≈ 10 KB + ringway ≈ 0.5 KB); clients and backends on the same box cost more",
+            "{} MiB free; a tunnel costs ≈ {} KB here (2 kernel sockets ≈ 10 KB + ringway ≈ {}); clients and backends on the same box cost more",
             env.mem_free >> 20,
-            BYTES_PER_TUNNEL / 1024
+            per / 1024,
+            if cfg.tls.is_empty() { "0.5 KB" } else { "10 KB with its TLS state" }
         ),
     });
 
@@ -413,6 +427,23 @@ mod tests {
         c.workers = workers;
         c.worker_connections = wc;
         c
+    }
+
+    #[test]
+    fn a_tls_tunnel_costs_its_rustls_state_too() {
+        let plain = explain(&cfg(1, 1024, 4), &env(), 10_000);
+        let mut c = cfg(1, 1024, 4);
+        c.tls = vec![crate::tls::TlsSettings::new(c.listen)];
+        let tls = explain(&c, &env(), 10_000);
+        let mem = |r: &Report| {
+            r.rows
+                .iter()
+                .find(|r| r.name == "memory (MemFree)")
+                .unwrap()
+                .allows
+        };
+        assert_eq!(mem(&plain), (64 << 30) / (10 * 1024 + 512));
+        assert_eq!(mem(&tls), (64 << 30) / (20 * 1024 + 256));
     }
 
     #[test]

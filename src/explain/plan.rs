@@ -10,7 +10,7 @@
 //! no more than one process's descriptors back), then the machine-wide file limit, then
 //! upstream source addresses, then memory.
 
-use super::{ceil_div, fd_overhead, group, limits, port_count, Env, Report, BYTES_PER_TUNNEL};
+use super::{bytes_per_tunnel, ceil_div, fd_overhead, group, limits, port_count, Env, Report};
 use crate::budget;
 use crate::config::Config;
 use std::fmt::Write as _;
@@ -274,11 +274,12 @@ pub(super) fn plan(cfg: &Config, env: &Env, n: u64) -> Plan {
     }
 
     // 5. Memory: nothing in the configuration lifts it.
-    if e.mem_free / BYTES_PER_TUNNEL < n {
+    let per = bytes_per_tunnel(&c);
+    if e.mem_free / per < n {
         blocked.push(format!(
             "memory: {} tunnels need ≈ {} MiB free and there are {} MiB; not reachable on this machine (run clients and backends elsewhere, or add memory)",
             group(n),
-            group((n * BYTES_PER_TUNNEL) >> 20),
+            group((n * per) >> 20),
             group(e.mem_free >> 20)
         ));
     }
