@@ -279,6 +279,26 @@ async fn handshakes_in_tls_1_2_and_1_3_with_alpn_and_resumption() {
     }
     // The proxy counted them: a full and a resumed handshake per version.
     assert!(eventually(5, || p.stats().workers[0].tls_handshakes == [2, 2]).await);
+
+    // A client that says goodbye (close_notify, then its FIN) right after its handshake
+    // still gets the session tickets sent after it, and resumes next time.
+    let cfg = pki.client(&[&rustls::version::TLS13]);
+    for round in 0..3 {
+        let mut s = connect(p.local_addr(), cfg.clone(), "localhost")
+            .await
+            .unwrap();
+        let kind = s.get_ref().1.handshake_kind();
+        s.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        assert!(matches!(r, Ok(Ok(0))), "a clean end: {r:?}");
+        let want = if round == 0 {
+            rustls::HandshakeKind::Full
+        } else {
+            rustls::HandshakeKind::Resumed
+        };
+        assert_eq!(kind, Some(want), "round {round}");
+    }
 }
 
 #[tokio::test]

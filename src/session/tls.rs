@@ -101,7 +101,7 @@ impl Session {
             .conn
             .tls
             .as_ref()
-            .is_some_and(|t| t.eof || t.error.is_some());
+            .is_some_and(|t| t.error.is_some() || t.eof && t.flushed());
         if ended && matches!(self.state, State::Head(_)) {
             // Mid-handshake, or between requests: the client is gone.
             return Ok(Step::Close);
@@ -131,10 +131,20 @@ impl Session {
             self.conn.tls_flush(&mut ctx.ring)?;
             return Ok(Step::Continue);
         }
-        match self.conn.tls.as_mut().and_then(|t| t.take_send()) {
-            Some((op, len)) => self.virtual_done(op, len as i32, ctx),
-            None => Ok(Step::Continue),
+        if let Some((op, len)) = self.conn.tls.as_mut().and_then(|t| t.take_send()) {
+            return self.virtual_done(op, len as i32, ctx);
         }
+        // Everything is out: a read that waited for that (the client's end) completes.
+        if let Some(t) = self.conn.tls.as_mut() {
+            if t.pending_read().is_some() && t.read_ready() {
+                if let Some((op, n)) = self.conn.tls_take_read() {
+                    return self.virtual_done(op, n, ctx);
+                }
+            } else if t.eof && matches!(self.state, State::Head(_)) {
+                return Ok(Step::Close);
+            }
+        }
+        Ok(Step::Continue)
     }
 
     /// A virtual operation's NOP completed: what it stands for, now.

@@ -157,13 +157,16 @@ impl TlsConn {
             .map_or(0, |s| s.plaintext_bytes_to_read())
     }
 
-    /// Whether a virtual read could complete now: plaintext is here, or the stream ended
-    /// (a TCP end, or a `close_notify`) or failed.
+    /// Whether a virtual read could complete now: plaintext is here, the stream failed,
+    /// or it ended (a TCP end, or a `close_notify`) and everything we queued for the
+    /// client is out — a client that says goodbye right after its handshake still gets
+    /// the session tickets sent after it, and one that half-closes gets a response's tail:
+    /// the session hears of the end only then.
     pub fn read_ready(&mut self) -> bool {
         let (plain, closed) = self.tls.process_new_packets().map_or((0, false), |s| {
             (s.plaintext_bytes_to_read(), s.peer_has_closed())
         });
-        plain > 0 || closed || self.eof || self.error.is_some()
+        plain > 0 || self.error.is_some() || ((closed || self.eof) && self.flushed())
     }
 
     /// Feed ciphertext; stops early once [`PLAIN_HIGH`] plaintext is pending.
