@@ -6,7 +6,7 @@
 //! finds the ring empty (-ENOBUFS) waits in the worker's starved list and is re-armed
 //! when buffers come back ([`feed`]).
 
-use super::{source, DirState, Flow, Relay, Tunnel, TO_SPLICE};
+use super::{source, DirState, Flow, Relay, Took, Tunnel, TO_SPLICE};
 use crate::config::TunnelMode;
 use crate::conn::Conn;
 use crate::ring::{Completion, Op, Ring, Side};
@@ -50,17 +50,13 @@ pub fn on_recv(
         res = 0;
     }
     if res > 0 {
-        let Some(bid) = cqe.buffer_id() else {
-            return Ok(Flow::Close);
-        };
-        if !d.live() {
-            ring.recycle_buffer(bid);
-            return Ok(Flow::Continue);
+        match d.take_buffer(cqe, res as u32, ring, relay) {
+            Took::Missing => return Ok(Flow::Close),
+            Took::Dropped => return Ok(Flow::Continue),
+            Took::Queued(_) => {}
         }
-        d.bufs.push_back((bid, res as u32));
         d.bytes += res as u64;
         relay.moved[i] += res as u64;
-        relay.bufs_held += 1;
         if relay.mode == TunnelMode::Auto && !d.to_splice {
             // Bulk fills whole buffers: after a few in a row, splice instead.
             d.streak = if res as u32 >= BUF_SIZE {
@@ -96,10 +92,7 @@ pub fn on_recv(
     }
     let err = -res;
     if err == libc::ENOBUFS {
-        if !d.starved {
-            d.starved = true;
-            relay.starved.push_back((c.idx, c.gen, i));
-        }
+        d.starve(relay, (c.idx, c.gen, i));
         return Ok(Flow::Continue);
     }
     if err == libc::ECANCELED {

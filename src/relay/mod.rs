@@ -29,7 +29,7 @@ pub mod tls;
 
 use crate::config::TunnelMode;
 use crate::conn::Conn;
-use crate::ring::{Op, Ring, Side};
+use crate::ring::{Completion, Op, Ring, Side};
 use std::collections::VecDeque;
 use std::io;
 
@@ -169,7 +169,48 @@ pub struct Dir {
     pub bytes: u64,
 }
 
+/// What became of the buffer a receive filled ([`Dir::take_buffer`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Took {
+    /// Queued: the direction's queue is this long now.
+    Queued(usize),
+    /// The direction no longer relays: the buffer went back to the ring.
+    Dropped,
+    /// The completion named no buffer (cannot happen with a buffer ring): close.
+    Missing,
+}
+
 impl Dir {
+    /// Queue the provided buffer of a receive that took `len` bytes (it is sent, or fed,
+    /// in order), counting it as held; a direction that no longer relays gives it back.
+    pub fn take_buffer(
+        &mut self,
+        cqe: &Completion,
+        len: u32,
+        ring: &mut Ring,
+        relay: &mut Relay,
+    ) -> Took {
+        let Some(bid) = cqe.buffer_id() else {
+            return Took::Missing;
+        };
+        if !self.live() {
+            ring.recycle_buffer(bid);
+            return Took::Dropped;
+        }
+        self.bufs.push_back((bid, len));
+        relay.bufs_held += 1;
+        Took::Queued(self.bufs.len())
+    }
+
+    /// Its receive found the ring empty: wait on the worker's starved list (once) to be
+    /// re-armed when buffers come back.
+    pub fn starve(&mut self, relay: &mut Relay, who: Waiting) {
+        if !self.starved {
+            self.starved = true;
+            relay.starved.push_back(who);
+        }
+    }
+
     /// A direction in state `state`.
     pub fn new(state: DirState) -> Dir {
         Dir {

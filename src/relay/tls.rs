@@ -21,7 +21,7 @@
 //! [`CIPHER_HIGH`]: crate::tls::conn::CIPHER_HIGH
 
 use super::copy::{BUF_SIZE, COPY_QUEUE_MAX};
-use super::{DirState, Flow, Relay, Tunnel};
+use super::{DirState, Flow, Relay, Took, Tunnel};
 use crate::conn::Conn;
 use crate::ring::{Completion, Op, Ring, Side};
 use crate::tls::conn::Fed;
@@ -99,16 +99,12 @@ pub fn on_client_cipher(
     let d = &mut t.dirs[0];
     let res = cqe.res();
     if res > 0 {
-        let Some(bid) = cqe.buffer_id() else {
-            return Ok(Flow::Close);
+        let queued = match d.take_buffer(cqe, res as u32, ring, relay) {
+            Took::Missing => return Ok(Flow::Close),
+            Took::Dropped => return Ok(Flow::Continue),
+            Took::Queued(n) => n,
         };
-        if !d.live() {
-            ring.recycle_buffer(bid);
-            return Ok(Flow::Continue);
-        }
-        d.bufs.push_back((bid, res as u32));
-        relay.bufs_held += 1;
-        let pause = d.bufs.len() >= COPY_QUEUE_MAX && tc.recv_armed && cqe.more() && !d.pausing;
+        let pause = queued >= COPY_QUEUE_MAX && tc.recv_armed && cqe.more() && !d.pausing;
         if pause {
             d.pausing = true;
             c.cancel(ring, Op::TlsRecv, Side::Client)?;
@@ -122,10 +118,7 @@ pub fn on_client_cipher(
     }
     match -res {
         libc::ENOBUFS => {
-            if !d.starved {
-                d.starved = true;
-                relay.starved.push_back((c.idx, c.gen, 0));
-            }
+            d.starve(relay, (c.idx, c.gen, 0));
             Ok(Flow::Continue)
         }
         // Our cancel (backpressure): re-armed once the queue drains.
@@ -181,18 +174,14 @@ pub fn on_upstream(
                 d.recv_armed = false;
             }
             if res > 0 {
-                let Some(bid) = cqe.buffer_id() else {
-                    return Ok(Flow::Close);
+                let queued = match d.take_buffer(cqe, res as u32, ring, relay) {
+                    Took::Missing => return Ok(Flow::Close),
+                    Took::Dropped => return Ok(Flow::Continue),
+                    Took::Queued(n) => n,
                 };
-                if !d.live() {
-                    ring.recycle_buffer(bid);
-                    return Ok(Flow::Continue);
-                }
-                d.bufs.push_back((bid, res as u32));
                 d.bytes += res as u64;
                 relay.moved[1] += res as u64;
-                relay.bufs_held += 1;
-                if d.bufs.len() >= COPY_QUEUE_MAX && d.recv_armed && cqe.more() && !d.pausing {
+                if queued >= COPY_QUEUE_MAX && d.recv_armed && cqe.more() && !d.pausing {
                     d.pausing = true;
                     c.cancel(ring, Op::Recv, Side::Upstream)?;
                 }
@@ -207,10 +196,7 @@ pub fn on_upstream(
             }
             match -res {
                 libc::ENOBUFS => {
-                    if !d.starved {
-                        d.starved = true;
-                        relay.starved.push_back((c.idx, c.gen, 1));
-                    }
+                    d.starve(relay, (c.idx, c.gen, 1));
                     Ok(Flow::Continue)
                 }
                 libc::ECANCELED => {
