@@ -16,48 +16,7 @@ async fn integrity(mode: Mode) -> ringway::Server {
     let b = echo_backend().await;
     let p = proxy(with(config(vec![b]), |c| c.tunnel = mode));
     let (ws, _) = ws(p.local_addr()).await.unwrap();
-    let (mut tx, mut rx) = ws.split();
-    const TOTAL: usize = 64 << 20;
-    let sender = tokio::spawn(async move {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-        let mut h = Sha256::new();
-        let mut sent = 0usize;
-        let mut n = 0usize;
-        while sent < TOTAL {
-            // Mixed sizes: mostly small, some large, up to 1 MiB.
-            let size = match rng.gen_range(0..10) {
-                0..=4 => rng.gen_range(1..=512),
-                5..=7 => rng.gen_range(513..=64 * 1024),
-                _ => rng.gen_range(64 * 1024..=1 << 20),
-            }
-            .min(TOTAL - sent);
-            let mut buf = vec![0u8; size];
-            rng.fill(&mut buf[..]);
-            h.update(&buf);
-            tx.send(Message::Binary(buf)).await.unwrap();
-            sent += size;
-            n += 1;
-        }
-        (h.finalize(), n, tx)
-    });
-    let mut h = Sha256::new();
-    let mut got = 0usize;
-    while got < TOTAL {
-        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => {
-                got += b.len();
-                h.update(&b);
-            }
-            other => panic!("{mode:?}: stream ended after {got} bytes: {other:?}"),
-        }
-    }
-    let (sent_hash, n, _tx) = sender.await.unwrap();
-    assert_eq!(got, TOTAL);
-    assert_eq!(
-        h.finalize(),
-        sent_hash,
-        "{mode:?}: {n} messages, hashes equal"
-    );
+    let _halves = random_round_trip(ws, 64 << 20, 7, &format!("{mode:?}")).await;
     p
 }
 

@@ -7,10 +7,8 @@
 mod common;
 use common::*;
 use futures_util::{SinkExt, StreamExt};
-use rand::{Rng, SeedableRng};
 use ringway::tls::{CertSpec, TlsSettings};
 use rustls::pki_types::{CertificateDer, ServerName};
-use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -330,40 +328,7 @@ async fn wss_carries_64_mib_each_way_byte_exact() {
     let p = tls_proxy(config(vec![b]), &[pair]);
     let (ws, banner) = wss(p.local_addr(), pki.client(&all_versions())).await;
     assert!(banner.starts_with("backend:"));
-    let (mut tx, mut rx) = ws.split();
-    const TOTAL: usize = 64 << 20;
-    let sender = tokio::spawn(async move {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(11);
-        let mut h = Sha256::new();
-        let mut sent = 0;
-        while sent < TOTAL {
-            let size = match rng.gen_range(0..10) {
-                0..=4 => rng.gen_range(1..=512),
-                5..=7 => rng.gen_range(513..=64 * 1024),
-                _ => rng.gen_range(64 * 1024..=1 << 20),
-            }
-            .min(TOTAL - sent);
-            let mut buf = vec![0u8; size];
-            rng.fill(&mut buf[..]);
-            h.update(&buf);
-            tx.send(Message::Binary(buf)).await.unwrap();
-            sent += size;
-        }
-        (h.finalize(), tx)
-    });
-    let mut h = Sha256::new();
-    let mut got = 0;
-    while got < TOTAL {
-        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
-            Ok(Some(Ok(Message::Binary(b)))) => {
-                got += b.len();
-                h.update(&b);
-            }
-            other => panic!("wss ended after {got} bytes: {other:?}"),
-        }
-    }
-    let (sent_hash, mut tx) = sender.await.unwrap();
-    assert_eq!(h.finalize(), sent_hash, "hashes equal");
+    let (mut tx, mut rx, _) = random_round_trip(ws, 64 << 20, 11, "wss").await;
     // A clean close both ways, then the tunnel and its slots are gone.
     tx.send(Message::Close(None)).await.unwrap();
     while let Ok(Some(Ok(_))) = tokio::time::timeout(Duration::from_secs(5), rx.next()).await {}

@@ -150,3 +150,65 @@ pub async fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     }
     f()
 }
+
+/// `total` bytes of random binary messages (1 B – 1 MiB, mostly small, seeded by `seed`)
+/// sent through `ws` to an echo backend while the echoes are read back; the SHA-256 of
+/// what went out must equal that of what came back. Returns the WebSocket's halves (for a
+/// close) and the number of messages. `what` names the run in a failure.
+pub async fn random_round_trip<S>(
+    ws: WebSocketStream<S>,
+    total: usize,
+    seed: u64,
+    what: &str,
+) -> (
+    futures_util::stream::SplitSink<WebSocketStream<S>, Message>,
+    futures_util::stream::SplitStream<WebSocketStream<S>>,
+    usize,
+)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use rand::{Rng, SeedableRng};
+    use sha2::{Digest, Sha256};
+    let (mut tx, mut rx) = ws.split();
+    let sender = tokio::spawn(async move {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let mut h = Sha256::new();
+        let (mut sent, mut n) = (0usize, 0usize);
+        while sent < total {
+            // Mixed sizes: mostly small, some large, up to 1 MiB.
+            let size = match rng.gen_range(0..10) {
+                0..=4 => rng.gen_range(1..=512),
+                5..=7 => rng.gen_range(513..=64 * 1024),
+                _ => rng.gen_range(64 * 1024..=1 << 20),
+            }
+            .min(total - sent);
+            let mut buf = vec![0u8; size];
+            rng.fill(&mut buf[..]);
+            h.update(&buf);
+            tx.send(Message::Binary(buf)).await.unwrap();
+            sent += size;
+            n += 1;
+        }
+        (h.finalize(), n, tx)
+    });
+    let mut h = Sha256::new();
+    let mut got = 0usize;
+    while got < total {
+        match tokio::time::timeout(Duration::from_secs(30), rx.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                got += b.len();
+                h.update(&b);
+            }
+            other => panic!("{what}: stream ended after {got} bytes: {other:?}"),
+        }
+    }
+    let (sent_hash, n, tx) = sender.await.unwrap();
+    assert_eq!(got, total);
+    assert_eq!(
+        h.finalize(),
+        sent_hash,
+        "{what}: {n} messages, hashes equal"
+    );
+    (tx, rx, n)
+}
