@@ -1,72 +1,13 @@
 //! End-to-end tests: real `wsecho` processes on port 0 driven by real `loadgen` runs (no proxy),
 //! plus a cross-check of wsecho's framing with an independent client (tokio-tungstenite).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::process::{Child, Command, Output, Stdio};
+use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
+mod common;
+use common::{last_json, loadgen, Echo};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
-
-/// A wsecho process, killed (by pid) when dropped.
-struct Echo {
-    child: Child,
-    port: u16,
-}
-
-impl Echo {
-    fn start(extra: &[&str]) -> Echo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--port", "0", "--lifetime", "60"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read listening line");
-        let addr = line
-            .trim()
-            .strip_prefix("listening ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"));
-        let port = addr.rsplit_once(':').unwrap().1.parse().unwrap();
-        Echo { child, port }
-    }
-
-    fn target(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run loadgen")
-}
-
-/// Parses the last stdout line as JSON, after checking the exit status.
-fn last_json(o: &Output) -> Value {
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success(),
-        "loadgen failed: {:?}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let line = stdout.lines().last().expect("some stdout");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
-}
 
 #[test]
 fn ceiling_50_direct() {

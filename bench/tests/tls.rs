@@ -3,11 +3,10 @@
 //! echoes, fetches and handshakes through it: full and resumed handshakes (resumption checked
 //! by rustls's own verdict, not assumed), TLS 1.2, and the usage errors.
 
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::PathBuf;
 
-use serde_json::Value;
+mod common;
+use common::{last_json, loadgen, Echo};
 
 /// A temporary folder, removed when dropped.
 struct TempDir(PathBuf);
@@ -27,72 +26,20 @@ impl Drop for TempDir {
     }
 }
 
-/// A TLS wsecho process, killed (by pid) when dropped.
-struct Echo {
-    child: Child,
-    port: u16,
-}
-
-impl Echo {
-    fn start_tls(dir: &Path) -> Echo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--port", "0", "--lifetime", "60", "--tls-cert"])
-            .arg(dir.join("localhost.pem"))
-            .arg("--tls-key")
-            .arg(dir.join("localhost.key"))
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .expect("read listening line");
-        let port = line
-            .trim()
-            .rsplit_once(':')
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-            .1
-            .parse()
-            .unwrap();
-        Echo { child, port }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn loadgen(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run loadgen")
-}
-
-fn last_json(o: &Output) -> Value {
-    assert!(
-        o.status.success(),
-        "loadgen failed: {:?}\nstderr: {}",
-        o.status,
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&o.stdout);
-    let line = stdout.lines().last().expect("some stdout");
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {line}"))
-}
-
 /// A CA and a `localhost` leaf in a fresh folder, and a TLS wsecho serving it.
 fn setup(tag: &str) -> (TempDir, Echo, String, String) {
     let dir = TempDir::new(tag);
     let out = dir.0.to_str().unwrap().to_string();
     let j = last_json(&loadgen(&["gen-cert", "--out", &out]));
     assert_eq!(j["leaves"][0]["names"][0], "localhost");
-    let e = Echo::start_tls(&dir.0);
-    let target = format!("127.0.0.1:{}", e.port);
+    let (cert, key) = (dir.0.join("localhost.pem"), dir.0.join("localhost.key"));
+    let e = Echo::start(&[
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let target = e.target();
     let ca = dir.0.join("ca.pem").to_str().unwrap().to_string();
     (dir, e, target, ca)
 }
