@@ -834,3 +834,73 @@ async fn a_tunnels_ends_cross_as_close_notify_and_half_close() {
     assert!(eventually(10, || p.stats().sessions() == 0).await);
     assert_eq!(p.stats().workers[0].slots_used, 2);
 }
+
+#[tokio::test]
+async fn a_plain_and_a_tls_server_in_one_nginx_conf() {
+    let pki = Pki::new("mixed");
+    let (cert, key) = pki.leaf("localhost", &["localhost"]);
+    let b = recording_backend().await;
+    let conf = format!(
+        "events {{ worker_connections 64; }}\nhttp {{\n ssl_protocols TLSv1.3;\n \
+         proxy_set_header X-Forwarded-Proto $scheme;\n \
+         server {{ listen 127.0.0.1:1; location / {{ proxy_pass http://{b}; }} }}\n \
+         server {{ listen 127.0.0.2:1 ssl; server_name localhost; ssl_certificate {}; ssl_certificate_key {};\n  \
+         location / {{ proxy_pass http://{b}; }} }}\n}}\n",
+        cert.display(),
+        key.display()
+    );
+    let parsed = ringway::nginx_conf::parse_str(&conf, "nginx.conf").expect("parses");
+    let (mut cfg, _) = ringway::config::from_nginx(&parsed, "nginx.conf").expect("maps");
+    cfg.pin = false;
+    // nginx refuses port 0: the file says 1, the test binds free ports.
+    if let Some(r) = cfg.routing.as_mut() {
+        for l in &mut Arc::make_mut(r).listens {
+            l.set_port(0);
+        }
+    }
+    for t in &mut cfg.tls {
+        t.addr.set_port(0);
+    }
+    let p = proxy(cfg);
+    let (plain, tls) = (p.local_addrs()[0], p.local_addrs()[1]);
+    assert_eq!(tls.ip().to_string(), "127.0.0.2");
+    // Plain HTTP on the plain server...
+    let mut s = TcpStream::connect(plain).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = response(&mut s, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(String::from_utf8_lossy(&body), "proto=http body=0\n");
+    // ...TLS 1.3 only on the TLS one...
+    let mut s = connect(tls, pki.client(&all_versions()), "localhost")
+        .await
+        .unwrap();
+    assert_eq!(
+        s.get_ref().1.protocol_version(),
+        Some(rustls::ProtocolVersion::TLSv1_3)
+    );
+    s.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let (head, body) = response(&mut s, &mut Vec::new()).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert_eq!(String::from_utf8_lossy(&body), "proto=https body=0\n");
+    assert!(
+        connect(tls, pki.client(&[&rustls::version::TLS12]), "localhost")
+            .await
+            .is_err(),
+        "ssl_protocols TLSv1.3: no TLS 1.2"
+    );
+    // ...and neither speaks the other's language.
+    assert!(connect(plain, pki.client(&all_versions()), "localhost")
+        .await
+        .is_err());
+    let mut s = TcpStream::connect(tls).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"));
+}
