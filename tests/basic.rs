@@ -274,6 +274,12 @@ async fn early_response_to_a_large_upload_arrives_whole() {
                 )
                 .await;
             let _ = wr.write_all(&body).await;
+            // Keep the write half open: dropping it would half-close the connection, and
+            // a client that ends its stream while ringway waits for the response head is a
+            // client that left (nginx's 499; the watch closes both) — when the 4 MiB fit in
+            // the socket buffers before the 413 came, this test lost its answer that way.
+            std::future::pending::<()>().await;
+            drop(wr);
         });
         let mut out = Vec::new();
         let _ = tokio::time::timeout(Duration::from_secs(10), rd.read_to_end(&mut out)).await;
