@@ -267,21 +267,16 @@ impl Conn {
         let Some(t) = self.tls.as_mut() else {
             return Ok(());
         };
-        let mut spare = Vec::new();
-        if !t.sending && t.flushed() {
+        if t.sending || t.flushed() {
             return Ok(());
         }
-        if !t.sending {
-            spare = ring.take_vec();
-        }
-        let Some(bytes) = t.next_out(|| std::mem::take(&mut spare)) else {
-            ring.give_vec(spare);
+        // A vector from the ring's spares only when the connection holds none.
+        let Some(bytes) = t.next_out(|| ring.take_vec()) else {
             return Ok(());
         };
         // SAFETY: `bytes` is the TLS connection's output vector, boxed in this session,
         // which `sending` keeps unwritten (and the session alive) until the completion.
         unsafe { ring.send(fd, bytes, tok)? };
-        ring.give_vec(spare);
         t.sending = true;
         self.inflight += 1;
         Ok(())
