@@ -244,6 +244,16 @@ async fn recording_backend() -> std::net::SocketAddr {
     addr
 }
 
+/// Connect to `addr` without TLS, send `bytes`, and read until the proxy closes (at most
+/// 5 s): what it answered, and whether it closed in time.
+async fn raw_exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut got = Vec::new();
+    let r = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    (got, r.is_ok())
+}
+
 #[tokio::test]
 async fn handshakes_in_tls_1_2_and_1_3_with_alpn_and_resumption() {
     let pki = Pki::new("versions");
@@ -413,40 +423,24 @@ async fn hostile_handshakes_are_closed_and_free_their_slots() {
     let (mut good, _) = wss(addr, cfg.clone()).await;
 
     // Garbage where a ClientHello belongs: a handshake record of nonsense.
-    let mut g = TcpStream::connect(addr).await.unwrap();
-    g.write_all(b"\x16\x03\x01\x00\x10garbage-garbage!")
-        .await
-        .unwrap();
-    let mut sink = Vec::new();
-    let r = tokio::time::timeout(Duration::from_secs(5), g.read_to_end(&mut sink)).await;
-    assert!(r.is_ok(), "closed at once after garbage");
+    let (sink, closed) = raw_exchange(addr, b"\x16\x03\x01\x00\x10garbage-garbage!").await;
+    assert!(closed, "closed at once after garbage");
     assert!(
         sink.first() == Some(&0x15) || sink.is_empty(),
         "an alert record or nothing: {sink:?}"
     );
 
     // Half a ClientHello, then silence: closed by the head timeout.
-    let mut stall = TcpStream::connect(addr).await.unwrap();
-    stall
-        .write_all(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03")
-        .await
-        .unwrap();
     let t0 = std::time::Instant::now();
-    let r = tokio::time::timeout(Duration::from_secs(5), stall.read_to_end(&mut sink)).await;
-    assert!(r.is_ok(), "a stalled handshake is closed");
+    let (_, closed) = raw_exchange(addr, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03").await;
+    assert!(closed, "a stalled handshake is closed");
     assert!(
         t0.elapsed() >= Duration::from_millis(500),
         "by the head timeout, not at once"
     );
 
     // Plain HTTP on the TLS port: nginx's "plain HTTP request was sent to HTTPS port".
-    let mut plain = TcpStream::connect(addr).await.unwrap();
-    plain
-        .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), plain.read_to_end(&mut got)).await;
+    let (got, _) = raw_exchange(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     let got = String::from_utf8_lossy(&got);
     assert!(got.starts_with("HTTP/1.1 400"), "{got}");
     assert!(
@@ -643,6 +637,14 @@ struct Bin {
     err: Arc<std::sync::Mutex<String>>,
 }
 
+impl Bin {
+    /// SIGHUP: reload.
+    fn hup(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGHUP).unwrap();
+    }
+}
+
 impl Drop for Bin {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -743,10 +745,7 @@ async fn process_mode_serves_tls_and_a_reload_with_a_bad_key_keeps_the_old_certi
     // A key that does not match: the reload is refused, the old certificate serves on.
     let (_, other_key) = pki.leaf("other", &["localhost"]);
     std::fs::copy(&other_key, &key).unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(p.child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    );
+    p.hup();
     assert!(
         eventually(10, || p.err.lock().unwrap().contains("reload failed")).await,
         "{}",
@@ -760,10 +759,7 @@ async fn process_mode_serves_tls_and_a_reload_with_a_bad_key_keeps_the_old_certi
     let (new_cert, new_key) = pki.leaf("renewed", &["localhost"]);
     std::fs::copy(&new_cert, &cert).unwrap();
     std::fs::copy(&new_key, &key).unwrap();
-    let _ = nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(p.child.id() as i32),
-        nix::sys::signal::Signal::SIGHUP,
-    );
+    p.hup();
     let renewed = pki.der_of("renewed");
     let mut got_new = false;
     for _ in 0..50 {
@@ -896,11 +892,6 @@ async fn a_plain_and_a_tls_server_in_one_nginx_conf() {
     assert!(connect(plain, pki.client(&all_versions()), "localhost")
         .await
         .is_err());
-    let mut s = TcpStream::connect(tls).await.unwrap();
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
-    let mut got = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut got)).await;
+    let (got, _) = raw_exchange(tls, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
     assert!(String::from_utf8_lossy(&got).starts_with("HTTP/1.1 400"));
 }
