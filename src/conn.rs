@@ -251,7 +251,6 @@ impl Conn {
             return Ok(());
         }
         t.recv_armed = true;
-        t.recv_multi = multi;
         if multi {
             ring.recv_multi(fd, tok)?;
         } else {

@@ -368,11 +368,6 @@ impl Ring {
         }
     }
 
-    /// Whether the provided-buffer ring is registered (copy mode, auto mode, TLS).
-    pub fn has_buffers(&self) -> bool {
-        self.bufs.is_some()
-    }
-
     /// An empty byte vector, with the capacity of one lent before when there is one.
     pub fn take_vec(&mut self) -> Vec<u8> {
         self.spare_vecs.pop().unwrap_or_default()

@@ -72,8 +72,6 @@ pub struct TlsConn {
     pub recv_armed: bool,
     /// A NOP that completes the virtual read is in flight.
     pub nop: bool,
-    /// It is multishot (a tunnel's).
-    pub recv_multi: bool,
     /// A ciphertext buffer not fed yet (plaintext was pending): (buffer id, bytes fed, length).
     pub held: Option<(u16, u32, u32)>,
     read: Option<VirtualRead>,
@@ -124,7 +122,6 @@ impl TlsConn {
             sending: false,
             recv_armed: false,
             nop: false,
-            recv_multi: false,
             held: None,
             read: None,
             send: None,
