@@ -348,6 +348,9 @@ run_proxy() {
     sampler=$!
     track_pid "$sampler"
     sleep 3 # baseline samples
+    # The kernel's TCP counters before and after (whole box, absolute): accept-queue
+    # overflows, SYN retransmits, drops name what slowed a ramp down (the report's deltas).
+    nstat -asz >"$RUN/raw/$p.nstat.before" 2>/dev/null || true
     t0=$(now_ms)
     # shellcheck disable=SC2086
     timeout "$LG_LIMIT" "$BIN/loadgen" ceiling --target "127.0.0.1:$PROXY_PORT" --conns "$N" --rate "$RATE" \
@@ -359,6 +362,7 @@ run_proxy() {
     wait "$lg" || rc=$?
     forget_pid "$lg"
     t_end=$(now_ms)
+    nstat -asz >"$RUN/raw/$p.nstat.after" 2>/dev/null || true
     if ((rc == 124)); then
         printf 'loadgen hit the hard limit of %ss and was stopped\n' "$LG_LIMIT" >>"$abort"
     fi

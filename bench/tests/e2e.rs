@@ -38,6 +38,28 @@ fn ceiling_50_direct() {
     assert!(!j["series"].as_array().unwrap().is_empty());
 }
 
+/// More tunnels than the probe window (256 in flight per process): every one is probed and
+/// answers, so the window hands its permits on.
+#[test]
+fn ceiling_probes_past_the_window() {
+    let e = Echo::start(&[]);
+    let o = loadgen(&[
+        "ceiling",
+        "--target",
+        &e.target(),
+        "--conns",
+        "700",
+        "--rate",
+        "5000",
+        "--hold",
+        "0",
+    ]);
+    let j = last_json(&o);
+    assert_eq!(j["ok"], 700);
+    assert_eq!(j["alive_after_hold"], 700);
+    assert_eq!(j["probe_failed"]["timeout"], 0, "{j}");
+}
+
 #[test]
 fn ceiling_two_procs_each_side() {
     let e = Echo::start(&["--procs", "2"]);

@@ -1,9 +1,11 @@
 //! summary.md of a ceiling.sh run: provenance, the per-proxy table (held, failures, memory per
-//! tunnel), what bounds the next step up, `ringway explain`, problems seen.
+//! tunnel), what bounds the next step up (with the kernel's TCP counters over the run), `ringway explain`,
+//! problems seen.
 
 use ringway_bench::fmt::{failure_kinds, fmt_grouped, fmt_num, fmt_num_opt};
 use ringway_bench::json::{num, text};
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -349,6 +351,7 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
         );
     }
     let _ = writeln!(o);
+    kernel_counters(&mut o, dir, proxies);
     let _ = writeln!(o, "`ringway explain` for this run (explain/):");
     let _ = writeln!(o);
     if let Ok(rd) = std::fs::read_dir(dir.join("explain")) {
@@ -375,4 +378,100 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
     let _ = writeln!(o);
     let _ = writeln!(o, "Plot: `plots/ceiling-memory.svg`. Raw: `raw/` (loadgen JSON, session JSON, `*.mem.tsv`), logs: `logs/`.");
     (o, problems)
+}
+
+/// The kernel counters that say why connections were slow or lost during a ramp, in the
+/// order a reader looks for them; the meaning is `nstat`'s (`/proc/net/netstat`, `snmp`).
+const COUNTERS: &[(&str, &str)] = &[
+    (
+        "TcpExtListenOverflows",
+        "a full accept queue (backlog): SYN or final ACK dropped",
+    ),
+    (
+        "TcpExtListenDrops",
+        "connections dropped at a listener (overflows included)",
+    ),
+    (
+        "TcpExtTCPReqQFullDrop",
+        "SYN dropped: SYN queue full, no syncookies",
+    ),
+    (
+        "TcpExtSyncookiesSent",
+        "SYN answered with a syncookie (SYN queue full)",
+    ),
+    (
+        "TcpExtTCPSynRetrans",
+        "SYN and SYN-ACK retransmits (each adds 1, 2, 4, 8… s)",
+    ),
+    ("TcpRetransSegs", "segments retransmitted"),
+    ("TcpExtTCPTimeouts", "retransmit timer expiries"),
+    (
+        "TcpExtTCPBacklogDrop",
+        "segments dropped: socket backlog full",
+    ),
+    (
+        "TcpExtTCPMemoryPressures",
+        "entries into TCP memory pressure (tcp_mem)",
+    ),
+    ("TcpExtTCPAbortOnMemory", "connections aborted for memory"),
+    ("TcpAttemptFails", "connects failed"),
+    ("TcpEstabResets", "established connections reset"),
+];
+
+/// `nstat -asz` output as name → value.
+fn read_nstat(path: &Path) -> Option<BTreeMap<String, f64>> {
+    let t = std::fs::read_to_string(path).ok()?;
+    let m: BTreeMap<String, f64> = t
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let mut it = l.split_whitespace();
+            Some((it.next()?.to_string(), it.next()?.parse().ok()?))
+        })
+        .collect();
+    (!m.is_empty()).then_some(m)
+}
+
+/// A table of the counters' changes over each proxy's loadgen run (raw/<proxy>.nstat.*),
+/// when the run recorded them.
+fn kernel_counters(o: &mut String, dir: &Path, proxies: &[Proxy]) {
+    // Per proxy: each counter's change over its run.
+    let deltas: Vec<(&str, Vec<f64>)> = proxies
+        .iter()
+        .filter_map(|p| {
+            let b = read_nstat(&dir.join(format!("raw/{}.nstat.before", p.name)))?;
+            let a = read_nstat(&dir.join(format!("raw/{}.nstat.after", p.name)))?;
+            let d = COUNTERS
+                .iter()
+                .map(|(c, _)| a.get(*c).copied().unwrap_or(0.0) - b.get(*c).copied().unwrap_or(0.0))
+                .collect();
+            Some((p.name, d))
+        })
+        .collect();
+    if deltas.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        o,
+        "Kernel TCP counters over the loadgen run (ramp, hold, probe; whole box, `nstat`; raw/*.nstat.*):"
+    );
+    let _ = writeln!(o);
+    let _ = write!(o, "| counter | meaning |");
+    for (n, _) in &deltas {
+        let _ = write!(o, " {n} |");
+    }
+    let _ = writeln!(o);
+    let _ = write!(o, "|---|---|");
+    for _ in &deltas {
+        let _ = write!(o, "---:|");
+    }
+    let _ = writeln!(o);
+    for (i, (name, meaning)) in COUNTERS.iter().enumerate() {
+        let _ = write!(o, "| {name} | {meaning} |");
+        for (_, d) in &deltas {
+            let _ = write!(o, " {} |", fmt_num(d[i]));
+        }
+        let _ = writeln!(o);
+    }
+    let _ = writeln!(o);
 }
