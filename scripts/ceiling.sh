@@ -14,8 +14,10 @@
 #
 # Defaults: N 100000, hold 60, rate 5000, W = ceil(1.08 N / 9000) (a process holds ~9,990
 # tunnels under this machine's 20,000-fd cap; 8% spare for SO_REUSEPORT's uneven split),
-# C 18000. Safety: a MemFree under --floor-mib (2048) stops the load generator by pid; that
-# is written into the results. Every loadgen run has a hard time limit; everything started
+# C 18000. Safety: a MemAvailable under --floor-mib (2048) stops the ramp (SIGUSR1 to the load
+# generator: what it started is held and probed, so the run measures the highest count the box
+# reached), under half of it stops the load generator (SIGTERM); either is written into the
+# results. Every loadgen run has a hard time limit; everything started
 # is killed by pid on exit. --tune applies tuning/apply.sh and reverts it on exit.
 # Refuses to start (without --force) while scripts/compare.sh is running and N > 3000.
 #
@@ -312,16 +314,17 @@ write_meta null
 # One proxy: start, sample, load, stop, recover
 # ---------------------------------------------------------------------------------------
 run_proxy() {
-    local p=$1 pid sampler lg rc=0 t0 t_end alive=true exit_rc=null base_free base_inuse _a _b
+    local p=$1 pid sampler lg rc=0 t0 t_end alive=true exit_rc=null base_free base_avail base_inuse _a _b
     local abort=$RUN/raw/$p.abort.txt guard=$RUN/raw/$p.guard usr1=$RUN/raw/$p.usr1
     : >"$abort"
     : >"$guard"
     : >"$usr1"
     base_free=$(memfree_mib)
+    base_avail=$(memavail_mib)
     read -r base_inuse _a _b < <(sockstat_tcp)
-    if ((base_free < FLOOR_MIB + 1024)); then
-        warn "$p skipped: MemFree $base_free MiB before the start"
-        printf 'skipped: MemFree %s MiB before the start\n' "$base_free" >"$abort"
+    if ((base_avail < FLOOR_MIB + 1024)); then
+        warn "$p skipped: MemAvailable $base_avail MiB before the start"
+        printf 'skipped: MemAvailable %s MiB before the start\n' "$base_avail" >"$abort"
         return 0
     fi
     log "$p: starting (MemFree $base_free MiB, TCP sockets in use $base_inuse)"

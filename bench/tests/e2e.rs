@@ -60,6 +60,42 @@ fn ceiling_probes_past_the_window() {
     assert_eq!(j["probe_failed"]["timeout"], 0, "{j}");
 }
 
+/// SIGUSR1 stops the ramp (ceiling.sh's memory guard): the parent passes it to its children,
+/// which hold and probe what they started, and the result says so.
+#[test]
+fn ceiling_sigusr1_stops_the_ramp_and_probes_what_it_holds() {
+    let e = Echo::start(&[]);
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args([
+            "ceiling",
+            "--target",
+            &e.target(),
+            "--conns",
+            "20000",
+            "--rate",
+            "400",
+            "--hold",
+            "0.5",
+            "--procs",
+            "2",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run loadgen");
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on the child we just started.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGUSR1) }, 0);
+    let o = child.wait_with_output().expect("loadgen output");
+    let j = last_json(&o);
+    assert_eq!(j["ramp_stopped"], true, "{j}");
+    let ok = j["ok"].as_u64().unwrap();
+    assert!(ok > 50 && ok < 2000, "started {ok} in ~1.5 s at 400/s: {j}");
+    assert_eq!(j["attempted"], ok, "{j}");
+    assert_eq!(j["alive_after_hold"], ok, "{j}");
+}
+
 #[test]
 fn ceiling_two_procs_each_side() {
     let e = Echo::start(&["--procs", "2"]);

@@ -83,7 +83,16 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
     };
     let r = |p: &Proxy, k: &str| num(p.result.as_ref(), k);
     let per = |p: &Proxy, d: f64| p.ok().filter(|&ok| ok > 0.0).map(|ok| d / ok);
-    row("attempted", &|p, _| fmt_num_opt(r(p, "attempted")));
+    row("attempted", &|p, _| {
+        let att = fmt_num_opt(r(p, "attempted"));
+        match ramp_stopped(p) {
+            Some(planned) => format!(
+                "{att} (ramp stopped at the memory floor; {} planned)",
+                fmt_num(planned)
+            ),
+            None => att,
+        }
+    });
     row("**held (set up: 101 + banner)**", &|p, _| {
         format!("**{}**", fmt_num_opt(p.ok()))
     });
@@ -337,6 +346,16 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
         };
         let att = num(p.result.as_ref(), "attempted").unwrap_or(0.0);
         let held_all = ok >= att;
+        if let Some(planned) = ramp_stopped(p) {
+            let _ = writeln!(
+                o,
+                "- **{}**: memory binds: the box's MemAvailable reached the floor with {} tunnels held of {} planned, so the ramp stopped there \
+                 (the held tunnels were then held and probed as planned).",
+                p.name,
+                fmt_num(ok),
+                fmt_num(planned),
+            );
+        }
         let _ = writeln!(
             o,
             "- **{}**: {} of {} held{}. Lowest MemFree {} MiB. At {} KiB of MemFree per tunnel (whole box: clients, proxy, backends), \
@@ -344,7 +363,7 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
             p.name,
             fmt_num(ok),
             fmt_num(att),
-            if held_all { " (nothing bound at this size)" } else { "" },
+            if held_all && ramp_stopped(p).is_none() { " (nothing bound at this size)" } else { "" },
             fmt_num(m.min_free_kb / MIB),
             fmt_num(box_per),
             if more.is_finite() { fmt_num(ok + more.max(0.0)) } else { "– (too small a drop to project)".into() },
@@ -474,4 +493,13 @@ fn kernel_counters(o: &mut String, dir: &Path, proxies: &[Proxy]) {
         let _ = writeln!(o);
     }
     let _ = writeln!(o);
+}
+
+/// The planned `--conns` when loadgen's ramp was stopped at the memory floor (SIGUSR1).
+fn ramp_stopped(p: &Proxy) -> Option<f64> {
+    let res = p.result.as_ref()?;
+    if res.get("ramp_stopped").and_then(Value::as_bool) != Some(true) {
+        return None;
+    }
+    res.get("params").and_then(|v| num(Some(v), "conns"))
 }

@@ -7,6 +7,11 @@
 //! the union keeps the global ramp order and source-address rotation. Children report `progress`
 //! lines, then `ramped`, wait for `probe` on stdin (so every child probes after the same global
 //! hold), and end with their partial result as one JSON line, which the parent merges.
+//!
+//! SIGUSR1 stops the ramp where it is (the parent passes it on to its children): the
+//! connections started so far settle, are held and probed as usual, and the result says
+//! `ramp_stopped`. ceiling.sh sends it when the box runs low on memory, so a run that
+//! cannot reach `--conns` still measures the highest count it reached.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -79,6 +84,9 @@ struct Partial {
     setup_us: Vec<(u64, u64)>,
     series: Vec<(u64, u64, u64)>,
     ramp_s: f64,
+    /// SIGUSR1 stopped the ramp before `--conns` were started.
+    #[serde(default)]
+    ramp_stopped: bool,
     /// What this process's TLS handshakes negotiated (`--tls`).
     #[serde(default)]
     tls: Tally,
@@ -170,13 +178,19 @@ pub fn run(a: Args) -> Result<Value, RunError> {
 fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, RunError> {
     let procs = u64::from(a.procs);
     let index = u64::from(index);
-    let n = (a.conns + procs - 1 - index) / procs;
+    let planned = (a.conns + procs - 1 - index) / procs;
     let rate = a.rate / procs as f64;
     let hold = Duration::from_secs_f64(a.hold);
     let sample = Duration::from_millis(a.sample_ms);
     let show = common::show_progress(child);
 
     common::block_on(async move {
+        // Registered first, so a SIGUSR1 from here on stops the ramp instead of the process
+        // (if it cannot be registered, the ramp runs to the end).
+        let mut stop =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()).ok();
+        let mut n = planned;
+        let mut ramp_stopped = false;
         let st = Rc::new(State::default());
         let phase = Rc::new(Cell::new(Phase::Ramp));
         let setup_h = Rc::new(RefCell::new(stats::new_histogram()));
@@ -239,7 +253,16 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
                 ));
             }
             if next < n {
-                tokio::time::sleep(Duration::from_millis(1)).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(1)) => {}
+                    _ = stopped(&mut stop) => {
+                        n = next;
+                        ramp_stopped = true;
+                        if show {
+                            common::progress(&format!("[ceiling] SIGUSR1: ramp stopped at {n} of {planned}"));
+                        }
+                    }
+                }
             }
         }
         while st.settled.get() < n {
@@ -304,9 +327,20 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
             setup_us,
             series: series.take(),
             ramp_s,
+            ramp_stopped,
             tls: Tally::current(),
         }
     })
+}
+
+/// Resolves at the next SIGUSR1; never without a handler.
+async fn stopped(stop: &mut Option<tokio::signal::unix::Signal>) {
+    match stop {
+        Some(s) => {
+            s.recv().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// One connection: set up, hold until the probe (or a drop), probe.
@@ -372,6 +406,9 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
     let show = common::show_progress(false);
     let hold = Duration::from_secs_f64(a.hold);
     common::block_on(async move {
+        let mut stop =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+                .map_err(|e| RunError::Internal(format!("SIGUSR1 handler: {e}")))?;
         let mut children = Vec::new();
         for c in 0..a.procs {
             let mut cmd = tokio::process::Command::new(&exe);
@@ -410,14 +447,27 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
             let inp = child.stdin.take().expect("piped stdin");
             children.push((child, out, inp));
         }
-        // Wait until every child has ramped; show their summed progress meanwhile.
+        // Wait until every child has ramped; show their summed progress meanwhile, and pass a
+        // SIGUSR1 (stop the ramp) on to every child.
+        let pids: Vec<i32> = children
+            .iter()
+            .filter_map(|c| c.0.id())
+            .map(|p| p as i32)
+            .collect();
         let mut progress = vec![(0u64, 0u64); children.len()];
         for i in 0..children.len() {
             loop {
-                let line = children[i]
-                    .1
-                    .next_line()
-                    .await
+                let next = tokio::select! {
+                    l = children[i].1.next_line() => l,
+                    _ = stop.recv() => {
+                        for &pid in &pids {
+                            // SAFETY: kill(2) with our own children's pids and a valid signal.
+                            unsafe { libc::kill(pid, libc::SIGUSR1) };
+                        }
+                        continue;
+                    }
+                };
+                let line = next
                     .map_err(|e| RunError::Internal(format!("child output: {e}")))?
                     .ok_or_else(|| {
                         RunError::Internal(format!("child {i} exited before ramping"))
@@ -482,6 +532,7 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
             merged.probe_failed.merge(&p.probe_failed);
             stats::add_pairs(&mut setup, &p.setup_us);
             merged.ramp_s = merged.ramp_s.max(p.ramp_s);
+            merged.ramp_stopped |= p.ramp_stopped;
             Tally::absorb(&p.tls);
             series.push(p.series);
         }
@@ -552,6 +603,7 @@ fn report(a: &Args, p: Partial) -> Value {
         "probe_failed": p.probe_failed,
         "setup_ms": setup,
         "ramp_s": r3(p.ramp_s),
+        "ramp_stopped": p.ramp_stopped,
         "series_fields": ["t_ms", "connected", "failed"],
         "series": p.series,
     })
