@@ -123,7 +123,14 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
         )
     });
     row("alive after hold (answered the probe)", &|p, _| {
-        fmt_num_opt(r(p, "alive_after_hold"))
+        let alive = fmt_num_opt(r(p, "alive_after_hold"));
+        match r(p, "probe_unsent").filter(|&u| u > 0.0) {
+            Some(u) => format!(
+                "{alive} ({} not probed: the probe phase ended first)",
+                fmt_num(u)
+            ),
+            None => alive,
+        }
     });
     row("proxy processes (tree)", &|_, m| {
         fmt_grouped(m.map(|m| m.held.procs))
@@ -270,12 +277,21 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
                 failure_kinds(res.get("dropped_kinds"))
             ));
         }
-        if alive + dh + dr < ok {
+        let unsent = num(Some(res), "probe_unsent").unwrap_or(0.0);
+        if alive + dh + dr + unsent < ok {
             problems.push(format!(
-                "{}: only {} of {} held tunnels answered the probe after the hold",
+                "{}: only {} of {} held tunnels answered the probe after the hold ({})",
                 p.name,
                 fmt_num(alive),
-                fmt_num(ok)
+                fmt_num(ok - unsent),
+                failure_kinds(res.get("probe_failed"))
+            ));
+        }
+        if unsent > 0.0 {
+            problems.push(format!(
+                "{}: {} held tunnels were not probed: the probe phase ended before their turn",
+                p.name,
+                fmt_num(unsent)
             ));
         }
         if p.name == "ringway" && p.usr1_in_hold() {

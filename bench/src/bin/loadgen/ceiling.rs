@@ -37,6 +37,8 @@ const PROBE: &[u8] = b"probe";
 /// were fine; with a bounded window each probe's timeout starts when it is sent, so a
 /// timeout means that tunnel did not answer, not that the box was busy with the others.
 const PROBES_IN_FLIGHT: usize = 256;
+/// The longest the probe phase runs.
+const PROBE_PHASE_MAX: Duration = Duration::from_secs(900);
 /// At most this many time-series samples are kept per process.
 const MAX_SAMPLES: usize = 100_000;
 
@@ -81,6 +83,9 @@ struct Partial {
     dropped_kinds: FailureCounts,
     alive: u64,
     probe_failed: FailureCounts,
+    /// Held connections whose probe was never sent: the probe phase ended first.
+    #[serde(default)]
+    probe_unsent: u64,
     setup_us: Vec<(u64, u64)>,
     series: Vec<(u64, u64, u64)>,
     ramp_s: f64,
@@ -117,6 +122,8 @@ struct State {
     hold_started: Cell<bool>,
     /// The window of probes in flight ([`PROBES_IN_FLIGHT`]).
     probe_window: ProbeWindow,
+    /// Probes sent (a permit taken).
+    probes_sent: Cell<u64>,
 }
 
 /// A semaphore of [`PROBES_IN_FLIGHT`] permits (Default for [`State`]).
@@ -296,16 +303,27 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
         }
         phase.set(Phase::Probe);
         let _ = probe_tx.send(true);
-        // Probes go out PROBES_IN_FLIGHT at a time and queue for the window: allow 2 ms per
-        // connection on top of the timeout, at most 5 minutes more. A probe still
-        // unanswered (or unsent) at the deadline counts as a timeout.
-        let queueing = Duration::from_millis((2 * n).min(300_000));
-        let probe_deadline = Instant::now() + t.timeout + Duration::from_secs(5) + queueing;
-        while st.done.get() < n && Instant::now() < probe_deadline {
+        // Probes go out PROBES_IN_FLIGHT at a time, each with its own timeout, so they keep
+        // finishing however slowly the box answers: wait while they do (a box short of
+        // memory answered 616,000 probes at ~8,000/s), and stop when none has finished
+        // for the timeout plus 5 s, or after PROBE_PHASE_MAX. A probe sent and unanswered
+        // then counts as a timeout; one never sent is `probe_unsent`, not a failure.
+        let probe_start = Instant::now();
+        let (mut last_done, mut last_change) = (st.done.get(), Instant::now());
+        while st.done.get() < n
+            && last_change.elapsed() < t.timeout + Duration::from_secs(5)
+            && probe_start.elapsed() < PROBE_PHASE_MAX
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
+            if st.done.get() != last_done {
+                (last_done, last_change) = (st.done.get(), Instant::now());
+            }
         }
         let unfinished = n.saturating_sub(st.done.get());
-        for _ in 0..unfinished {
+        let answered = st.alive.get() + st.probe_failed.borrow().total();
+        let in_flight = st.probes_sent.get().saturating_sub(answered);
+        let unsent = unfinished.saturating_sub(in_flight);
+        for _ in 0..unfinished - unsent {
             st.probe_failed.borrow_mut().add(&Failure::Timeout);
         }
         if show {
@@ -324,6 +342,7 @@ fn run_share(a: &Args, t: &Target, index: u32, child: bool) -> Result<Partial, R
             dropped_kinds: st.dropped_kinds.take(),
             alive: st.alive.get(),
             probe_failed: st.probe_failed.take(),
+            probe_unsent: unsent,
             setup_us,
             series: series.take(),
             ramp_s,
@@ -393,6 +412,7 @@ async fn one_conn(
     // The semaphore is never closed, so acquire cannot fail; a failure would only mean
     // probing without the window.
     let _permit = st.probe_window.0.acquire().await.ok();
+    st.probes_sent.set(st.probes_sent.get() + 1);
     match tokio::time::timeout(t.timeout, c.echo(probe_frame, PROBE.len() as u64)).await {
         Ok(Ok(())) => st.alive.set(st.alive.get() + 1),
         Ok(Err(e)) => st.probe_failed.borrow_mut().add(&Failure::from(e)),
@@ -530,6 +550,7 @@ fn run_parent(a: &Args) -> Result<Partial, RunError> {
             merged.dropped_kinds.merge(&p.dropped_kinds);
             merged.alive += p.alive;
             merged.probe_failed.merge(&p.probe_failed);
+            merged.probe_unsent += p.probe_unsent;
             stats::add_pairs(&mut setup, &p.setup_us);
             merged.ramp_s = merged.ramp_s.max(p.ramp_s);
             merged.ramp_stopped |= p.ramp_stopped;
@@ -601,6 +622,7 @@ fn report(a: &Args, p: Partial) -> Value {
         "dropped_kinds": p.dropped_kinds,
         "alive_after_hold": p.alive,
         "probe_failed": p.probe_failed,
+        "probe_unsent": p.probe_unsent,
         "setup_ms": setup,
         "ramp_s": r3(p.ramp_s),
         "ramp_stopped": p.ramp_stopped,
