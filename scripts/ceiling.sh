@@ -14,7 +14,8 @@
 #
 # Defaults: N 100000, hold 60, rate 5000, W = ceil(1.08 N / 9000) (a process holds ~9,990
 # tunnels under this machine's 20,000-fd cap; 8% spare for SO_REUSEPORT's uneven split),
-# C 18000. Safety: a MemAvailable under --floor-mib (2048) stops the ramp (SIGUSR1 to the load
+# C 18000. Safety: usable memory (MemAvailable less SReclaimable, which with many sockets open
+# is mostly their inodes and dentries) under --floor-mib (2048) stops the ramp (SIGUSR1 to the load
 # generator: what it started is held and probed, so the run measures the highest count the box
 # reached), under half of it stops the load generator (SIGTERM); either is written into the
 # results. Every loadgen run has a hard time limit; everything started
@@ -323,8 +324,8 @@ run_proxy() {
     base_avail=$(memavail_mib)
     read -r base_inuse _a _b < <(sockstat_tcp)
     if ((base_avail < FLOOR_MIB + 1024)); then
-        warn "$p skipped: MemAvailable $base_avail MiB before the start"
-        printf 'skipped: MemAvailable %s MiB before the start\n' "$base_avail" >"$abort"
+        warn "$p skipped: usable memory (MemAvailable - SReclaimable) $base_avail MiB before the start"
+        printf 'skipped: usable memory %s MiB before the start\n' "$base_avail" >"$abort"
         return 0
     fi
     log "$p: starting (MemFree $base_free MiB, TCP sockets in use $base_inuse)"

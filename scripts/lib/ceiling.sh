@@ -50,17 +50,23 @@ tree_mem() {
     printf '%s %s %s\n' "$rss" "$anon" "$n"
 }
 
-# "MEMFREE_KB SLAB_KB SUNRECLAIM_KB MEMAVAILABLE_KB" from /proc/meminfo.
+# "MEMFREE_KB SLAB_KB SUNRECLAIM_KB USABLE_KB" from /proc/meminfo. USABLE is MemAvailable
+# less SReclaimable: the kernel counts reclaimable slab as available, but with hundreds of
+# thousands of sockets open most of it is their inodes and dentries, which cannot be freed
+# while the sockets are open (a 700,000-tunnel run reached MemFree 200 MiB with MemAvailable
+# still above 2 GiB, and setups timed out while the kernel reclaimed).
 meminfo_kb() {
-    local k v _u free=0 slab=0 sun=0 avail=0
+    local k v _u free=0 slab=0 sun=0 avail=0 srec=0
     while read -r k v _u; do
         case $k in
             MemFree:) free=$v ;;
             MemAvailable:) avail=$v ;;
             Slab:) slab=$v ;;
+            SReclaimable:) srec=$v ;;
             SUnreclaim:) sun=$v ;;
         esac
     done </proc/meminfo
+    avail=$((avail > srec ? avail - srec : 0))
     printf '%s %s %s %s\n' "$free" "$slab" "$sun" "$avail"
 }
 
@@ -96,9 +102,10 @@ memavail_mib() {
 # Every second: epoch_ms, the proxy tree's VmRSS/RssAnon/process count, MemFree, Slab,
 # SUnreclaim, TCP sockets in use, TIME_WAIT and TCP buffer pages. Runs until killed.
 #
-# Guard: once GUARD_FILE holds a pid (the load generator's), a MemAvailable under FLOOR_KB
+# Guard: once GUARD_FILE holds a pid (the load generator's), usable memory (MemAvailable less
+# SReclaimable, see meminfo_kb) under FLOOR_KB
 # sends it SIGUSR1: the ramp stops where it is, and what it started is held and probed as
-# usual (loadgen passes the signal to its children). Should MemAvailable still fall under
+# usual (loadgen passes the signal to its children). Should it still fall under
 # half of FLOOR_KB, SIGTERM stops it outright (its children die with it: PR_SET_PDEATHSIG).
 # Each writes the reason to ABORT_FILE. Stats: if USR1_FILE is non-empty, the first time the TCP socket count has
 # stopped growing for 5 samples after the ramp began, the proxy gets one SIGUSR2 (ringway
@@ -120,14 +127,14 @@ sample_box() {
         fi
         if [[ -n $lg ]] && ((!stopped && avail < floor)); then
             stopped=1
-            printf 'MemAvailable %s MiB < floor %s MiB at %s (%s TCP sockets): ramp stopped (SIGUSR1 to loadgen %s); what it started was held and probed\n' \
+            printf 'usable memory (MemAvailable - SReclaimable) %s MiB < floor %s MiB at %s (%s TCP sockets): ramp stopped (SIGUSR1 to loadgen %s); what it started was held and probed\n' \
                 $((avail / 1024)) $((floor / 1024)) "$now" "$inuse" "$lg" >>"$abort"
             # GUARD_FILE names `timeout`, which SIGUSR1 would kill: signal loadgen, its child.
             kill -USR1 "$(pgrep -P "$lg" -x loadgen || printf '%s' "$lg")" 2>/dev/null || true
         fi
         if [[ -n $lg ]] && ((!aborted && avail < floor / 2)); then
             aborted=1
-            printf 'MemAvailable %s MiB < half the floor at %s: loadgen (pid %s) stopped by SIGTERM\n' \
+            printf 'usable memory %s MiB < half the floor at %s: loadgen (pid %s) stopped by SIGTERM\n' \
                 $((avail / 1024)) "$now" "$lg" >>"$abort"
             kill -TERM "$lg" 2>/dev/null || true
         fi

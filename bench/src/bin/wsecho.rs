@@ -70,6 +70,14 @@ fn main() {
     std::process::exit(code);
 }
 
+/// One TLS connection: the handshake (at most [`HANDSHAKE_TIMEOUT`]), then [`server::serve`].
+async fn serve_tls(acc: tokio_rustls::TlsAcceptor, s: tokio::net::TcpStream, port: u16) {
+    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s));
+    if let Ok(Ok(t)) = hs.await {
+        let _ = server::serve(ServerTls(t), port).await;
+    }
+}
+
 fn print_listening(addr: SocketAddr) {
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "listening {addr}");
@@ -129,12 +137,10 @@ fn worker(args: &Args, addr: SocketAddr) -> i32 {
                                 None => {
                                     let _ = server::serve(s, port).await;
                                 }
-                                Some(acc) => {
-                                    let hs = tokio::time::timeout(HANDSHAKE_TIMEOUT, acc.accept(s));
-                                    if let Ok(Ok(t)) = hs.await {
-                                        let _ = server::serve(ServerTls(t), port).await;
-                                    }
-                                }
+                                // Boxed: a task's memory is its future's size, and the
+                                // rustls state would otherwise make every plain
+                                // connection's task as large as a TLS one (9 KiB).
+                                Some(acc) => Box::pin(serve_tls(acc, s, port)).await,
                             }
                         });
                     }

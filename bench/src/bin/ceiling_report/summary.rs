@@ -365,7 +365,7 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
         if let Some(planned) = ramp_stopped(p) {
             let _ = writeln!(
                 o,
-                "- **{}**: memory binds: the box's MemAvailable reached the floor with {} tunnels held of {} planned, so the ramp stopped there \
+                "- **{}**: memory binds: the box's usable memory (MemAvailable less SReclaimable) reached the floor with {} tunnels held of {} planned, so the ramp stopped there \
                  (the held tunnels were then held and probed as planned).",
                 p.name,
                 fmt_num(ok),

@@ -373,7 +373,9 @@ async fn one_conn(
     probe_frame: &[u8],
 ) {
     let t0 = Instant::now();
-    let r = t.open(global, 512).await;
+    // Boxed (freed once set up): a task's memory is its future's size, and the setup's
+    // state (connect, TLS, head parsing) would otherwise stay in every held connection's.
+    let r = Box::pin(t.open(global, 512)).await;
     st.settled.set(st.settled.get() + 1);
     let (mut c, banner) = match r {
         Ok(x) => x,
