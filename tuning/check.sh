@@ -11,8 +11,10 @@
 #   --proxy-only  clients and backends run on other machines: 2 sockets per tunnel here
 #                 instead of 4, and no client/backend memory
 #   --peer-kb KB  user-space memory of the client + backend per tunnel, one-box layout
-#                 (default 15: measured here, 53 KiB/tunnel for the box minus nginx's 28
-#                 minus the peers' two sockets)
+#                 (default 5: measured here with the bundled tools, 25.1 KiB of MemFree
+#                 per tunnel for the whole box at 700,000 tunnels, minus 4 sockets x 5 and
+#                 ringway's 0.5; it was 15 before wsecho stopped carrying TLS state on
+#                 plain connections)
 #
 # Prints current vs needed for each limit and exits 1 naming every shortfall and its fix,
 # 0 when everything fits, 2 on a usage error. Reads only; root is not needed. The fd
@@ -42,7 +44,7 @@ backends=1
 src_ips=1
 procs=1
 proxy_only=0
-peer_kb=15
+peer_kb=5
 while (($#)); do
     case $1 in
         --backends) (($# >= 2)) || usage_err "--backends needs a number"; backends=$(posint --backends "$2"); shift ;;
