@@ -251,9 +251,11 @@ async fn known_numbers(mode: &str) {
 
     // The clients close (TCP FIN, no close handshake): every tunnel ends by the client.
     drop(held);
-    let m = until(p.metrics, "all closed", |m| {
+    // Slots come back when the sockets' closes complete, just after the sessions end.
+    let m = until(p.metrics, "all closed, every slot back", |m| {
         sum(m, "ringway_tunnels_closed_total", &[]) == 10.0
             && sum(m, "ringway_sessions", &[]) == 0.0
+            && sum(m, "ringway_worker_slots_used", &[]) == 4.0
     })
     .await;
     assert_eq!(
@@ -686,9 +688,12 @@ async fn counters_survive_a_reload(mode: &str) {
     for i in 0..k as usize {
         assert!(http_get(p.addr, &format!("/b{i}")).starts_with("HTTP/1.1 200"));
     }
-    let m = until(p.metrics, "N + M requests", |m| {
+    // A session's count drops when it ends; its two slots come back when its sockets'
+    // closes complete, a moment later: wait for both (a leaked slot still fails here).
+    let m = until(p.metrics, "N + M requests, every slot back", |m| {
         sum(m, "ringway_http_requests_total", &[]) == n + k
             && sum(m, "ringway_sessions", &[]) == 0.0
+            && sum(m, "ringway_worker_slots_used", &[]) == 2.0
     })
     .await;
     assert_eq!(counters(&m), [n + k; 6]);
