@@ -218,8 +218,11 @@ async fn known_numbers(mode: &str) {
             other => panic!("expected 503, got {:?}", other.map(|_| ())),
         }
     }
+    // A client sees its 101 a moment before its worker counts the tunnel: wait for both.
     let m = until(p.metrics, "10 tunnels, 2 refused", |m| {
         sum(m, "ringway_worker_refused_total", &["reason=\"503\""]) == 2.0
+            && sum(m, "ringway_tunnels", &[]) == 10.0
+            && sum(m, "ringway_worker_slots_free", &[]) == 0.0
     })
     .await;
     assert_eq!(sum(&m, "ringway_tunnels", &[]), 10.0);
