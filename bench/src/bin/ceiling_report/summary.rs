@@ -374,15 +374,20 @@ pub fn summary(dir: &Path, meta: Option<&Value>, proxies: &[Proxy]) -> (String, 
         }
         let _ = writeln!(
             o,
-            "- **{}**: {} of {} held{}. Lowest MemFree {} MiB. At {} KiB of MemFree per tunnel (whole box: clients, proxy, backends), \
-             the box reaches 3 GiB free at about {} tunnels in this layout.",
+            "- **{}**: {} of {} held{}. Lowest MemFree {} MiB. At {} KiB of MemFree per tunnel (whole box: clients, proxy, backends), {}.",
             p.name,
             fmt_num(ok),
             fmt_num(att),
             if held_all && ramp_stopped(p).is_none() { " (nothing bound at this size)" } else { "" },
             fmt_num(m.min_free_kb / MIB),
             fmt_num(box_per),
-            if more.is_finite() { fmt_num(ok + more.max(0.0)) } else { "– (too small a drop to project)".into() },
+            if !more.is_finite() {
+                "the drop is too small to project".to_string()
+            } else if more < 0.0 {
+                "MemFree was already under 3 GiB while these were held".to_string()
+            } else {
+                format!("the box reaches 3 GiB free at about {} tunnels in this layout", fmt_num(ok + more))
+            },
         );
     }
     let _ = writeln!(o);
