@@ -369,7 +369,11 @@ async fn ports_by_worker(p: &Proxy, want: usize, other: usize) -> ([Vec<u16>; 2]
         let w = (0..2).find(|&w| now[w] == seen[w] + 1.0).unwrap();
         assert_eq!(now[1 - w], seen[1 - w], "one worker took the probe");
         seen = now;
-        by[w].push(port);
+        // The kernel may hand a reset probe's port out again: a port listed twice would
+        // later connect the same 4-tuple as a held tunnel (EADDRNOTAVAIL). Keep it once.
+        if !by.iter().any(|v| v.contains(&port)) {
+            by[w].push(port);
+        }
         socket2::SockRef::from(&s)
             .set_linger(Some(Duration::ZERO))
             .unwrap();
