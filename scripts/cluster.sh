@@ -152,6 +152,9 @@ trap 'exit 130' INT TERM
 forget() {
     local i
     for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$1" ]] || unset 'PIDS[i]'; done
+    # Re-pack: cleanup walks indices 0..count-1, which a hole would cut short (the
+    # newest pids, left running).
+    PIDS=("${PIDS[@]}")
 }
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1; then

@@ -75,6 +75,8 @@ forget_pid() {
         p=${CHILD_PIDS[i]}
         [[ $p != "$1" ]] || unset 'CHILD_PIDS[i]'
     done
+    # Re-pack: cleanup_children walks indices 0..count-1, which a hole would cut short.
+    CHILD_PIDS=("${CHILD_PIDS[@]}")
 }
 
 # Wait up to $2 seconds (default 5) for pid $1 to exit; 0 if it exited.
