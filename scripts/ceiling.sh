@@ -315,17 +315,17 @@ write_meta null
 # One proxy: start, sample, load, stop, recover
 # ---------------------------------------------------------------------------------------
 run_proxy() {
-    local p=$1 pid sampler lg rc=0 t0 t_end alive=true exit_rc=null base_free base_avail base_inuse _a _b
+    local p=$1 pid sampler lg rc=0 t0 t_end alive=true exit_rc=null base_free base_usable base_inuse _a _b
     local abort=$RUN/raw/$p.abort.txt guard=$RUN/raw/$p.guard usr1=$RUN/raw/$p.usr1
     : >"$abort"
     : >"$guard"
     : >"$usr1"
     base_free=$(memfree_mib)
-    base_avail=$(memavail_mib)
+    base_usable=$(usable_mib)
     read -r base_inuse _a _b < <(sockstat_tcp)
-    if ((base_avail < FLOOR_MIB + 1024)); then
-        warn "$p skipped: usable memory (MemAvailable - SReclaimable) $base_avail MiB before the start"
-        printf 'skipped: usable memory %s MiB before the start\n' "$base_avail" >"$abort"
+    if ((base_usable < FLOOR_MIB + 1024)); then
+        warn "$p skipped: usable memory (MemAvailable - SReclaimable) $base_usable MiB before the start"
+        printf 'skipped: usable memory %s MiB before the start\n' "$base_usable" >"$abort"
         return 0
     fi
     log "$p: starting (MemFree $base_free MiB, TCP sockets in use $base_inuse)"

@@ -56,7 +56,7 @@ tree_mem() {
 # while the sockets are open (a 700,000-tunnel run reached MemFree 200 MiB with MemAvailable
 # still above 2 GiB, and setups timed out while the kernel reclaimed).
 meminfo_kb() {
-    local k v _u free=0 slab=0 sun=0 avail=0 srec=0
+    local k v _u free=0 slab=0 sun=0 avail=0 srec=0 usable
     while read -r k v _u; do
         case $k in
             MemFree:) free=$v ;;
@@ -66,8 +66,8 @@ meminfo_kb() {
             SUnreclaim:) sun=$v ;;
         esac
     done </proc/meminfo
-    avail=$((avail > srec ? avail - srec : 0))
-    printf '%s %s %s %s\n' "$free" "$slab" "$sun" "$avail"
+    usable=$((avail > srec ? avail - srec : 0))
+    printf '%s %s %s %s\n' "$free" "$slab" "$sun" "$usable"
 }
 
 # "TCP_INUSE TCP_TW TCP_MEM_PAGES" from /proc/net/sockstat (whole box, this netns).
@@ -91,10 +91,10 @@ memfree_mib() {
     printf '%s' $((free / 1024))
 }
 
-memavail_mib() {
-    local _f _s _u avail
-    read -r _f _s _u avail < <(meminfo_kb)
-    printf '%s' $((avail / 1024))
+usable_mib() {
+    local _f _s _u usable
+    read -r _f _s _u usable < <(meminfo_kb)
+    printf '%s' $((usable / 1024))
 }
 
 # sample_box PROXY_PID OUT_TSV FLOOR_KB GUARD_FILE ABORT_FILE USR1_FILE
@@ -103,39 +103,38 @@ memavail_mib() {
 # SUnreclaim, TCP sockets in use, TIME_WAIT and TCP buffer pages. Runs until killed.
 #
 # Guard: once GUARD_FILE holds a pid (the load generator's), usable memory (MemAvailable less
-# SReclaimable, see meminfo_kb) under FLOOR_KB
-# sends it SIGUSR1: the ramp stops where it is, and what it started is held and probed as
-# usual (loadgen passes the signal to its children). Should it still fall under
-# half of FLOOR_KB, SIGTERM stops it outright (its children die with it: PR_SET_PDEATHSIG).
-# Each writes the reason to ABORT_FILE. Stats: if USR1_FILE is non-empty, the first time the TCP socket count has
+# SReclaimable, see meminfo_kb) under FLOOR_KB sends it SIGUSR1: the ramp stops where it is,
+# and what it started is held and probed as usual (loadgen passes the signal to its
+# children). Should it still fall under half of FLOOR_KB, SIGTERM stops it outright (its
+# children die with it: PR_SET_PDEATHSIG). Each writes the reason to ABORT_FILE. Stats: if USR1_FILE is non-empty, the first time the TCP socket count has
 # stopped growing for 5 samples after the ramp began, the proxy gets one SIGUSR2 (ringway
 # prints its per-worker stats while the tunnels are held) and USR1_FILE gets the time.
 sample_box() {
     local pid=$1 out=$2 floor=$3 guard=$4 abort=$5 usr1=$6
-    local rss anon n free slab sun avail inuse tw tmem now lg="" aborted=0 stopped=0
+    local rss anon n free slab sun usable inuse tw tmem now lg="" aborted=0 stopped=0
     local best=0 still=0 sent=0 base_inuse=""
     printf 'epoch_ms\trss_kb\tanon_kb\tprocs\tmemfree_kb\tslab_kb\tsunreclaim_kb\ttcp_inuse\ttcp_tw\ttcp_mem_pages\n' >"$out"
     while :; do
         now=$(now_ms)
         read -r rss anon n < <(tree_mem "$pid")
-        read -r free slab sun avail < <(meminfo_kb)
+        read -r free slab sun usable < <(meminfo_kb)
         read -r inuse tw tmem < <(sockstat_tcp)
         printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$now" "$rss" "$anon" "$n" "$free" "$slab" "$sun" "$inuse" "$tw" "$tmem" >>"$out"
         if [[ -z $lg && -s $guard ]]; then
             lg=$(<"$guard")
             base_inuse=$inuse
         fi
-        if [[ -n $lg ]] && ((!stopped && avail < floor)); then
+        if [[ -n $lg ]] && ((!stopped && usable < floor)); then
             stopped=1
             printf 'usable memory (MemAvailable - SReclaimable) %s MiB < floor %s MiB at %s (%s TCP sockets): ramp stopped (SIGUSR1 to loadgen %s); what it started was held and probed\n' \
-                $((avail / 1024)) $((floor / 1024)) "$now" "$inuse" "$lg" >>"$abort"
+                $((usable / 1024)) $((floor / 1024)) "$now" "$inuse" "$lg" >>"$abort"
             # GUARD_FILE names `timeout`, which SIGUSR1 would kill: signal loadgen, its child.
             kill -USR1 "$(pgrep -P "$lg" -x loadgen || printf '%s' "$lg")" 2>/dev/null || true
         fi
-        if [[ -n $lg ]] && ((!aborted && avail < floor / 2)); then
+        if [[ -n $lg ]] && ((!aborted && usable < floor / 2)); then
             aborted=1
             printf 'usable memory %s MiB < half the floor at %s: loadgen (pid %s) stopped by SIGTERM\n' \
-                $((avail / 1024)) "$now" "$lg" >>"$abort"
+                $((usable / 1024)) "$now" "$lg" >>"$abort"
             kill -TERM "$lg" 2>/dev/null || true
         fi
         # One SIGUSR2 (the stats) once the socket count has plateaued (the hold).
