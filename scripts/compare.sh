@@ -26,7 +26,9 @@
 #      (its auto session only: plain HTTP and the accept rate never reach the relay), nginx
 #      and direct: small keep-alive HTTP GETs at 50 (and 500) connections (requests/s,
 #      proxy CPU per request; this conf has `keepalive 32;` upstream and an empty
-#      Connection header for non-upgrade requests), and the accept rate `churn-c50`
+#      Connection header for non-upgrade requests), in quick/full also 500 connections
+#      open loop at 10,000 requests/s (`http-r10k-c500`: latency at the same offered load
+#      for every target), and the accept rate `churn-c50`
 #      (loadgen churn: 50 workers each cycling connect + upgrade + 101 + banner + one echo
 #      + close for the same warm-up and duration, clients over 127.0.0.2-9 so TIME_WAIT
 #      exhausts no ports: new tunnels/s, handshake latency p50/p99/p99.9, proxy CPU per
@@ -207,7 +209,9 @@ done
 PIN_COMPARE=${pin_compare:-$DEF_PIN}
 # Echo, bulk and HTTP workloads: name, loadgen subcommand and options.
 WORKLOADS=(echo64-c100 echo64-c1000 bulk1m-c1 bulk1m-c10 http-c50)
-[[ $mode == smoke ]] || WORKLOADS+=(http-c500)
+# http-r10k-c500: the same 500 connections open loop at 10,000 requests/s (about half what
+# nginx's closed loop reaches at 1 worker), so both proxies' latency is read at one load.
+[[ $mode == smoke ]] || WORKLOADS+=(http-c500 http-r10k-c500)
 # The accept rate: new tunnels per second, 50 workers each cycling connect + upgrade + 101 +
 # banner + one echo + close, clients spread over $SRC_IPS (TIME_WAIT stays per address).
 WORKLOADS+=(churn-c50)
@@ -221,6 +225,7 @@ workload_args() {
         bulk1m-c10) echo "bulk --conns 10 --bytes 1048576" ;;
         http-c50) echo "http --conns 50 --pipeline 1" ;;
         http-c500) echo "http --conns 500 --pipeline 1" ;;
+        http-r10k-c500) echo "http --conns 500 --pipeline 1 --rate 10000" ;;
         churn-c50) echo "churn --conns 50 --src-ips $SRC_IPS" ;;
     esac
 }

@@ -462,9 +462,51 @@ fn http_direct() {
     assert!(j["loadgen_cpu_us_per_req"].as_f64().unwrap() > 0.0);
 }
 
+/// `--rate`: open loop. 10 connections offered 200 requests/s in all answer about that many,
+/// where the closed loop above answers thousands; latency is still measured.
+#[test]
+fn http_open_loop_keeps_to_the_rate() {
+    let e = Echo::start(&[]);
+    let o = loadgen(&[
+        "http",
+        "--target",
+        &e.target(),
+        "--conns",
+        "10",
+        "--rate",
+        "200",
+        "--duration",
+        "2",
+        "--warmup",
+        "0.2",
+    ]);
+    let j = last_json(&o);
+    assert_eq!(j["open_loop"], true, "{j}");
+    assert_eq!(j["connected"], 10);
+    let rate = j["requests_per_s"].as_f64().unwrap();
+    assert!(
+        (150.0..=250.0).contains(&rate),
+        "offered 200/s, answered {rate}/s: {j}"
+    );
+    assert!(j["latency_us"]["p99"].as_f64().unwrap() > 0.0, "{j}");
+    assert!(j["late"].as_u64().is_some() && j["max_lag_us"].as_u64().is_some());
+    assert_eq!(j["stalled"], 0);
+    assert_eq!(j["errors"]["other"], 0);
+}
+
 #[test]
 fn http_usage_errors() {
     for args in [
+        &["http", "--target", "127.0.0.1:80", "--rate", "-1"][..],
+        &[
+            "http",
+            "--target",
+            "127.0.0.1:80",
+            "--rate",
+            "100",
+            "--pipeline",
+            "2",
+        ][..],
         &["http", "--target", "127.0.0.1:80", "--pipeline", "0"][..],
         &["http", "--target", "127.0.0.1:80", "--conns", "0"][..],
         &["http", "--target", "127.0.0.1:80", "--path", "nope"][..],

@@ -1,5 +1,13 @@
-//! `loadgen http`: closed-loop keep-alive HTTP. Each connection sends a small `GET --path`
-//! (`--pipeline K` of them in flight), waits for each complete response and sends the next.
+//! `loadgen http`: keep-alive HTTP. Each connection sends a small `GET --path`
+//! (`--pipeline K` of them in flight), waits for each complete response and sends the next
+//! (closed loop). With `--rate R` the load is open loop instead: the R requests per second are
+//! scheduled evenly over the connections (connection i every `conns / R` s, staggered by
+//! `i / R`), a request is sent at its scheduled time or, when its connection is still waiting
+//! for the previous answer, as soon as that arrives; then its latency runs from the scheduled
+//! time (wrk2's correction for coordinated omission: a stall delays every request behind it,
+//! and all of them count it), otherwise from the send (the timer's millisecond wake-up is
+//! loadgen's, not the server's). Proxies are then compared at the same offered load, not at
+//! whatever rate each one's closed loop reaches.
 //! When the server closes a connection (`Connection: close`, or an EOF/reset between responses)
 //! the connection is reopened and the unanswered requests are sent again, counted as a
 //! reconnect; failures are counted by kind and the connection reopened after a short backoff.
@@ -51,6 +59,10 @@ pub struct Args {
     /// Seconds of load before measuring.
     #[arg(long, default_value_t = 0.5)]
     pub warmup: f64,
+    /// Open loop: requests per second offered over all connections (needs `--pipeline 1`);
+    /// 0 = closed loop. Latency then runs from each request's scheduled time.
+    #[arg(long, default_value_t = 0.0)]
+    pub rate: f64,
 }
 
 /// Counters shared by all connections (one thread: plain cells).
@@ -78,6 +90,10 @@ struct Shared {
     /// Responses per backend port while recording.
     backends: RefCell<BTreeMap<u16, u64>>,
     other_bodies: Cell<u64>,
+    /// Open loop, while recording: requests whose connection was still waiting for the
+    /// previous answer at their scheduled time, and the largest such wait past it, µs.
+    late: Cell<u64>,
+    max_lag_us: Cell<u64>,
 }
 
 impl Shared {
@@ -99,6 +115,8 @@ impl Shared {
             connected: Cell::new(0),
             backends: RefCell::new(BTreeMap::new()),
             other_bodies: Cell::new(0),
+            late: Cell::new(0),
+            max_lag_us: Cell::new(0),
         }
     }
 
@@ -117,6 +135,20 @@ pub fn run(a: Args) -> Result<Value, RunError> {
     if a.pipeline == 0 || a.pipeline > 256 {
         return Err(RunError::Usage("--pipeline must be 1..=256".into()));
     }
+    // Each connection's interval between scheduled requests (open loop).
+    let interval = if a.rate == 0.0 {
+        None
+    } else if !(a.rate.is_finite() && a.rate > 0.0 && a.rate <= 10_000_000.0) {
+        return Err(RunError::Usage(
+            "--rate must be a number of requests per second, 0 (closed loop) to 10000000".into(),
+        ));
+    } else if a.pipeline != 1 {
+        return Err(RunError::Usage(
+            "--rate (open loop) needs --pipeline 1".into(),
+        ));
+    } else {
+        Some(Duration::from_secs_f64(a.conns as f64 / a.rate))
+    };
     CpuWatch::start(&a.watch_pid).map_err(RunError::Usage)?;
     let show = common::show_progress(false);
 
@@ -130,8 +162,14 @@ pub fn run(a: Args) -> Result<Value, RunError> {
         for i in 0..a.conns {
             let (t, sh, sem, batch) = (t.clone(), sh.clone(), sem.clone(), batch.clone());
             let k = a.pipeline as usize;
+            // Connection i's first request comes i / R after its setup: the connections'
+            // schedules interleave evenly.
+            let pace = interval.map(|iv| Pace {
+                interval: iv,
+                phase: iv.mul_f64(i as f64 / a.conns as f64),
+            });
             handles.push(tokio::task::spawn_local(async move {
-                connection(i, &t, &sh, &sem, &batch, k).await;
+                connection(i, &t, &sh, &sem, &batch, k, pace).await;
             }));
         }
         // The warm-up starts once every connection has tried its first setup.
@@ -179,9 +217,19 @@ pub fn run(a: Args) -> Result<Value, RunError> {
         }
         let reconnects = sh.reconnects.get();
         eprintln!(
-            "http: {connected}/{} connected, pipeline {}, {n} requests in {elapsed:.2}s = {:.0} req/s; latency µs p50 {} p99 {} p99.9 {} max {}; reconnects {reconnects} ({} unannounced); errors {}; loadgen CPU {:.2} µs/req",
+            "http: {connected}/{} connected, pipeline {}{}, {n} requests in {elapsed:.2}s = {:.0} req/s; latency µs p50 {} p99 {} p99.9 {} max {}; reconnects {reconnects} ({} unannounced); errors {}; loadgen CPU {:.2} µs/req",
             a.conns,
             a.pipeline,
+            if interval.is_some() {
+                format!(
+                    ", open loop at {} req/s ({} late, largest lag {} µs)",
+                    a.rate,
+                    sh.late.get(),
+                    sh.max_lag_us.get()
+                )
+            } else {
+                String::new()
+            },
             n as f64 / elapsed,
             lat.p50,
             lat.p99,
@@ -211,6 +259,9 @@ pub fn run(a: Args) -> Result<Value, RunError> {
             "responses_total_incl_warmup": sh.responses_total.get(),
             "elapsed_s": r3(elapsed),
             "requests_per_s": r3(n as f64 / elapsed),
+            "open_loop": interval.is_some(),
+            "late": sh.late.get(),
+            "max_lag_us": sh.max_lag_us.get(),
             "latency_us": lat,
             "reconnects": reconnects,
             "reconnects_unannounced": sh.unannounced.get(),
@@ -242,7 +293,32 @@ async fn open(t: &Target, i: u64, c: &mut HttpClient) -> Result<(), Failure> {
     }
 }
 
-/// One connection's closed loop, until `stop`.
+/// One connection's open-loop schedule: a request every `interval`, the first `phase` after
+/// the connection is set up.
+#[derive(Clone, Copy)]
+struct Pace {
+    interval: Duration,
+    phase: Duration,
+}
+
+/// The longest one sleep towards a scheduled request lasts before `stop` is looked at again.
+const STOP_POLL: Duration = Duration::from_millis(50);
+
+/// Waits until `at` (or `stop`); returns false when stopped.
+async fn wait_until(at: Instant, sh: &Shared) -> bool {
+    loop {
+        if sh.stop.get() {
+            return false;
+        }
+        let now = Instant::now();
+        if now >= at {
+            return true;
+        }
+        tokio::time::sleep((at - now).min(STOP_POLL)).await;
+    }
+}
+
+/// One connection's loop (closed, or paced by `pace`), until `stop`.
 async fn connection(
     i: u64,
     t: &Target,
@@ -250,6 +326,7 @@ async fn connection(
     sem: &tokio::sync::Semaphore,
     batch: &[u8],
     k: usize,
+    pace: Option<Pace>,
 ) {
     let req_len = batch.len() / k;
     let mut c = HttpClient::new(4096);
@@ -273,12 +350,40 @@ async fn connection(
     let mut written = 0usize;
     // When the connection was lost: requests issued while reconnecting count from then.
     let mut lost_at: Option<Instant> = None;
+    // Open loop: the next request's scheduled time.
+    let mut next = pace.map(|p| Instant::now() + p.phase);
+    // Open loop: when the last answer arrived (the connection became free).
+    let mut free_at = Instant::now();
     let mut backoff = BACKOFF_MIN;
     'conn: while !sh.stop.get() {
         // Fill the pipeline and write what this connection has not sent yet.
-        let now = lost_at.take().unwrap_or_else(Instant::now);
-        while inflight.len() < k {
-            inflight.push_back(now);
+        if let (Some(p), Some(at)) = (pace, next.as_mut()) {
+            // Open loop (pipeline 1): the next request once its time has come. Its latency
+            // runs from its scheduled time when the previous answer came after it (the server
+            // made it wait), else from the send (our timer's wake-up is not the server's).
+            // A request resent after a close keeps its issue time.
+            if inflight.is_empty() {
+                if !wait_until(*at, sh).await {
+                    break 'conn;
+                }
+                let issued = if free_at > *at {
+                    if sh.recording.get() {
+                        Shared::bump(&sh.late, 1);
+                        let lag_us = (free_at - *at).as_micros() as u64;
+                        sh.max_lag_us.set(sh.max_lag_us.get().max(lag_us));
+                    }
+                    *at
+                } else {
+                    Instant::now()
+                };
+                inflight.push_back(issued);
+                *at += p.interval;
+            }
+        } else {
+            let now = lost_at.take().unwrap_or_else(Instant::now);
+            while inflight.len() < k {
+                inflight.push_back(now);
+            }
         }
         let reopen = 'exchange: {
             if written < inflight.len() {
@@ -301,6 +406,9 @@ async fn connection(
                 Ok(resp) => {
                     let issued = inflight.pop_front().expect("a request in flight");
                     written -= 1;
+                    if pace.is_some() {
+                        free_at = Instant::now();
+                    }
                     Shared::bump(&sh.responses_total, 1);
                     backoff = BACKOFF_MIN;
                     if sh.recording.get() {

@@ -56,18 +56,23 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
     }
     let _ = writeln!(
         o,
-        "\n## 6. HTTP, small keep-alive GETs, closed loop ({} × {} slots, upstream `keepalive {}`)\n",
+        "\n## 6. HTTP, small keep-alive GETs ({} × {} slots, upstream `keepalive {}`)\n",
         run.workers_text(),
-        fmt_num_opt(at(m, "params.perf_budget")
-            .and_then(|b| b.get(1))
-            .and_then(Value::as_f64)),
+        fmt_num_opt(
+            at(m, "params.perf_budget")
+                .and_then(|b| b.get(1))
+                .and_then(Value::as_f64)
+        ),
         fmt_count(num(m, "params.http_upstream_keepalive"))
     );
     let _ = writeln!(
         o,
         "`loadgen http`: each connection sends `GET /` and waits for the whole response before the next; wsecho \
-         answers `200` with a 14-byte body and keeps the connection open. Requests/s counts 2xx responses; latency \
-         runs from a request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
+         answers `200` with a 14-byte body and keeps the connection open. Closed loop unless the heading says \
+         \"open loop\": there each target is offered the same requests/s (`--rate`), a request waits for its \
+         scheduled time or its connection's previous answer, and its latency runs from its scheduled time when the \
+         previous answer came later (no coordinated omission). Requests/s counts 2xx responses; latency runs from a \
+         request's first send to its response (including a reconnect it waited for). Proxy CPU: the \
          proxy's process tree per request. \"Client connections closed\": by the proxy (direct: the backend) after \
          a response, per 1,000 requests; loadgen reconnects and goes on. Same sessions as echo and bulk (median over \
          {} repetition(s) of {} s); ringway is the {} session (plain HTTP never reaches the relay).{}{}\n",
@@ -91,17 +96,24 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
     {
         let conns = wl.rsplit_once("-c").map(|x| x.1).unwrap_or("?");
         let wl_at = run.wl_at(wl, w);
-        let pipeline = run
-            .reps("nginx", wl, w)
-            .first()
-            .or(run.reps("direct", wl, w).first())
-            .and_then(|v| num(*v, "params.pipeline"))
-            .unwrap_or(1.0);
+        let param = |path: &str| {
+            run.reps("nginx", wl, w)
+                .first()
+                .or(run.reps("direct", wl, w).first())
+                .and_then(|v| num(*v, path))
+        };
+        let pipeline = param("params.pipeline").unwrap_or(1.0);
+        let rate = param("params.rate").unwrap_or(0.0);
         let _ = writeln!(
             o,
-            "### {conns} connections{}{}\n",
+            "### {conns} connections{}{}{}\n",
             if pipeline > 1.0 {
                 format!(", {pipeline} pipelined")
+            } else {
+                String::new()
+            },
+            if rate > 0.0 {
+                format!(", open loop at {} requests/s", fmt_num(rate))
             } else {
                 String::new()
             },

@@ -35,7 +35,7 @@ struct Goal {
     over_direct: bool,
 }
 
-const GOALS: [Goal; 7] = [
+const GOALS: [Goal; 8] = [
     Goal {
         what: "proxy CPU per 64 B message, 100 connections",
         wl: "echo64-c100",
@@ -91,8 +91,17 @@ const GOALS: [Goal; 7] = [
         over_direct: false,
     },
     Goal {
-        what: "HTTP keep-alive p99, 500 connections",
+        what: "HTTP keep-alive p99, 500 connections, closed loop",
         wl: "http-c500",
+        metric: Metric::Field("latency_us.p99"),
+        unit: "µs",
+        at_most: true,
+        limit: 1.0,
+        over_direct: false,
+    },
+    Goal {
+        what: "HTTP keep-alive p99, 500 connections, open loop at 10,000 req/s (same load)",
+        wl: "http-r10k-c500",
         metric: Metric::Field("latency_us.p99"),
         unit: "µs",
         at_most: true,
