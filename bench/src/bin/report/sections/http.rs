@@ -222,3 +222,60 @@ pub fn http_section(run: &Run, o: &mut String, fd: &mut Findings) {
         let _ = writeln!(o);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn http(rate: f64, per_s: f64, p99: f64) -> Value {
+        json!({"params": {"pipeline": 1, "rate": rate}, "requests": 1000, "requests_per_s": per_s,
+               "latency_us": {"p50": 100.0, "p90": 200.0, "p99": p99, "p999": 400.0},
+               "watched": [{"tree_cpu_us_per_req": 10.0}]})
+    }
+
+    /// An open-loop table is named so, and its requests/s (the offered rate for everyone) is
+    /// never listed as a place where nginx wins; the closed-loop one with the same figures is.
+    #[test]
+    fn open_loop_tables_are_named_and_skip_the_rate_comparison() {
+        let mut results = BTreeMap::new();
+        for (wl, rate) in [("http-c500", 0.0), ("http-r10k-c500", 10_000.0)] {
+            for (t, per_s, p99) in [
+                ("ringway-auto", 9_990.0, 900.0),
+                ("nginx", 10_000.0, 1_000.0),
+            ] {
+                results.insert(
+                    (format!("perf__w1__r1__{t}"), wl.to_string()),
+                    http(rate, per_s, p99),
+                );
+            }
+            results.insert(
+                ("perf__w1__r1__direct".into(), wl.to_string()),
+                http(rate, 10_000.0, 500.0),
+            );
+        }
+        let run = Run {
+            dir: PathBuf::from("/nonexistent"),
+            meta: json!({}),
+            sessions: BTreeMap::new(),
+            results,
+            mem: BTreeMap::new(),
+        };
+        let (mut o, mut fd) = (String::new(), Findings::default());
+        http_section(&run, &mut o, &mut fd);
+        assert!(o.contains("### 500 connections\n"), "{o}");
+        assert!(
+            o.contains("### 500 connections, open loop at 10,000 requests/s\n"),
+            "{o}"
+        );
+        let rate_wins: Vec<_> = fd
+            .nginx_wins
+            .iter()
+            .filter(|w| w.contains("req/s"))
+            .collect();
+        assert_eq!(rate_wins.len(), 1, "{:?}", fd.nginx_wins);
+        assert!(rate_wins[0].starts_with("http-c500"), "{rate_wins:?}");
+    }
+}
