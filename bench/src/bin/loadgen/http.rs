@@ -352,7 +352,8 @@ async fn connection(
     let mut lost_at: Option<Instant> = None;
     // Open loop: the next request's scheduled time.
     let mut next = pace.map(|p| Instant::now() + p.phase);
-    // Open loop: when the last answer arrived (the connection became free).
+    // Open loop: when the connection last became free (an answer arrived, or a reconnect
+    // completed).
     let mut free_at = Instant::now();
     let mut backoff = BACKOFF_MIN;
     'conn: while !sh.stop.get() {
@@ -406,9 +407,7 @@ async fn connection(
                 Ok(resp) => {
                     let issued = inflight.pop_front().expect("a request in flight");
                     written -= 1;
-                    if pace.is_some() {
-                        free_at = Instant::now();
-                    }
+                    free_at = Instant::now();
                     Shared::bump(&sh.responses_total, 1);
                     backoff = BACKOFF_MIN;
                     if sh.recording.get() {
@@ -465,6 +464,9 @@ async fn connection(
             match open(t, i, &mut c).await {
                 Ok(()) => {
                     Shared::bump(&sh.connects, 1);
+                    // Open loop: a request due during the reconnect was made late by the
+                    // server's close, so it counts from its scheduled time.
+                    free_at = Instant::now();
                     break;
                 }
                 Err(f) => {
