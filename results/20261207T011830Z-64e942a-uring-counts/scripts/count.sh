@@ -1,7 +1,7 @@
 #!/bin/bash
 # Count io_uring events per echoed message for ringway (default) at W workers, and syscalls for nginx.
 set -u
-BIN=/work/main/target/release; W=${W:-1}; D=/tmp/uc/run; rm -rf $D; mkdir -p $D/nginx/logs
+BIN=${BIN:-$(cd "$(dirname "$0")/../../.." && pwd)/target/release}; W=${W:-1}; D=${D:-/tmp/uc/run}; rm -rf $D; mkdir -p $D/nginx/logs
 pids=(); ports=()
 for i in 1 2 3 4; do $BIN/wsecho --port 0 --procs 1 --lifetime 3600 >$D/ws$i.out 2>&1 & pids+=($!); done
 sleep 1
