@@ -378,6 +378,18 @@ pub fn target_label(t: &str) -> &str {
     }
 }
 
+/// A run made of loadgen results alone (no folder, sessions or memory samples), for tests.
+#[cfg(test)]
+pub fn run_of_results(meta: Value, results: BTreeMap<(String, String), Value>) -> Run {
+    Run {
+        dir: PathBuf::from("/nonexistent"),
+        meta,
+        sessions: BTreeMap::new(),
+        results,
+        mem: BTreeMap::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -392,17 +404,12 @@ mod tests {
         for t in http {
             results.insert((format!("perf__r1__{t}"), "http-c50".into()), json!({}));
         }
-        Run {
-            dir: PathBuf::from("/nonexistent"),
-            meta: if baseline {
-                json!({"baseline": {"commit": "abcdef0"}})
-            } else {
-                json!({})
-            },
-            sessions: BTreeMap::new(),
-            results,
-            mem: BTreeMap::new(),
-        }
+        let meta = if baseline {
+            json!({"baseline": {"commit": "abcdef0"}})
+        } else {
+            json!({})
+        };
+        run_of_results(meta, results)
     }
 
     #[test]

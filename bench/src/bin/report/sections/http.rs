@@ -228,7 +228,6 @@ mod tests {
     use super::*;
     use serde_json::json;
     use std::collections::BTreeMap;
-    use std::path::PathBuf;
 
     fn http(rate: f64, per_s: f64, p99: f64) -> Value {
         json!({"params": {"pipeline": 1, "rate": rate}, "requests": 1000, "requests_per_s": per_s,
@@ -256,13 +255,7 @@ mod tests {
                 http(rate, 10_000.0, 500.0),
             );
         }
-        let run = Run {
-            dir: PathBuf::from("/nonexistent"),
-            meta: json!({}),
-            sessions: BTreeMap::new(),
-            results,
-            mem: BTreeMap::new(),
-        };
+        let run = crate::run::run_of_results(json!({}), results);
         let (mut o, mut fd) = (String::new(), Findings::default());
         http_section(&run, &mut o, &mut fd);
         assert!(o.contains("### 500 connections\n"), "{o}");

@@ -255,7 +255,6 @@ pub fn targets(run: &Run, o: &mut String) {
 mod tests {
     use super::*;
     use serde_json::json;
-    use std::path::PathBuf;
 
     fn echo(cpu: f64, p99: f64) -> Value {
         json!({"watched": [{"tree_cpu_us_per_msg": cpu}], "latency_us": {"p99": p99}})
@@ -273,13 +272,7 @@ mod tests {
         put("perf__w1__r2__nginx", echo(10.0, 600.0));
         put("perf__w1__r1__direct", echo(1.0, 200.0));
         put("perf__w1__r2__direct", echo(1.0, 200.0));
-        let run = Run {
-            dir: PathBuf::from("/nonexistent"),
-            meta: json!({}),
-            sessions: BTreeMap::new(),
-            results,
-            mem: BTreeMap::new(),
-        };
+        let run = crate::run::run_of_results(json!({}), results);
         let cpu = evaluate(&run, &GOALS[0], 1);
         assert_eq!(cpu.ringway, Some(6.0));
         assert_eq!(cpu.ratio, Some(0.6));
