@@ -116,24 +116,14 @@ VIP=198.18.0.1
 SRC_RANGE=198.18.0.10-198.18.0.250 # the client host's addresses (241)
 BUCKETS=12
 SEED=0x52494e47
-PIDS=()       # everything we started, in start order
-RW_PID=("" "" "")
+RW_PID=("" "" "") # everything started is in CHILD_PIDS (lib/common.sh), in start order
 FAILED=0
 
-stop_one() { # pid [signal]: signal, wait up to 10 s, SIGKILL
-    local pid=$1 sig=${2:-TERM} i
-    kill -"$sig" "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.05
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
 cleanup() {
     local rc=$? i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        [[ -n ${PIDS[i]:-} ]] && stop_one "${PIDS[i]}"
+    # Newest first, one at a time (stop_pid forgets each: the indices below stay valid).
+    for ((i = ${#CHILD_PIDS[@]} - 1; i >= 0; i--)); do
+        [[ -n ${CHILD_PIDS[i]:-} ]] && stop_pid "${CHILD_PIDS[i]}"
     done
     netns_cleanup
     if [[ -n $OUT ]]; then
@@ -149,13 +139,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-forget() {
-    local i
-    for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$1" ]] || unset 'PIDS[i]'; done
-    # Re-pack: cleanup walks indices 0..count-1, which a hole would cut short (the
-    # newest pids, left running).
-    PIDS=("${PIDS[@]}")
-}
 
 if ! command -v redis-server >/dev/null 2>&1 || ! command -v nft >/dev/null 2>&1; then
     log "installing redis-server and nftables"
@@ -229,15 +212,15 @@ done
 # ---- 2. the backend host: Redis + 4 socket.io nodes -----------------------------------------
 ip netns exec "$BE" redis-server --port 6379 --bind 127.0.0.1 --save '' --appendonly no --daemonize no \
     --dir "$WORK" >"$WORK/redis.log" 2>&1 &
-PIDS+=($!)
-wait_for_line "$WORK/redis.log" 'Ready to accept connections' 10 "${PIDS[-1]}" || {
+track_pid $!
+wait_for_line "$WORK/redis.log" 'Ready to accept connections' 10 "${CHILD_PIDS[-1]}" || {
     cat "$WORK/redis.log" >&2
     die "redis-server did not start"
 }
 NODE_PIDS=() NODE_PORTS=() NODE_LOGS=()
 for i in 1 2 3 4; do
     ip netns exec "$BE" node "$APP/server.js" 0 6379 --host 0.0.0.0 >"$WORK/node$i.log" 2>&1 &
-    PIDS+=($!)
+    track_pid $!
     NODE_PIDS+=($!)
     NODE_LOGS+=("$WORK/node$i.log")
 done
@@ -271,15 +254,14 @@ start_ringway() { # instance index 0..2, then the flags that pick backends (defa
         --worker-processes 1 --worker-connections "$WC" --no-pin --shutdown-timeout 2s \
         "$@" >"$f" 2>&1 &
     RW_PID[k]=$!
-    PIDS+=($!)
+    track_pid $!
     wait_for_line "$f" "^ringway: listening on ${INST[k]//./\\.}:80 " 20 "${RW_PID[k]}" || {
         cat "$f" >&2
         die "ringway on proxy $((k + 1)) did not start"
     }
 }
 stop_ringway() { # instance index: graceful stop (nothing is connected when we call it)
-    stop_one "${RW_PID[$1]}" TERM
-    forget "${RW_PID[$1]}"
+    stop_pid "${RW_PID[$1]}"
 }
 for k in 0 1 2; do start_ringway "$k"; done
 BUDGET_LINE=$(grep -m1 '^budget:' "$WORK/ringway-p1-1.log" || true)
@@ -421,7 +403,7 @@ ROLL_ERR=$WORK/rolling.log
 ip netns exec "$C" node "$APP/rolling.js" --url "$URL" --clients 90 --src-ips $SRC_RANGE \
     --interval 100 --timeout 40 >"$ROLL" 2>"$ROLL_ERR" &
 ROLL_PID=$!
-PIDS+=("$ROLL_PID")
+track_pid "$ROLL_PID"
 if wait_for_line "$ROLL_ERR" '^ready ' 20 "$ROLL_PID"; then
     sleep 1
     for ((b = 0; b < BUCKETS; b++)); do
@@ -435,10 +417,10 @@ if wait_for_line "$ROLL_ERR" '^ready ' 20 "$ROLL_PID"; then
         wait "${RW_PID[0]}" || drain_rc=$?
     else
         drain_rc=timeout
-        stop_one "${RW_PID[0]}" KILL
+        stop_pid "${RW_PID[0]}" KILL
     fi
     drain_ms=$(($(now_ms) - t_drain))
-    forget "${RW_PID[0]}"
+    forget_pid "${RW_PID[0]}"
     [[ $drain_rc == 0 ]] && note ok "drain: instance 1 (${INST[0]}) got SIGQUIT after its buckets moved; exit 0 in $drain_ms ms" ||
         note FAIL "drain: instance 1 exit status $drain_rc after $drain_ms ms"
     sleep 3 # its websocket clients reconnect through the others and send what they buffered
@@ -450,9 +432,9 @@ if wait_for_line "$ROLL_ERR" '^ready ' 20 "$ROLL_PID"; then
         wait "$ROLL_PID" || true
     else
         roll_hung=yes
-        stop_one "$ROLL_PID" KILL
+        stop_pid "$ROLL_PID" KILL
     fi
-    forget "$ROLL_PID"
+    forget_pid "$ROLL_PID"
     rc=0
     if [[ $roll_hung == yes ]]; then
         rc=1 verdict="rolling.js was still running 50 s after SIGUSR2: stopped (its result: $ROLL)"
@@ -478,8 +460,7 @@ process.exit(p.length ? 1 : 0);
 else
     cat "$ROLL_ERR" >&2
     note FAIL "rolling: the clients did not all connect"
-    stop_one "$ROLL_PID"
-    forget "$ROLL_PID"
+    stop_pid "$ROLL_PID"
 fi
 # ...and back: the instance takes new clients again, exactly as the balancer hashes them.
 start_ringway 0
@@ -541,8 +522,7 @@ done
 # its session and 2 slots until the node answers it (its next ping, up to 25 s), and would
 # take its share of a budget measured to the slot. The line above shows what was left.
 for k in 0 1 2; do
-    stop_one "${RW_PID[k]}" INT
-    forget "${RW_PID[k]}"
+    stop_pid "${RW_PID[k]}" INT
     start_ringway "$k"
 done
 for ((b = 0; b < BUCKETS; b++)); do BUCKET_OWNER[b]=0; done
@@ -608,7 +588,7 @@ EOF
             -g "daemon off; master_process on; pid $pre/nginx.pid; error_log $pre/logs/error.log notice;" \
             >"$WORK/nginx-p$((k + 1)).log" 2>&1 &
         RW_PID[k]=$!
-        PIDS+=($!)
+        track_pid $!
     done
     sleep 1
     for k in 0 1 2; do
@@ -621,8 +601,7 @@ EOF
     note info "nginx: $n_reuse 'worker_connections are not enough, reusing connections' lines over the 3 instances"
     for k in 0 1 2; do
         cp "$WORK/nginx-p$((k + 1))/logs/error.log" "$WORK/nginx-p$((k + 1))-error.log" 2>/dev/null || true
-        stop_one "${RW_PID[k]}" QUIT
-        forget "${RW_PID[k]}"
+        stop_pid "${RW_PID[k]}" QUIT
     done
 fi
 

@@ -58,9 +58,11 @@ die() {
 }
 
 WORK=$(mktemp -d /tmp/ringway-socketio.XXXXXX)
-PIDS=()
 FAILED=0
 
+# Everything started is in CHILD_PIDS (lib/common.sh, track_pid / forget_pid), in start
+# order. This script's stop_pid waits 3 s for SIGTERM (the library's: 10 s) and leaves the
+# bookkeeping to its callers.
 stop_pid() {
     local pid=$1 i
     kill -TERM "$pid" 2>/dev/null || return 0
@@ -73,8 +75,8 @@ stop_pid() {
 }
 cleanup() {
     local rc=$? i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
-        stop_pid "${PIDS[i]}"
+    for ((i = ${#CHILD_PIDS[@]} - 1; i >= 0; i--)); do
+        stop_pid "${CHILD_PIDS[i]}"
     done
     if ((rc == 0)); then
         rm -rf "$WORK"
@@ -130,7 +132,7 @@ for ((try = 0; try < 5; try++)); do
         --dir "$WORK" >"$WORK/redis.log" 2>&1 &
     pid=$!
     if wait_for_line "$WORK/redis.log" 'Ready to accept connections' 10 "$pid"; then
-        PIDS+=("$pid")
+        track_pid "$pid"
         REDIS_PORT=$p
         break
     fi
@@ -147,12 +149,12 @@ NODE_LOGS=()
 for i in 1 2 3 4; do
     node "$APP/server.js" 0 "$REDIS_PORT" >"$WORK/node$i.log" 2>&1 &
     pid=$!
-    PIDS+=("$pid")
+    track_pid "$pid"
     NODE_LOGS+=("$WORK/node$i.log")
 done
 for i in 1 2 3 4; do
     f=$WORK/node$i.log
-    wait_for_line "$f" '^listening [0-9]+$' 20 "${PIDS[i]}" || {
+    wait_for_line "$f" '^listening [0-9]+$' 20 "${CHILD_PIDS[i]}" || {
         cat "$f" >&2
         die "socket.io node $i did not start"
     }
@@ -171,7 +173,7 @@ start_ringway() { # $1: label; rest: extra flags
     local f=$WORK/ringway-$label.log
     "$RINGWAY" --listen 127.0.0.1:0 --upstream "$UPSTREAMS" --worker-processes 1 --no-pin "$@" >"$f" 2>&1 &
     RW_PID=$!
-    PIDS+=("$RW_PID")
+    track_pid "$RW_PID"
     wait_for_line "$f" '^ringway: listening on 127\.0\.0\.1:[0-9]+ ' 20 "$RW_PID" || {
         cat "$f" >&2
         die "ringway ($label) did not start"
@@ -181,9 +183,7 @@ start_ringway() { # $1: label; rest: extra flags
 }
 stop_ringway() {
     stop_pid "$RW_PID"
-    local i
-    for i in "${!PIDS[@]}"; do [[ ${PIDS[i]} != "$RW_PID" ]] || unset 'PIDS[i]'; done
-    PIDS=("${PIDS[@]}")
+    forget_pid "$RW_PID"
 }
 
 session_unknown_total() {

@@ -89,16 +89,17 @@ wait_gone() {
     return 1
 }
 
-# Stop one child we started: SIGTERM, wait, SIGKILL if needed. Sets STOP_RC to its exit
-# status (from `wait`, so only for our own children; call it in this shell, not in $(...)).
+# stop_pid PID [SIGNAL]: stop one child we started and forget it: SIGNAL (default TERM),
+# wait up to 10 s, SIGKILL if needed. Sets STOP_RC to its exit status (from `wait`, so only
+# for our own children; call it in this shell, not in $(...)).
 # shellcheck disable=SC2034  # read by the scripts that source this file
 STOP_RC=0
 stop_pid() {
-    local pid=$1 rc=0
+    local pid=$1 sig=${2:-TERM} rc=0
     if kill -0 "$pid" 2>/dev/null; then
-        kill -TERM "$pid" 2>/dev/null || true
+        kill -"$sig" "$pid" 2>/dev/null || true
         if ! wait_gone "$pid" 10; then
-            warn "pid $pid ignored SIGTERM for 10 s: SIGKILL"
+            warn "pid $pid ignored SIG$sig for 10 s: SIGKILL"
             kill -KILL "$pid" 2>/dev/null || true
         fi
     fi
