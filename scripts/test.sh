@@ -80,6 +80,10 @@ elif ((cluster_rc != 0)); then
     exit "$cluster_rc"
 fi
 
+# Everything at once for 30 s (echo, bulk, HTTP, churn, hostile clients, a backend killed
+# every 4 s, reloads every 10 s), then no leaked session, pipe, buffer or fd.
+scripts/soak.sh --duration 30
+
 if [ -x scripts/compare.sh ]; then
     # Every step of the side-by-side comparison, at tiny sizes (< 60 s).
     # Its folder is removed on exit (trap above): a smoke run backs no README figure.

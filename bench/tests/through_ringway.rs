@@ -1,7 +1,8 @@
 //! loadgen through a real ringway (in-process, port 0) in front of real wsecho backends:
 //! the ceiling at 1 × 64 is exactly 31 and round robin spreads it; `echo` and `http` report
 //! every field the comparison script reads (`http` whether or not ringway keeps client
-//! connections alive: a close is a reconnect, not an error).
+//! connections alive: a close is a reconnect, not an error); every `hostile` client gets its
+//! answer from ringway, not from a lax server; `--strict` turns failures into exit 3.
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
@@ -36,24 +37,44 @@ impl Drop for Echo {
 }
 
 fn proxy(backends: &[Echo], wc: usize) -> ringway::Server {
+    proxy_with(backends, wc, |_| {})
+}
+
+fn proxy_with(
+    backends: &[Echo],
+    wc: usize,
+    f: impl FnOnce(&mut ringway::Config),
+) -> ringway::Server {
     let ups = backends
         .iter()
         .map(|e| format!("127.0.0.1:{}", e.port).parse().unwrap())
         .collect();
     let mut c = ringway::Config::new("127.0.0.1:0".parse().unwrap(), ups);
     c.worker_connections = wc;
+    f(&mut c);
     ringway::start(c).expect("ringway starts")
 }
 
-fn loadgen(args: &[&str]) -> Value {
+fn run_loadgen(args: &[&str]) -> (std::process::Output, Value) {
     let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
         .args(args)
         .stdin(Stdio::null())
         .output()
         .expect("run loadgen");
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let out = String::from_utf8_lossy(&o.stdout);
-    serde_json::from_str(out.lines().last().expect("a JSON line")).expect("JSON")
+    let j = out
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or(Value::Null);
+    (o, j)
+}
+
+fn loadgen(args: &[&str]) -> Value {
+    let (o, j) = run_loadgen(args);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(!j.is_null(), "a JSON line");
+    j
 }
 
 #[test]
@@ -162,4 +183,114 @@ fn http_through_ringway_counts_closes_as_reconnects() {
             assert_eq!(j["errors"][k], 0, "{k}: {j}");
         }
     }
+}
+
+#[test]
+fn hostile_clients_each_get_their_answer_from_ringway_and_others_keep_working() {
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let p = proxy_with(&backends, 1024, |c| {
+        c.head_timeout = std::time::Duration::from_secs(1);
+        c.body_timeout = std::time::Duration::from_secs(1);
+    });
+    let target = p.local_addr().to_string();
+    let (o, j) = run_loadgen(&[
+        "--strict",
+        "hostile",
+        "--target",
+        &target,
+        "--conns",
+        "13",
+        "--duration",
+        "2",
+        "--timeout",
+        "5",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert_eq!(j["unexpected"], 0, "{j}");
+    // Worker i starts with kind i: with 13 workers every kind but the dead-upstream one (no
+    // --down-path) ran, and was answered as it should be.
+    let kinds = j["by_kind"].as_object().unwrap();
+    assert_eq!(kinds.len(), 13, "{j}");
+    for (k, v) in kinds {
+        assert!(v["expected"].as_u64().unwrap() > 0, "{k}: {j}");
+    }
+    let e = loadgen(&[
+        "--strict",
+        "echo",
+        "--target",
+        &target,
+        "--conns",
+        "4",
+        "--duration",
+        "1",
+    ]);
+    assert!(e["msgs"].as_u64().unwrap() > 10, "{e}");
+}
+
+#[test]
+fn hostile_catches_a_lax_server_and_strict_exits_3() {
+    // wsecho is no strict HTTP server: no head timeout, no 431, no smuggling check.
+    let e = Echo::start();
+    let target = format!("127.0.0.1:{}", e.port);
+    let args = [
+        "hostile",
+        "--target",
+        &target,
+        "--conns",
+        "2",
+        "--duration",
+        "2",
+        "--timeout",
+        "1",
+    ];
+    let (o, j) = run_loadgen(&args);
+    assert!(o.status.success(), "without --strict, failures are data");
+    assert!(j["unexpected"].as_u64().unwrap() > 0, "{j}");
+    assert!(!j["examples"].as_array().unwrap().is_empty(), "{j}");
+    let strict: Vec<&str> = std::iter::once("--strict").chain(args).collect();
+    let (o, _) = run_loadgen(&strict);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn strict_http_against_a_dead_backend_exits_3() {
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = dead.local_addr().unwrap().port();
+    drop(dead);
+    let ups = vec![format!("127.0.0.1:{port}").parse().unwrap()];
+    let p = ringway::start(ringway::Config::new("127.0.0.1:0".parse().unwrap(), ups)).unwrap();
+    let target = p.local_addr().to_string();
+    let args = [
+        "http",
+        "--target",
+        &target,
+        "--conns",
+        "2",
+        "--duration",
+        "1",
+    ];
+    let (o, j) = run_loadgen(&args);
+    assert!(o.status.success());
+    assert!(
+        j["errors"]["http_status"]["502"].as_u64().unwrap() > 0,
+        "{j}"
+    );
+    let strict: Vec<&str> = std::iter::once("--strict").chain(args).collect();
+    let (o, j) = run_loadgen(&strict);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        j["errors"]["http_status"]["502"].as_u64().unwrap() > 0,
+        "the JSON comes first: {j}"
+    );
 }

@@ -1,0 +1,322 @@
+#!/usr/bin/env bash
+# Soak: everything a deployed proxy meets, at once, against one ringway for a while; then look
+# for what it leaked.
+#
+#   scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--out DIR]
+#                   [--no-build]
+#
+# Starts 4 wsecho backends (upstream `nodes`, location /), a fifth that this script kills
+# (SIGKILL) every 4 s and restarts a second later (upstream `flaky`, location /flaky), a port
+# nothing listens on (upstream `down`, location /down), and ringway in front (N workers ×
+# 4,096 slots, default 2; client header and body timeouts of 2 s; `--metrics`). For S seconds
+# (default 60), all at once, with `loadgen --strict` where nothing may go wrong:
+#   - WebSocket echo, 64 B, 50 connections (copy mode under `auto`),
+#   - WebSocket bulk, 1 MiB messages, 2 connections (`auto` moves them to splice),
+#   - HTTP keep-alive GETs, 20 connections,
+#   - churn: connect, upgrade, echo once, close, 4 workers,
+#   - `loadgen hostile`, 8 workers: garbage, malformed, oversized and smuggling heads, stalled
+#     heads and bodies, silent clients, resets in heads and tunnels, abandoned upgrades,
+#     tunnels that never read, half-closed tunnels, GETs for the dead upstream — each must get
+#     its clear status or a clean close;
+#   - HTTP GETs on /flaky, 4 connections (its failures are expected and only counted);
+# and every 10 s a reload (SIGHUP) with the file changed (upstream `keepalive` 32 <-> 16).
+#
+# Then it checks, and exits 1 if any check fails (2 on a setup error):
+#   - every strict load saw no failure, error or stall, and every hostile client was answered
+#     as it should be;
+#   - ringway is left with no session but its pooled upstream connections, no pipe in use, no ring buffer held, only the current
+#     generation's workers, and as many sockets as before the load plus the upstream
+#     connections it pools (pipes: 2 fds per idle pipe in its pool);
+#   - it still serves a fresh echo and fresh GETs, its error log has no panic, [alert] or
+#     [emerg], and a graceful stop (SIGQUIT) exits 0 within 10 s.
+# RSS before, during and after is printed. With --out DIR, the JSON of every load, the conf,
+# ringway's log and summary.txt are copied there. Loopback only; free ports; everything it
+# starts is stopped by pid.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+
+DURATION=60 WORKERS=2 MODE=thread OUT="" BUILD=1
+usage() { echo "usage: scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--out DIR] [--no-build]" >&2; }
+while (($#)); do
+    case $1 in
+    --duration) DURATION=${2:-} && shift ;;
+    --workers) WORKERS=${2:-} && shift ;;
+    --worker-mode) MODE=${2:-} && shift ;;
+    --out) OUT=${2:-} && shift ;;
+    --no-build) BUILD=0 ;;
+    -h | --help)
+        sed -n '2,/^set -euo/p' "$0" | sed '$d; s/^# \{0,1\}//'
+        exit 0
+        ;;
+    *)
+        echo "soak: unknown argument $1" >&2
+        usage
+        exit 2
+        ;;
+    esac
+    shift
+done
+[[ $DURATION =~ ^[0-9]+$ ]] && ((DURATION >= 10 && DURATION <= 86400)) ||
+    { echo "soak: --duration must be 10..86400 seconds" >&2; exit 2; }
+[[ $WORKERS =~ ^[0-9]+$ ]] && ((WORKERS >= 1 && WORKERS <= 64)) ||
+    { echo "soak: --workers must be 1..64" >&2; exit 2; }
+[[ $MODE == thread || $MODE == process ]] ||
+    { echo "soak: --worker-mode is thread or process" >&2; exit 2; }
+
+# shellcheck source=scripts/lib/common.sh
+source scripts/lib/common.sh
+log() { printf '[soak %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+die() {
+    printf '[soak] error: %s\n' "$*" >&2
+    exit 2
+}
+
+BIN=$(release_dir "$ROOT")
+if ((BUILD)); then
+    log "building (release)"
+    cargo build --release --workspace --quiet
+fi
+for b in ringway wsecho loadgen; do
+    [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run without --no-build (or cargo build --release --workspace)"
+done
+
+WORK=$(mktemp -d /tmp/ringway-soak.XXXXXX)
+FAILED=0
+finish() {
+    local rc=$?
+    cleanup_children
+    if ((rc == 0)); then
+        rm -rf "$WORK"
+    else
+        echo "soak: kept $WORK (logs and JSON) for this failure" >&2
+    fi
+}
+trap finish EXIT
+
+# --- backends -------------------------------------------------------------------------------
+ports=()
+for i in 1 2 3 4; do
+    "$BIN"/wsecho --port 0 --procs 1 --lifetime $((DURATION + 300)) >"$WORK/wsecho$i.out" 2>&1 &
+    track_pid $!
+    wait_for_line "$WORK/wsecho$i.out" '^listening 127\.0\.0\.1:[0-9]+' 10 $! || die "wsecho $i did not start"
+    ports+=("$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/wsecho$i.out" | head -1)")
+done
+FLAKY=$(free_port)
+FLAKY_PID=""
+start_flaky() {
+    "$BIN"/wsecho --port "$FLAKY" --procs 1 --lifetime $((DURATION + 300)) >>"$WORK/flaky.out" 2>&1 &
+    FLAKY_PID=$!
+    track_pid "$FLAKY_PID"
+}
+start_flaky
+DOWN=$(free_port)
+LISTEN=$(free_port)
+METRICS=$(free_port)
+
+write_conf() { # keepalive
+    cat >"$WORK/ringway.conf.new" <<EOF
+worker_processes $WORKERS;
+events { worker_connections 4096; }
+http {
+    map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+    client_header_timeout 2s;
+    client_body_timeout 2s;
+    upstream nodes {
+        server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]};
+        server 127.0.0.1:${ports[2]}; server 127.0.0.1:${ports[3]};
+        keepalive $1;
+    }
+    upstream flaky { server 127.0.0.1:$FLAKY max_fails=0; keepalive 8; }
+    upstream down { server 127.0.0.1:$DOWN; }
+    server {
+        listen 127.0.0.1:$LISTEN;
+        proxy_http_version 1.1;
+        proxy_set_header Upgrade \$http_upgrade;
+        proxy_set_header Connection \$connection_upgrade;
+        proxy_set_header Host \$host;
+        location / { proxy_pass http://nodes; }
+        location /flaky { proxy_pass http://flaky; }
+        location /down { proxy_pass http://down; }
+    }
+}
+EOF
+    mv "$WORK/ringway.conf.new" "$WORK/ringway.conf"
+}
+write_conf 32
+
+# --- ringway --------------------------------------------------------------------------------
+"$BIN"/ringway -c "$WORK/ringway.conf" --worker-mode "$MODE" --metrics "127.0.0.1:$METRICS" >"$WORK/ringway.log" 2>&1 &
+RPID=$!
+track_pid "$RPID"
+wait_port "$LISTEN" 10 || die "ringway did not listen on 127.0.0.1:$LISTEN (log: $WORK/ringway.log)"
+wait_port "$METRICS" 10 || die "ringway's metrics did not listen on 127.0.0.1:$METRICS"
+
+# GET /metrics over bash's /dev/tcp (no curl needed).
+scrape() {
+    local out
+    exec 3<>"/dev/tcp/127.0.0.1/$METRICS" || return 1
+    printf 'GET /metrics HTTP/1.0\r\nHost: soak\r\n\r\n' >&3
+    out=$(cat <&3)
+    exec 3<&-
+    printf '%s\n' "$out"
+}
+# metric NAME [LABEL-REGEX]: the sum over every series of family NAME (every worker and
+# generation) whose labels match.
+metric() {
+    scrape | awk -v name="$1" -v re="${2:-}" '
+        $1 ~ "^" name "([{]|$)" && (re == "" || $1 ~ re) { s += $2 }
+        END { printf "%d", s }'
+}
+count_fds() { # socket|pipe: ringway's, and its worker processes' in process mode
+    local pids=("$RPID") kids=()
+    read -r -a kids <"/proc/$RPID/task/$RPID/children" 2>/dev/null || true
+    pids+=("${kids[@]}")
+    local p n=0
+    for p in "${pids[@]}"; do
+        n=$((n + $(find "/proc/$p/fd" -lname "$1:*" 2>/dev/null | wc -l)))
+    done
+    printf '%s' "$n"
+}
+rss_kb() { rss_tree_kb "$RPID"; }
+
+SOCKETS0=$(count_fds socket)
+POOLED0=$(metric ringway_upstream_pooled)
+# Pipes that are not the pools' (stdin, when this script runs in a pipeline).
+OTHER_PIPES=$(($(count_fds pipe) - 2 * $(metric ringway_pipes 'state="idle"')))
+RSS0=$(rss_kb)
+log "ringway pid $RPID on 127.0.0.1:$LISTEN ($WORKERS workers, $MODE mode), $SOCKETS0 sockets, RSS $((RSS0 / 1024)) MiB; ${DURATION}s of load"
+
+# --- load -----------------------------------------------------------------------------------
+LG=("$BIN/loadgen")
+T=(--target "127.0.0.1:$LISTEN")
+declare -A LOAD_PID=()
+load() { # name strict(0|1) args...
+    local name=$1 strict=$2
+    shift 2
+    local s=()
+    ((strict)) && s=(--strict)
+    "${LG[@]}" "${s[@]}" "$@" >"$WORK/$name.json" 2>"$WORK/$name.err" &
+    LOAD_PID[$name]=$!
+    track_pid $!
+}
+load echo 1 echo "${T[@]}" --conns 50 --size 64 --duration "$DURATION" --warmup 0
+load bulk 1 bulk "${T[@]}" --conns 2 --duration "$DURATION" --warmup 0
+load http 1 http "${T[@]}" --conns 20 --duration "$DURATION" --warmup 0
+load churn 1 churn "${T[@]}" --conns 4 --duration "$DURATION"
+load hostile 1 hostile "${T[@]}" --conns 8 --duration "$DURATION" --timeout 5 --down-path /down
+load flaky 0 http "${T[@]}" --path /flaky --conns 4 --duration "$DURATION" --warmup 0
+
+# Disturbances while the load runs: the flaky backend dies every 4 s (back 1 s later), the
+# file changes and ringway reloads every 10 s (the first at 5 s).
+start=$SECONDS reloads=0 kills=0 peak_rss=$RSS0 keep=32 next_kill=4 next_reload=5
+while ((SECONDS - start < DURATION)); do
+    sleep 0.5
+    el=$((SECONDS - start))
+    if ((el >= next_kill)) && [[ -n $FLAKY_PID ]]; then
+        # (bash reports the SIGKILL on stderr; it is the point here)
+        { stop_pid "$FLAKY_PID" KILL; } 2>/dev/null
+        FLAKY_PID=""
+        kills=$((kills + 1))
+        next_kill=$((el + 4))
+    elif ((el >= next_kill - 3)) && [[ -z $FLAKY_PID ]]; then
+        start_flaky
+    fi
+    if ((el >= next_reload)); then
+        keep=$((keep == 32 ? 16 : 32))
+        write_conf "$keep"
+        kill -HUP "$RPID"
+        reloads=$((reloads + 1))
+        next_reload=$((el + 10))
+    fi
+    r=$(rss_kb)
+    ((r > peak_rss)) && peak_rss=$r
+done
+[[ -n $FLAKY_PID ]] || start_flaky
+
+# --- results of the load ----------------------------------------------------------------------
+check() { # ok(0|1) what
+    if (($1)); then
+        printf '  ok    %s\n' "$2"
+    else
+        printf '  FAIL  %s\n' "$2"
+        FAILED=1
+    fi
+}
+SUMMARY=$WORK/summary.txt
+declare -A LOAD_RC=()
+# One block written to summary.txt (not a pipeline: `wait` needs this shell), shown after.
+{
+    echo "soak: ${DURATION}s, $WORKERS workers ($MODE mode), $reloads reloads, flaky backend killed $kills times"
+    echo "loads (loadgen's own summary lines):"
+    for name in echo bulk http churn hostile flaky; do
+        rc=0
+        wait "${LOAD_PID[$name]}" || rc=$?
+        forget_pid "${LOAD_PID[$name]}"
+        line=$(grep -E '^(echo|bulk|http|churn|hostile):' "$WORK/$name.err" | tail -1 || true)
+        printf '  %-8s exit %s  %s\n' "$name" "$rc" "${line:-(no summary line)}"
+        grep -E '^  unexpected:' "$WORK/$name.err" | head -5 || true
+        LOAD_RC[$name]=$rc
+    done
+    echo "checks:"
+    for name in echo bulk http churn; do
+        check $((LOAD_RC[$name] == 0)) "$name: no failure, error or stall (loadgen --strict)"
+    done
+    check $((LOAD_RC[hostile] == 0)) "hostile: every bad client got its status or a clean close"
+    check $((LOAD_RC[flaky] == 0)) "flaky: the run completed (its failures are expected and counted)"
+
+    # Drained: wait up to 15 s for the sessions of the load to end everywhere.
+    # A pooled upstream connection is a session of its own (state Pooled): those may stay.
+    sessions=-1 pooled=0 pipes_busy=-1 bufs=-1 workers=-1
+    for ((i = 0; i < 150; i++)); do
+        sessions=$(metric ringway_sessions)
+        pooled=$(metric ringway_upstream_pooled)
+        pipes_busy=$(metric ringway_pipes 'state="in_use"')
+        bufs=$(metric ringway_relay_buffers_held)
+        workers=$(scrape | grep -c '^ringway_worker_slots{' || true)
+        ((sessions == pooled && pipes_busy == 0 && bufs == 0 && workers == WORKERS)) && break
+        sleep 0.1
+    done
+    check $((sessions == pooled)) "no session left but the $pooled pooled upstream connections (ringway_sessions = $sessions)"
+    check $((pipes_busy == 0)) "no pipe in use (ringway_pipes in_use = $pipes_busy)"
+    check $((bufs == 0)) "no ring buffer held (ringway_relay_buffers_held = $bufs)"
+    check $((workers == WORKERS)) "only the current generation's workers ($workers of $WORKERS)"
+    # The connection of the last scrape may still be closing: look again for up to 5 s.
+    for ((i = 0; i < 50; i++)); do
+        pooled=$(metric ringway_upstream_pooled)
+        idle_pipes=$(metric ringway_pipes 'state="idle"')
+        sleep 0.1
+        sockets=$(count_fds socket)
+        pipe_fds=$(count_fds pipe)
+        ((sockets == SOCKETS0 - POOLED0 + pooled && pipe_fds == OTHER_PIPES + 2 * idle_pipes)) && break
+    done
+    check $((sockets == SOCKETS0 - POOLED0 + pooled)) \
+        "sockets: $sockets = $SOCKETS0 before the load - $POOLED0 pooled then + $pooled pooled now"
+    check $((pipe_fds == OTHER_PIPES + 2 * idle_pipes)) "pipe fds: $pipe_fds = 2 × $idle_pipes idle pipes in the pools + $OTHER_PIPES not the pools' (stdio)"
+
+    rc=0
+    "${LG[@]}" --strict echo "${T[@]}" --conns 10 --size 64 --duration 1 --warmup 0 >/dev/null 2>"$WORK/after-echo.err" || rc=$?
+    check $((rc == 0)) "a fresh echo after the soak"
+    rc=0
+    "${LG[@]}" --strict http "${T[@]}" --conns 5 --duration 1 --warmup 0 >/dev/null 2>"$WORK/after-http.err" || rc=$?
+    check $((rc == 0)) "fresh GETs after the soak"
+    bad_log=$(grep -Ec 'panic|\[alert\]|\[emerg\]' "$WORK/ringway.log" || true)
+    check $((bad_log == 0)) "no panic, [alert] or [emerg] in ringway's log ($(wc -l <"$WORK/ringway.log") lines)"
+    RSS1=$(rss_kb)
+    stop_pid "$RPID" QUIT
+    check $((STOP_RC == 0)) "graceful stop (SIGQUIT) exits 0 (exit $STOP_RC)"
+    echo "log lines by level: $(grep -oE '\[(debug|info|notice|warn|error|crit)\]' "$WORK/ringway.log" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//')"
+    echo "RSS: $((RSS0 / 1024)) MiB before, $((peak_rss / 1024)) MiB at most during, $((RSS1 / 1024)) MiB after"
+} >"$SUMMARY"
+cat "$SUMMARY"
+
+if [[ -n $OUT ]]; then
+    mkdir -p "$OUT"
+    cp "$WORK"/*.json "$WORK"/*.err "$WORK/ringway.conf" "$WORK/ringway.log" "$SUMMARY" "$OUT"/
+    log "wrote $OUT"
+fi
+if ((FAILED)); then
+    log "soak FAILED (above)"
+    exit 1
+fi
+log "soak passed"
