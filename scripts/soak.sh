@@ -2,8 +2,8 @@
 # Soak: everything a deployed proxy meets, at once, against one ringway for a while; then look
 # for what it leaked.
 #
-#   scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--out DIR]
-#                   [--no-build]
+#   scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--nginx]
+#                   [--out DIR] [--no-build]
 #
 # Starts 4 wsecho backends (upstream `nodes`, location /), a fifth that this script kills
 # (SIGKILL) every 4 s and restarts a second later (upstream `flaky`, location /flaky), a port
@@ -29,20 +29,24 @@
 #     connections it pools (pipes: 2 fds per idle pipe in its pool);
 #   - it still serves a fresh echo and fresh GETs, its error log has no panic, [alert] or
 #     [emerg], and a graceful stop (SIGQUIT) exits 0 within 10 s.
-# RSS before, during and after is printed. With --out DIR, the JSON of every load, the conf,
+# RSS before, during and after is printed. With --nginx, nginx then gets the same file, the
+# same load and the same disturbances (reloads by SIGHUP), and its loads' summary lines, RSS,
+# sockets before and after, and log lines by level are printed beside ringway's (for
+# comparison; no check is made of nginx). With --out DIR, the JSON of every load, the conf,
 # ringway's log and summary.txt are copied there. Loopback only; free ports; everything it
 # starts is stopped by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
-DURATION=60 WORKERS=2 MODE=thread OUT="" BUILD=1
-usage() { echo "usage: scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--out DIR] [--no-build]" >&2; }
+DURATION=60 WORKERS=2 MODE=thread NGINX=0 OUT="" BUILD=1
+usage() { echo "usage: scripts/soak.sh [--duration S] [--workers N] [--worker-mode thread|process] [--nginx] [--out DIR] [--no-build]" >&2; }
 while (($#)); do
     case $1 in
     --duration) DURATION=${2:-} && shift ;;
     --workers) WORKERS=${2:-} && shift ;;
     --worker-mode) MODE=${2:-} && shift ;;
+    --nginx) NGINX=1 ;;
     --out) OUT=${2:-} && shift ;;
     --no-build) BUILD=0 ;;
     -h | --help)
@@ -77,6 +81,7 @@ if ((BUILD)); then
     log "building (release)"
     cargo build --release --workspace --quiet
 fi
+((NGINX == 0)) || command -v nginx >/dev/null || die "--nginx: nginx is not installed (apt-get install nginx-light)"
 for b in ringway wsecho loadgen; do
     [[ -x $BIN/$b ]] || die "$BIN/$b is missing: run without --no-build (or cargo build --release --workspace)"
 done
@@ -114,23 +119,25 @@ DOWN=$(free_port)
 LISTEN=$(free_port)
 METRICS=$(free_port)
 
-write_conf() { # keepalive
-    cat >"$WORK/ringway.conf.new" <<EOF
+write_conf() { # FILE LISTEN-PORT KEEPALIVE [EXTRA-TOP-LEVEL]
+    cat >"$1.new" <<EOF
+${4:-}
 worker_processes $WORKERS;
 events { worker_connections 4096; }
 http {
+    access_log off;
     map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
     client_header_timeout 2s;
     client_body_timeout 2s;
     upstream nodes {
         server 127.0.0.1:${ports[0]}; server 127.0.0.1:${ports[1]};
         server 127.0.0.1:${ports[2]}; server 127.0.0.1:${ports[3]};
-        keepalive $1;
+        keepalive $3;
     }
     upstream flaky { server 127.0.0.1:$FLAKY max_fails=0; keepalive 8; }
     upstream down { server 127.0.0.1:$DOWN; }
     server {
-        listen 127.0.0.1:$LISTEN;
+        listen 127.0.0.1:$2;
         proxy_http_version 1.1;
         proxy_set_header Upgrade \$http_upgrade;
         proxy_set_header Connection \$connection_upgrade;
@@ -141,9 +148,9 @@ http {
     }
 }
 EOF
-    mv "$WORK/ringway.conf.new" "$WORK/ringway.conf"
+    mv "$1.new" "$1"
 }
-write_conf 32
+write_conf "$WORK/ringway.conf" "$LISTEN" 32
 
 # --- ringway --------------------------------------------------------------------------------
 "$BIN"/ringway -c "$WORK/ringway.conf" --worker-mode "$MODE" --metrics "127.0.0.1:$METRICS" >"$WORK/ringway.log" 2>&1 &
@@ -189,8 +196,7 @@ log "ringway pid $RPID on 127.0.0.1:$LISTEN ($WORKERS workers, $MODE mode), $SOC
 
 # --- load -----------------------------------------------------------------------------------
 LG=("$BIN/loadgen")
-T=(--target "127.0.0.1:$LISTEN")
-declare -A LOAD_PID=()
+declare -A LOAD_PID=() LOAD_RC=()
 load() { # name strict(0|1) args...
     local name=$1 strict=$2
     shift 2
@@ -200,39 +206,60 @@ load() { # name strict(0|1) args...
     LOAD_PID[$name]=$!
     track_pid $!
 }
-load echo 1 echo "${T[@]}" --conns 50 --size 64 --duration "$DURATION" --warmup 0
-load bulk 1 bulk "${T[@]}" --conns 2 --duration "$DURATION" --warmup 0
-load http 1 http "${T[@]}" --conns 20 --duration "$DURATION" --warmup 0
-load churn 1 churn "${T[@]}" --conns 4 --duration "$DURATION"
-load hostile 1 hostile "${T[@]}" --conns 8 --duration "$DURATION" --timeout 5 --down-path /down
-load flaky 0 http "${T[@]}" --path /flaky --conns 4 --duration "$DURATION" --warmup 0
-
-# Disturbances while the load runs: the flaky backend dies every 4 s (back 1 s later), the
-# file changes and ringway reloads every 10 s (the first at 5 s).
-start=$SECONDS reloads=0 kills=0 peak_rss=$RSS0 keep=32 next_kill=4 next_reload=5
-while ((SECONDS - start < DURATION)); do
-    sleep 0.5
-    el=$((SECONDS - start))
-    if ((el >= next_kill)) && [[ -n $FLAKY_PID ]]; then
-        # (bash reports the SIGKILL on stderr; it is the point here)
-        { stop_pid "$FLAKY_PID" KILL; } 2>/dev/null
-        FLAKY_PID=""
-        kills=$((kills + 1))
-        next_kill=$((el + 4))
-    elif ((el >= next_kill - 3)) && [[ -z $FLAKY_PID ]]; then
-        start_flaky
-    fi
-    if ((el >= next_reload)); then
-        keep=$((keep == 32 ? 16 : 32))
-        write_conf "$keep"
-        kill -HUP "$RPID"
-        reloads=$((reloads + 1))
-        next_reload=$((el + 10))
-    fi
-    r=$(rss_kb)
-    ((r > peak_rss)) && peak_rss=$r
-done
-[[ -n $FLAKY_PID ]] || start_flaky
+LOADS=(echo bulk http churn hostile flaky)
+# soak PREFIX PID PORT RELOAD-FUNCTION: the loads against 127.0.0.1:PORT for DURATION seconds
+# while the flaky backend dies every 4 s (back 1 s later) and the file changes and the proxy
+# reloads every 10 s (the first at 5 s). Sets RELOADS, KILLS, PEAK_RSS and LOAD_RC[PREFIX-x];
+# prints each load's exit status and summary line.
+soak() {
+    local p=$1 pid=$2 port=$3 reload=$4 name line rc el r
+    local t=(--target "127.0.0.1:$port")
+    load "$p-echo" 1 echo "${t[@]}" --conns 50 --size 64 --duration "$DURATION" --warmup 0
+    load "$p-bulk" 1 bulk "${t[@]}" --conns 2 --duration "$DURATION" --warmup 0
+    load "$p-http" 1 http "${t[@]}" --conns 20 --duration "$DURATION" --warmup 0
+    load "$p-churn" 1 churn "${t[@]}" --conns 4 --duration "$DURATION"
+    load "$p-hostile" 1 hostile "${t[@]}" --conns 8 --duration "$DURATION" --timeout 5 --down-path /down
+    load "$p-flaky" 0 http "${t[@]}" --path /flaky --conns 4 --duration "$DURATION" --warmup 0
+    local start=$SECONDS keep=32 next_kill=4 next_reload=5
+    RELOADS=0 KILLS=0 PEAK_RSS=$(rss_tree_kb "$pid")
+    while ((SECONDS - start < DURATION)); do
+        sleep 0.5
+        el=$((SECONDS - start))
+        if ((el >= next_kill)) && [[ -n $FLAKY_PID ]]; then
+            # (bash reports the SIGKILL on stderr; it is the point here)
+            { stop_pid "$FLAKY_PID" KILL; } 2>/dev/null
+            FLAKY_PID=""
+            KILLS=$((KILLS + 1))
+            next_kill=$((el + 4))
+        elif ((el >= next_kill - 3)) && [[ -z $FLAKY_PID ]]; then
+            start_flaky
+        fi
+        if ((el >= next_reload)); then
+            keep=$((keep == 32 ? 16 : 32))
+            "$reload" "$keep"
+            RELOADS=$((RELOADS + 1))
+            next_reload=$((el + 10))
+        fi
+        r=$(rss_tree_kb "$pid")
+        ((r > PEAK_RSS)) && PEAK_RSS=$r
+    done
+    [[ -n $FLAKY_PID ]] || start_flaky
+    echo "loads (loadgen's own summary lines):"
+    for name in "${LOADS[@]}"; do
+        rc=0
+        wait "${LOAD_PID[$p-$name]}" || rc=$?
+        forget_pid "${LOAD_PID[$p-$name]}"
+        line=$(grep -E '^(echo|bulk|http|churn|hostile):' "$WORK/$p-$name.err" | tail -1 || true)
+        printf '  %-8s exit %s  %s\n' "$name" "$rc" "${line:-(no summary line)}"
+        grep -E '^  unexpected:' "$WORK/$p-$name.err" | head -5 || true
+        LOAD_RC[$p-$name]=$rc
+    done
+}
+reload_ringway() {
+    write_conf "$WORK/ringway.conf" "$LISTEN" "$1"
+    kill -HUP "$RPID"
+}
+log_levels() { grep -aoE '\[(debug|info|notice|warn|error|crit|alert|emerg)\]' "$1" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//'; }
 
 # --- results of the load ----------------------------------------------------------------------
 check() { # ok(0|1) what
@@ -244,26 +271,16 @@ check() { # ok(0|1) what
     fi
 }
 SUMMARY=$WORK/summary.txt
-declare -A LOAD_RC=()
-# One block written to summary.txt (not a pipeline: `wait` needs this shell), shown after.
+# Blocks written to summary.txt (not a pipeline: `wait` needs this shell), shown after each.
 {
-    echo "soak: ${DURATION}s, $WORKERS workers ($MODE mode), $reloads reloads, flaky backend killed $kills times"
-    echo "loads (loadgen's own summary lines):"
-    for name in echo bulk http churn hostile flaky; do
-        rc=0
-        wait "${LOAD_PID[$name]}" || rc=$?
-        forget_pid "${LOAD_PID[$name]}"
-        line=$(grep -E '^(echo|bulk|http|churn|hostile):' "$WORK/$name.err" | tail -1 || true)
-        printf '  %-8s exit %s  %s\n' "$name" "$rc" "${line:-(no summary line)}"
-        grep -E '^  unexpected:' "$WORK/$name.err" | head -5 || true
-        LOAD_RC[$name]=$rc
-    done
+    soak rw "$RPID" "$LISTEN" reload_ringway
+    echo "ringway: ${DURATION}s, $WORKERS workers ($MODE mode), $RELOADS reloads, flaky backend killed $KILLS times"
     echo "checks:"
     for name in echo bulk http churn; do
-        check $((LOAD_RC[$name] == 0)) "$name: no failure, error or stall (loadgen --strict)"
+        check $((LOAD_RC[rw-$name] == 0)) "$name: no failure, error or stall (loadgen --strict)"
     done
-    check $((LOAD_RC[hostile] == 0)) "hostile: every bad client got its status or a clean close"
-    check $((LOAD_RC[flaky] == 0)) "flaky: the run completed (its failures are expected and counted)"
+    check $((LOAD_RC[rw-hostile] == 0)) "hostile: every bad client got its status or a clean close"
+    check $((LOAD_RC[rw-flaky] == 0)) "flaky: the run completed (its failures are expected and counted)"
 
     # Drained: wait up to 15 s for the sessions of the load to end everywhere.
     # A pooled upstream connection is a session of its own (state Pooled): those may stay.
@@ -294,25 +311,70 @@ declare -A LOAD_RC=()
         "sockets: $sockets = $SOCKETS0 before the load - $POOLED0 pooled then + $pooled pooled now"
     check $((pipe_fds == OTHER_PIPES + 2 * idle_pipes)) "pipe fds: $pipe_fds = 2 × $idle_pipes idle pipes in the pools + $OTHER_PIPES not the pools' (stdio)"
 
+    T=(--target "127.0.0.1:$LISTEN")
     rc=0
     "${LG[@]}" --strict echo "${T[@]}" --conns 10 --size 64 --duration 1 --warmup 0 >/dev/null 2>"$WORK/after-echo.err" || rc=$?
     check $((rc == 0)) "a fresh echo after the soak"
     rc=0
     "${LG[@]}" --strict http "${T[@]}" --conns 5 --duration 1 --warmup 0 >/dev/null 2>"$WORK/after-http.err" || rc=$?
     check $((rc == 0)) "fresh GETs after the soak"
-    bad_log=$(grep -Ec 'panic|\[alert\]|\[emerg\]' "$WORK/ringway.log" || true)
+    bad_log=$(grep -aEc 'panic|\[alert\]|\[emerg\]' "$WORK/ringway.log" || true)
     check $((bad_log == 0)) "no panic, [alert] or [emerg] in ringway's log ($(wc -l <"$WORK/ringway.log") lines)"
     RSS1=$(rss_kb)
     stop_pid "$RPID" QUIT
     check $((STOP_RC == 0)) "graceful stop (SIGQUIT) exits 0 (exit $STOP_RC)"
-    echo "log lines by level: $(grep -oE '\[(debug|info|notice|warn|error|crit)\]' "$WORK/ringway.log" | sort | uniq -c | awk '{printf "%s %s, ", $2, $1}' | sed 's/, $//')"
-    echo "RSS: $((RSS0 / 1024)) MiB before, $((peak_rss / 1024)) MiB at most during, $((RSS1 / 1024)) MiB after"
+    echo "log lines by level: $(log_levels "$WORK/ringway.log")"
+    echo "RSS: $((RSS0 / 1024)) MiB before, $((PEAK_RSS / 1024)) MiB at most during, $((RSS1 / 1024)) MiB after"
 } >"$SUMMARY"
 cat "$SUMMARY"
 
+# --- nginx, the same file, load and disturbances (for comparison; nothing is checked) ------
+if ((NGINX)); then
+    NLISTEN=$(free_port)
+    mkdir -p "$WORK/nginx/logs"
+    NG_TOP="pid $WORK/nginx/nginx.pid; error_log $WORK/nginx.log info;"
+    write_conf "$WORK/nginx.conf" "$NLISTEN" 32 "$NG_TOP"
+    nginx -p "$WORK/nginx" -c "$WORK/nginx.conf" -g "daemon off; master_process on;" >"$WORK/nginx.out" 2>&1 &
+    NPID=$!
+    track_pid "$NPID"
+    wait_port "$NLISTEN" 10 || die "nginx did not listen on 127.0.0.1:$NLISTEN (log: $WORK/nginx.log)"
+    nginx_sockets() {
+        local kids=() p n=0
+        read -r -a kids <"/proc/$NPID/task/$NPID/children" 2>/dev/null || true
+        for p in "$NPID" "${kids[@]}"; do
+            n=$((n + $(find "/proc/$p/fd" -lname 'socket:*' 2>/dev/null | wc -l)))
+        done
+        printf '%s' "$n"
+    }
+    NSOCK0=$(nginx_sockets)
+    NRSS0=$(rss_tree_kb "$NPID")
+    reload_nginx() {
+        write_conf "$WORK/nginx.conf" "$NLISTEN" "$1" "$NG_TOP"
+        kill -HUP "$NPID"
+    }
+    log "nginx pid $NPID on 127.0.0.1:$NLISTEN, the same ${DURATION}s"
+    {
+        echo
+        soak ng "$NPID" "$NLISTEN" reload_nginx
+        echo "nginx: ${DURATION}s, $WORKERS workers, $RELOADS reloads, flaky backend killed $KILLS times"
+        for name in echo bulk http churn hostile; do
+            printf '  %-8s %s\n' "$name" "$( ((LOAD_RC[ng-$name] == 0)) && echo "no failure, error, stall or unexpected answer" || echo "exit ${LOAD_RC[ng-$name]}: see above")"
+        done
+        sleep 5
+        echo "sockets: $NSOCK0 before the load, $(nginx_sockets) 5 s after it (master and workers; pooled upstream connections included)"
+        NRSS1=$(rss_tree_kb "$NPID")
+        stop_pid "$NPID" QUIT
+        echo "graceful stop (SIGQUIT): exit $STOP_RC"
+        echo "log lines by level: $(log_levels "$WORK/nginx.log")"
+        echo "RSS (master and workers): $((NRSS0 / 1024)) MiB before, $((PEAK_RSS / 1024)) MiB at most during, $((NRSS1 / 1024)) MiB after"
+    } >"$WORK/nginx-summary.txt"
+    cat "$WORK/nginx-summary.txt"
+    cat "$WORK/nginx-summary.txt" >>"$SUMMARY"
+fi
+
 if [[ -n $OUT ]]; then
     mkdir -p "$OUT"
-    cp "$WORK"/*.json "$WORK"/*.err "$WORK/ringway.conf" "$WORK/ringway.log" "$SUMMARY" "$OUT"/
+    cp "$WORK"/*.json "$WORK"/*.err "$WORK"/*.conf "$WORK"/*.log "$SUMMARY" "$OUT"/
     log "wrote $OUT"
 fi
 if ((FAILED)); then
