@@ -100,9 +100,11 @@ finish() {
 trap finish EXIT
 
 # --- backends -------------------------------------------------------------------------------
+# They outlive the run (ringway's and, with --nginx, nginx's) and then exit by themselves.
+LIFETIME=$(((NGINX + 1) * (DURATION + 60) + 300))
 ports=()
 for i in 1 2 3 4; do
-    "$BIN"/wsecho --port 0 --procs 1 --lifetime $((DURATION + 300)) >"$WORK/wsecho$i.out" 2>&1 &
+    "$BIN"/wsecho --port 0 --procs 1 --lifetime "$LIFETIME" >"$WORK/wsecho$i.out" 2>&1 &
     track_pid $!
     wait_for_line "$WORK/wsecho$i.out" '^listening 127\.0\.0\.1:[0-9]+' 10 $! || die "wsecho $i did not start"
     ports+=("$(sed -n 's/^listening 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$WORK/wsecho$i.out" | head -1)")
@@ -110,7 +112,7 @@ done
 FLAKY=$(free_port)
 FLAKY_PID=""
 start_flaky() {
-    "$BIN"/wsecho --port "$FLAKY" --procs 1 --lifetime $((DURATION + 300)) >>"$WORK/flaky.out" 2>&1 &
+    "$BIN"/wsecho --port "$FLAKY" --procs 1 --lifetime "$LIFETIME" >>"$WORK/flaky.out" 2>&1 &
     FLAKY_PID=$!
     track_pid "$FLAKY_PID"
 }

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# scripts/lib/common.sh: helpers shared by scripts/compare.sh, ceiling.sh and routing-cost.sh
+# scripts/lib/common.sh: helpers shared by scripts/compare.sh, ceiling.sh, routing-cost.sh,
 # (sourced, not run).
 #
 # Process bookkeeping (every child is started through start_bg and killed by pid on exit,
