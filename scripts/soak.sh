@@ -32,9 +32,9 @@
 # RSS before, during and after is printed. With --nginx, nginx then gets the same file, the
 # same load and the same disturbances (reloads by SIGHUP), and its loads' summary lines, RSS,
 # sockets before and after, and log lines by level are printed beside ringway's (for
-# comparison; no check is made of nginx). With --out DIR, the JSON of every load, the conf,
-# ringway's log and summary.txt are copied there. Loopback only; free ports; everything it
-# starts is stopped by pid.
+# comparison; no check is made of nginx). With --out DIR, the JSON of every load, the confs,
+# summary.txt and the logs are copied there (a log over 1 MiB as a digest). Loopback only;
+# free ports; everything it starts is stopped by pid.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -376,7 +376,16 @@ fi
 
 if [[ -n $OUT ]]; then
     mkdir -p "$OUT"
-    cp "$WORK"/*.json "$WORK"/*.err "$WORK"/*.conf "$WORK"/*.log "$SUMMARY" "$OUT"/
+    cp "$WORK"/*.json "$WORK"/*.err "$WORK"/*.conf "$SUMMARY" "$OUT"/
+    # Logs of up to 1 MiB as they are; bigger ones (a long run logs every refused connect to
+    # the flaky backend) as a digest.
+    for f in "$WORK"/*.log; do
+        if (($(wc -c <"$f") <= 1048576)); then
+            cp "$f" "$OUT"/
+        else
+            log_digest "$f" >"$OUT/${f##*/}.digest.txt"
+        fi
+    done
     log "wrote $OUT"
 fi
 if ((FAILED)); then

@@ -1,10 +1,10 @@
 # shellcheck shell=bash
 # scripts/lib/common.sh: helpers shared by scripts/compare.sh, ceiling.sh, routing-cost.sh,
-# (sourced, not run).
+# cluster.sh, socketio-test.sh and soak.sh (sourced, not run).
 #
 # Process bookkeeping (every child is started through start_bg and killed by pid on exit,
-# never by name), free-port probing on loopback, JSON string and list escaping, and the memory
-# sampler used during the raised-ceiling runs. Needs bash >= 5 ($EPOCHREALTIME).
+# never by name), free-port probing on loopback, JSON string and list escaping, the memory
+# sampler used during the raised-ceiling runs, and a digest of a log too big to keep. Needs bash >= 5 ($EPOCHREALTIME).
 
 # Pids of everything we started, in start order; cleanup_children kills them newest first.
 CHILD_PIDS=()
@@ -211,4 +211,18 @@ sample_mem() {
         printf '%s\t%s\t%s\n' "$(now_ms)" "$(rss_tree_kb "$pid")" "$(memfree_kb)" >>"$out"
         sleep 0.1
     done
+}
+
+# A digest of log file $1 for a results folder, when the log itself is too big to keep: its
+# line count, first and last 10 lines, and its 30 most frequent messages with the time
+# stamp dropped and every number written N (each cut at 200 characters).
+log_digest() {
+    local f=$1
+    printf '%s: %s lines, %s bytes\n\n--- first 10 lines\n' "${f##*/}" "$(wc -l <"$f")" "$(wc -c <"$f")"
+    head -10 "$f" | cut -c1-200
+    printf '\n--- the 30 most frequent messages (count, message with numbers as N)\n'
+    sed -E 's/^[0-9]{4}\/[0-9]{2}\/[0-9]{2} [0-9:]+ //; s/[0-9]+/N/g' "$f" | cut -c1-200 |
+        LC_ALL=C sort | uniq -c | sort -rn | head -30
+    printf '\n--- last 10 lines\n'
+    tail -10 "$f" | cut -c1-200
 }
