@@ -224,21 +224,10 @@ pub fn run(a: Args) -> Result<Value, RunError> {
 async fn cycle(kind: Kind, t: &Target, down: Option<&str>) -> Result<(), String> {
     let mut s = connect(t).await?;
     match kind {
-        Kind::Garbage => {
-            write(
-                &mut s,
-                b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1 not http\r\n\r\n",
-            )
-            .await;
-            expect_answer(&mut s, t, &[400]).await
-        }
-        Kind::BadHeaderName => {
-            write(
-                &mut s,
-                b"GET / HTTP/1.1\r\nHost: soak\r\nBad Name: x\r\n\r\n",
-            )
-            .await;
-            expect_answer(&mut s, t, &[400]).await
+        Kind::Garbage | Kind::BadHeaderName | Kind::Smuggle => {
+            let (req, want) = bad_request(kind);
+            write(&mut s, req).await;
+            expect_answer(&mut s, t, want).await
         }
         Kind::Oversized => {
             let mut req = b"GET / HTTP/1.1\r\nHost: soak\r\nX-Big: ".to_vec();
@@ -246,14 +235,6 @@ async fn cycle(kind: Kind, t: &Target, down: Option<&str>) -> Result<(), String>
             req.extend_from_slice(b"\r\n\r\n");
             write(&mut s, &req).await;
             expect_answer(&mut s, t, &[431, 400]).await
-        }
-        Kind::Smuggle => {
-            write(
-                &mut s,
-                b"POST / HTTP/1.1\r\nHost: soak\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
-            )
-            .await;
-            expect_answer(&mut s, t, &[400]).await
         }
         Kind::StalledHead => {
             write(&mut s, b"GET / HTTP/1.1\r\nHo").await;
@@ -338,6 +319,18 @@ async fn cycle(kind: Kind, t: &Target, down: Option<&str>) -> Result<(), String>
             write(&mut s, req.as_bytes()).await;
             expect_answer(&mut s, t, &[502, 504]).await
         }
+    }
+}
+
+/// The bytes of a kind that is one bad request, and the statuses it must get.
+fn bad_request(kind: Kind) -> (&'static [u8], &'static [u16]) {
+    match kind {
+        Kind::Garbage => (b"\x16\x03\x01\x00\xa5\x01\x00\x00\xa1 not http\r\n\r\n", &[400]),
+        Kind::BadHeaderName => (b"GET / HTTP/1.1\r\nHost: soak\r\nBad Name: x\r\n\r\n", &[400]),
+        _ => (
+            b"POST / HTTP/1.1\r\nHost: soak\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+            &[400],
+        ),
     }
 }
 
