@@ -4,37 +4,10 @@
 //! connections alive: a close is a reconnect, not an error); every `hostile` client gets its
 //! answer from ringway, not from a lax server; `--strict` turns failures into exit 3.
 
+mod common;
+
+use common::Echo;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-struct Echo {
-    child: Child,
-    port: u16,
-}
-
-impl Echo {
-    fn start() -> Echo {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_wsecho"))
-            .args(["--port", "0", "--lifetime", "60"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start wsecho");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().rsplit_once(':').unwrap().1.parse().unwrap();
-        Echo { child, port }
-    }
-}
-
-impl Drop for Echo {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn proxy(backends: &[Echo], wc: usize) -> ringway::Server {
     proxy_with(backends, wc, |_| {})
@@ -55,18 +28,10 @@ fn proxy_with(
     ringway::start(c).expect("ringway starts")
 }
 
+/// Runs loadgen; its JSON line whatever the exit status (Null without one).
 fn run_loadgen(args: &[&str]) -> (std::process::Output, Value) {
-    let o = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run loadgen");
-    let out = String::from_utf8_lossy(&o.stdout);
-    let j = out
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or(Value::Null);
+    let o = common::loadgen(args);
+    let j = common::json_line(&o).unwrap_or(Value::Null);
     (o, j)
 }
 
@@ -89,15 +54,12 @@ fn strict_exits_3(args: &[&str]) -> Value {
 }
 
 fn loadgen(args: &[&str]) -> Value {
-    let (o, j) = run_loadgen(args);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(!j.is_null(), "a JSON line");
-    j
+    common::last_json(&common::loadgen(args))
 }
 
 #[test]
 fn ceiling_at_1x64_is_31_and_balanced() {
-    let backends: Vec<Echo> = (0..4).map(|_| Echo::start()).collect();
+    let backends: Vec<Echo> = (0..4).map(|_| Echo::start(&[])).collect();
     let p = proxy(&backends, 64);
     let target = p.local_addr().to_string();
     let j = loadgen(&[
@@ -124,7 +86,7 @@ fn ceiling_at_1x64_is_31_and_balanced() {
 
 #[test]
 fn echo_for_2s_reports_every_field() {
-    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start(&[])).collect();
     let p = proxy(&backends, 1024);
     let target = p.local_addr().to_string();
     let pid = std::process::id().to_string();
@@ -163,7 +125,7 @@ fn echo_for_2s_reports_every_field() {
 
 #[test]
 fn http_through_ringway_counts_closes_as_reconnects() {
-    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start(&[])).collect();
     let p = proxy(&backends, 1024);
     let target = p.local_addr().to_string();
     let pid = std::process::id().to_string();
@@ -206,7 +168,7 @@ fn http_through_ringway_counts_closes_as_reconnects() {
 #[test]
 fn hostile_clients_each_get_their_answer_from_ringway_and_others_keep_working() {
     quiet();
-    let backends: Vec<Echo> = (0..2).map(|_| Echo::start()).collect();
+    let backends: Vec<Echo> = (0..2).map(|_| Echo::start(&[])).collect();
     let p = proxy_with(&backends, 1024, |c| {
         c.head_timeout = std::time::Duration::from_secs(1);
         c.body_timeout = std::time::Duration::from_secs(1);
@@ -250,7 +212,7 @@ fn hostile_clients_each_get_their_answer_from_ringway_and_others_keep_working() 
 #[test]
 fn hostile_catches_a_lax_server_and_strict_exits_3() {
     // wsecho is no strict HTTP server: no head timeout, no 431, no smuggling check.
-    let e = Echo::start();
+    let e = Echo::start(&[]);
     let target = format!("127.0.0.1:{}", e.port);
     let args = [
         "hostile",
