@@ -177,22 +177,22 @@ metric() {
         $1 ~ "^" name "([{]|$)" && (re == "" || $1 ~ re) { s += $2 }
         END { printf "%d", s }'
 }
-count_fds() { # socket|pipe: ringway's, and its worker processes' in process mode
-    local pids=("$RPID") kids=()
-    read -r -a kids <"/proc/$RPID/task/$RPID/children" 2>/dev/null || true
+count_fds() { # PID socket|pipe: the process's, and its children's (worker processes)
+    local pids=("$1") kids=()
+    read -r -a kids <"/proc/$1/task/$1/children" 2>/dev/null || true
     pids+=("${kids[@]}")
     local p n=0
     for p in "${pids[@]}"; do
-        n=$((n + $(find "/proc/$p/fd" -lname "$1:*" 2>/dev/null | wc -l)))
+        n=$((n + $(find "/proc/$p/fd" -lname "$2:*" 2>/dev/null | wc -l)))
     done
     printf '%s' "$n"
 }
 rss_kb() { rss_tree_kb "$RPID"; }
 
-SOCKETS0=$(count_fds socket)
+SOCKETS0=$(count_fds "$RPID" socket)
 POOLED0=$(metric ringway_upstream_pooled)
 # Pipes that are not the pools' (stdin, when this script runs in a pipeline).
-OTHER_PIPES=$(($(count_fds pipe) - 2 * $(metric ringway_pipes 'state="idle"')))
+OTHER_PIPES=$(($(count_fds "$RPID" pipe) - 2 * $(metric ringway_pipes 'state="idle"')))
 RSS0=$(rss_kb)
 log "ringway pid $RPID on 127.0.0.1:$LISTEN ($WORKERS workers, $MODE mode), $SOCKETS0 sockets, RSS $((RSS0 / 1024)) MiB; ${DURATION}s of load"
 
@@ -305,8 +305,8 @@ SUMMARY=$WORK/summary.txt
         pooled=$(metric ringway_upstream_pooled)
         idle_pipes=$(metric ringway_pipes 'state="idle"')
         sleep 0.1
-        sockets=$(count_fds socket)
-        pipe_fds=$(count_fds pipe)
+        sockets=$(count_fds "$RPID" socket)
+        pipe_fds=$(count_fds "$RPID" pipe)
         ((sockets == SOCKETS0 - POOLED0 + pooled && pipe_fds == OTHER_PIPES + 2 * idle_pipes)) && break
     done
     check $((sockets == SOCKETS0 - POOLED0 + pooled)) \
@@ -340,15 +340,7 @@ if ((NGINX)); then
     NPID=$!
     track_pid "$NPID"
     wait_port "$NLISTEN" 10 || die "nginx did not listen on 127.0.0.1:$NLISTEN (log: $WORK/nginx.log)"
-    nginx_sockets() {
-        local kids=() p n=0
-        read -r -a kids <"/proc/$NPID/task/$NPID/children" 2>/dev/null || true
-        for p in "$NPID" "${kids[@]}"; do
-            n=$((n + $(find "/proc/$p/fd" -lname 'socket:*' 2>/dev/null | wc -l)))
-        done
-        printf '%s' "$n"
-    }
-    NSOCK0=$(nginx_sockets)
+    NSOCK0=$(count_fds "$NPID" socket)
     NRSS0=$(rss_tree_kb "$NPID")
     reload_nginx() {
         write_conf "$WORK/nginx.conf" "$NLISTEN" "$1" "$NG_TOP"
@@ -363,7 +355,7 @@ if ((NGINX)); then
             printf '  %-8s %s\n' "$name" "$( ((LOAD_RC[ng-$name] == 0)) && echo "no failure, error, stall or unexpected answer" || echo "exit ${LOAD_RC[ng-$name]}: see above")"
         done
         sleep 5
-        echo "sockets: $NSOCK0 before the load, $(nginx_sockets) 5 s after it (master and workers; pooled upstream connections included)"
+        echo "sockets: $NSOCK0 before the load, $(count_fds "$NPID" socket) 5 s after it (master and workers; pooled upstream connections included)"
         NRSS1=$(rss_tree_kb "$NPID")
         stop_pid "$NPID" QUIT
         echo "graceful stop (SIGQUIT): exit $STOP_RC"
