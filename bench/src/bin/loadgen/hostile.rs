@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use ringway_bench::client::FrameReader;
 use ringway_bench::ws;
 use serde::Serialize;
 use serde_json::{json, Value};
@@ -269,7 +270,7 @@ async fn cycle(kind: Kind, t: &Target, down: Option<&str>) -> Result<(), String>
             Ok(())
         }
         Kind::AbandonedUpgrade => {
-            write(&mut s, &upgrade_request(&t.path)).await;
+            write(&mut s, &ws::client_request("soak", &t.path)).await;
             Ok(())
         }
         Kind::ResetInTunnel => {
@@ -354,31 +355,17 @@ fn reset(s: TcpStream) {
     drop(s);
 }
 
-fn upgrade_request(path: &str) -> Vec<u8> {
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: soak\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
-    )
-    .into_bytes()
-}
-
 /// Sends an upgrade request and reads up to the end of the `101` head.
 async fn upgrade(s: &mut TcpStream, t: &Target) -> Result<(), String> {
-    write(s, &upgrade_request(&t.path)).await;
-    let mut got = Vec::new();
-    let mut buf = [0u8; 4096];
-    let deadline = Instant::now() + t.timeout;
-    while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-        match tokio::time::timeout_at(deadline.into(), s.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => {
-                return Err(format!("upgrade closed early: {:?}", head_of(&got)))
-            }
-            Ok(Ok(n)) => got.extend_from_slice(&buf[..n]),
-            Err(_) => return Err("no 101 within the timeout".into()),
-        }
-    }
-    match status_of(&got) {
+    write(s, &ws::client_request("soak", &t.path)).await;
+    let head = match tokio::time::timeout(t.timeout, FrameReader::new(4096).read_head(s)).await {
+        Ok(Ok(head)) => head,
+        Ok(Err(e)) => return Err(format!("no 101, the connection ended: {e}")),
+        Err(_) => return Err("no 101 within the timeout".into()),
+    };
+    match status_of(head.as_bytes()) {
         Some(101) => Ok(()),
-        _ => Err(format!("upgrade answered {:?}", head_of(&got))),
+        _ => Err(format!("upgrade answered {:?}", head_of(head.as_bytes()))),
     }
 }
 
